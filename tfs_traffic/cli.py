@@ -1,0 +1,81 @@
+"""The `tfs-traffic` command: one subcommand per job, each defined in its own module.
+
+A command module exposes `register(subparsers)`, which adds its parser and sets `run`, a function
+taking the parsed arguments and returning the exit status. Modules import their heavy dependencies
+inside `run`, so `tfs-traffic sidecar` never loads what `report` or `sim` need.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from tfs_traffic import __version__
+from tfs_traffic.errors import ToolError
+
+# Order is the order of `tfs-traffic --help`.
+COMMAND_MODULES = ("tfs_traffic.commands.demo",)
+
+DESCRIPTION = """\
+Per-version traffic for TensorFlow Serving, and safe decisions about which versions to unload.
+
+Every loaded model version holds memory, but TF Serving counts requests per model only.
+tfs-traffic counts them per version (a C++ patch or a sidecar), and `tfs-traffic report`
+reads that history from Prometheus to tell which versions are idle and safe to unload.
+"""
+
+EPILOG = """\
+examples:
+  tfs-traffic report --prometheus http://prometheus:9090 --window 7d
+  tfs-traffic report --prometheus URL --models-config models.config --emit-config new.config
+  tfs-traffic demo
+
+Run `tfs-traffic COMMAND --help` for the flags of each command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every command module's subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="tfs-traffic",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tfs-traffic {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, run, and turn every expected failure into one line on stderr."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except ToolError as e:
+        print(f"tfs-traffic: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tfs-traffic: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:  # a bug: still one line, the traceback on request
+        if os.environ.get("TFS_TRAFFIC_DEBUG"):
+            raise
+        print(
+            f"tfs-traffic: internal error: {type(e).__name__}: {e} (set TFS_TRAFFIC_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The metric contract (design.md section 4): names and labels every part agrees on."""
+
+# Patched TF Serving, as its Prometheus exporter prints them (`/` becomes `:`, no `_total`).
+PATCHED_CALLS = ":tensorflow:serving:model_call_count"
+PATCHED_AVAILABLE = ":tensorflow:serving:model_version_available"
+# The same, as TF Serving's monitoring API names them inside the C++ code.
+TF_CALLS = "/tensorflow/serving/model_call_count"
+TF_AVAILABLE = "/tensorflow/serving/model_version_available"
+
+# The sidecar (prometheus_client).
+SIDECAR_CALLS = "tfserving_model_calls_total"
+SIDECAR_DURATION = "tfserving_model_call_duration_seconds"
+SIDECAR_AVAILABLE = "tfserving_model_version_available"
+SIDECAR_UP = "tfserving_sidecar_upstream_up"
+SIDECAR_PORT = 9102
+
+MODEL = "model_name"
+VERSION = "model_version"
+# Bounded cardinality: unknown model names and never-available versions are folded into this value.
+OTHER = "__other__"
+UNRESOLVED = "unresolved"
+
+# Both sources of each quantity; the report and the rules combine them with max, never sum.
+CALL_METRICS = (PATCHED_CALLS, SIDECAR_CALLS)
+AVAILABLE_METRICS = (PATCHED_AVAILABLE, SIDECAR_AVAILABLE)
+
+APIS = ("predict", "classify", "regress", "multi_inference")
