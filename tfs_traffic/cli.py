@@ -15,7 +15,9 @@ from tfs_traffic import __version__
 from tfs_traffic.errors import ToolError
 
 # Order is the order of `tfs-traffic --help`.
-COMMAND_MODULES = ("tfs_traffic.commands.demo",)
+COMMAND_MODULES: tuple[str, ...] = (
+    # one line per command module, e.g. "tfs_traffic.commands.report",
+)
 
 DESCRIPTION = """\
 Per-version traffic for TensorFlow Serving, and safe decisions about which versions to unload.
