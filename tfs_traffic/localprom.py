@@ -62,11 +62,25 @@ def promtool() -> str:
     return path
 
 
-def create_blocks(openmetrics_file: Path, tsdb_dir: Path) -> None:
-    """Backfill an OpenMetrics file into TSDB blocks under `tsdb_dir`."""
+def create_blocks(openmetrics_file: Path, tsdb_dir: Path, max_block_duration: float | None = None) -> None:
+    """Backfill an OpenMetrics file into TSDB blocks under `tsdb_dir`.
+
+    promtool re-reads the whole file once per block it cuts (2h by default), so long histories
+    want a larger `max_block_duration` (seconds; promtool rounds it down to 2h * 3^n).
+    """
     tsdb_dir.mkdir(parents=True, exist_ok=True)
+    extra = [f"--max-block-duration={int(max_block_duration)}s"] if max_block_duration else []
     proc = subprocess.run(
-        [promtool(), "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(openmetrics_file), str(tsdb_dir)],
+        [
+            promtool(),
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--quiet",
+            *extra,
+            str(openmetrics_file),
+            str(tsdb_dir),
+        ],
         capture_output=True,
         text=True,
     )
