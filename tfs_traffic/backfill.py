@@ -36,8 +36,6 @@ PATCHED_JOB = "tfserving"
 SIDECAR_JOB = "tfs-traffic-sidecar"
 PATCHED_PORT = 8501
 DAY = 86400.0
-# Block durations promtool can cut (2h * 3^n); a chunk is one block, so none overlap.
-BLOCK_RANGES = tuple(7200 * 3**n for n in range(6))  # 2h .. 486h
 STAMP = "backfill.json"
 
 
@@ -295,14 +293,6 @@ def fingerprint(scenario: Scenario) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def block_duration(span: float) -> int:
-    """The smallest block range promtool can cut that holds `span` seconds (at most 486h)."""
-    for size in BLOCK_RANGES:
-        if size >= span:
-            return size
-    return BLOCK_RANGES[-1]
-
-
 @dataclass
 class BackfillResult:
     out: Path
@@ -351,10 +341,10 @@ def backfill(
     write_atomic(config_path, models_config_text(scenario))
     lo, hi = scenario.start, scenario.end + 1
     if chunk_seconds is None:
-        size = block_duration(hi - lo)
+        size = localprom.block_duration_for(hi - lo)
         chunks = [(lo, hi)]
     else:
-        size = block_duration(chunk_seconds)
+        size = localprom.block_duration_for(chunk_seconds)
         first = math.floor(lo / size) * size
         chunks = [(max(lo, a), min(hi, a + size)) for a in range(int(first), int(hi), size)]
     files: list[Path] = []
