@@ -8,8 +8,11 @@ Two rules shape every expression here (design.md section 4):
 
 - The patched counter and the sidecar counter may both count the same calls (a sidecar in front of
   a patched server), so the two sources are combined with `max`, never `sum`. Each source is first
-  summed over its own replicas, then tagged with a `source` label (so that `or` keeps both), then
-  `max by` the grouping labels drops the tag again.
+  summed over its own replicas, then tagged with the report's `tfs_source` label (`promql.by_source`,
+  so that `or` keeps both), then `max by` the grouping labels drops the tag again.
+- Calls in a window come from the report's exact per-series formula (`promql.calls_per_series`):
+  counter resets are handled, and a sidecar series born at its first call (prometheus_client) still
+  counts that call, which `increase()` alone would miss.
 - Every recording rule reads raw series only, never another recorded series, so that one pass of
   `promtool tsdb create-blocks-from rules` can give all of them their history.
 
@@ -22,8 +25,8 @@ per version instead of a range over raw counters.
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfs_traffic import contract
-from tfs_traffic.durations import format_duration, parse_duration
+from tfs_traffic import contract, promql
+from tfs_traffic.durations import parse_duration
 
 # Recorded series (level:metric:operations). The window is part of the name, so it is fixed.
 CALLS_RATE5M = "model_version:tfs_model_calls:rate5m"
@@ -37,11 +40,6 @@ COVERAGE_1H = "model_version:tfs_scrape_coverage:ratio1h"
 RULES_GROUP = "tfs-traffic.rules"
 HOURLY_GROUP = "tfs-traffic.hourly"
 ALERTS_GROUP = "tfs-traffic.alerts"
-
-# The hourly call estimate reads a window this much longer than the hour, so that the pair of
-# samples straddling two evaluations is always inside one window (a single call is never lost), and
-# divides by the longer window again (rate * 3600), so overlaps do not inflate the hourly total.
-HOURLY_OVERLAP = "5m"
 
 
 @dataclass(frozen=True)
@@ -99,22 +97,19 @@ def max_of_sources(patched: str, sidecar: str, config: MixinConfig = DEFAULT) ->
     """Per-version max of two per-source vectors that carry the same grouping labels.
 
     `or` alone would drop the sidecar's element wherever the patched one exists (label sets match
-    once the metric name is gone), so each side is tagged with `source` first.
+    once the metric name is gone), so each side is tagged with its source first (the report's
+    `promql.by_source`, one query for both).
     """
-    return (
-        f"max by ({config.by()}) (\n"
-        f'  label_replace({patched}, "source", "patched", "", "")\n'
-        "  or\n"
-        f'  label_replace({sidecar}, "source", "sidecar", "", "")\n'
-        ")"
+    tagged = "\n  or\n  ".join(
+        f"({promql.with_source(expr, source)})" for source, expr in (("patched", patched), ("sidecar", sidecar))
     )
+    return f"max by ({config.by()}) (\n  {tagged}\n)"
 
 
 def sidecar_calls_selector(config: MixinConfig = DEFAULT, *extra: str) -> str:
-    """The sidecar's calls that reached a version: NOT_FOUND never did, `unresolved` names none."""
-    return contract.SIDECAR_CALLS + config.matchers(
-        'code!="NOT_FOUND"', f'{contract.VERSION}!="{contract.UNRESOLVED}"', *extra
-    )
+    """The sidecar's calls, every status code: as in the report, a call that names a version shows
+    that a client uses it, even when it failed (NOT_FOUND right after an unload, say)."""
+    return contract.SIDECAR_CALLS + config.matchers(*extra)
 
 
 def calls_rate(window: str, config: MixinConfig = DEFAULT, *extra: str) -> str:
@@ -127,14 +122,12 @@ def calls_rate(window: str, config: MixinConfig = DEFAULT, *extra: str) -> str:
     )
 
 
-def calls_increase(window: str, config: MixinConfig = DEFAULT, *extra: str) -> str:
-    """Calls per version over `window` (raw counters; counter resets handled by `increase`)."""
-    by = config.by()
-    return max_of_sources(
-        f"sum by ({by}) (increase({contract.PATCHED_CALLS}{config.matchers(*extra)}[{window}]))",
-        f"sum by ({by}) (increase({sidecar_calls_selector(config, *extra)}[{window}]))",
-        config,
-    )
+def calls_in(window: str, config: MixinConfig = DEFAULT, *extra: str) -> str:
+    """Calls per version in `window` from raw counters (the report's exact per-series count)."""
+    by, seconds = config.by(), parse_duration(window)
+    patched = promql.calls_per_series(f"{contract.PATCHED_CALLS}{config.matchers(*extra)}", seconds)
+    sidecar = promql.calls_per_series(sidecar_calls_selector(config, *extra), seconds)
+    return max_of_sources(f"sum by ({by}) ({patched})", f"sum by ({by}) ({sidecar})", config)
 
 
 def available(config: MixinConfig = DEFAULT, *extra: str) -> str:
@@ -144,9 +137,13 @@ def available(config: MixinConfig = DEFAULT, *extra: str) -> str:
 
 
 def calls_per_hour(config: MixinConfig = DEFAULT) -> str:
-    """Calls in the last hour, for the hourly group: the rate over 1h+overlap, times 3600."""
-    window = format_duration(3600 + parse_duration(HOURLY_OVERLAP))
-    return f"3600 * {calls_rate(window, config)}"
+    """Calls in the last hour, for the hourly group.
+
+    The per-series count is the last value in the hour minus the last value before it, so
+    consecutive hourly evaluations tile time exactly: no call between two evaluations is lost or
+    counted twice, and the sum over 168 hours is the week's calls.
+    """
+    return calls_in("1h", config)
 
 
 def available_share_per_hour(config: MixinConfig = DEFAULT) -> str:
@@ -196,13 +193,13 @@ def window_calls(window: str, config: MixinConfig = DEFAULT, *, recorded: bool =
     parts are added with a tag-and-sum so that a version present in only one part keeps its value.
     """
     if not recorded:
-        return calls_increase(window, config)
+        return calls_in(window, config)
     by = config.by()
     return (
         f"sum by ({by}) (\n"
         f'  label_replace(sum_over_time({CALLS_1H}[{window}]), "part", "hours", "", "")\n'
         "  or\n"
-        f'  label_replace({_indent(calls_increase("1h", config)).lstrip()}, "part", "recent", "", "")\n'
+        f'  label_replace({_indent(calls_in("1h", config)).lstrip()}, "part", "recent", "", "")\n'
         ")"
     )
 
