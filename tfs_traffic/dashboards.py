@@ -58,7 +58,7 @@ def panel_queries(config: mixin.MixinConfig = mixin.DEFAULT) -> dict[str, list[t
             for q in (0.5, 0.99)
         ],
         "Scrape coverage by version (worst replica, per hour)": [
-            (f"min by ({v}) ({mixin.COVERAGE_1H}{{{f}}})", f"{{{{{v}}}}}"),
+            (f"min by ({v}) (last_over_time({mixin.COVERAGE_1H}{{{f}}}[1h]))", f"{{{{{v}}}}}"),
         ],
     }
 

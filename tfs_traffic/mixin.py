@@ -55,6 +55,8 @@ class MixinConfig:
     instance_labels: tuple[str, ...] = ("instance",)
     selector: str = ""
     interval: str = "1m"
+    # Scrape gaps up to this long do not make the next hour count a counter's whole value as calls.
+    gap_lookback: str = "1d"
     # ModelVersionIdle: loaded and not called for this long.
     idle_window: str = "7d"
     # Scrape coverage below 1 - max_gap_ratio (average over idle_window) makes idleness untrusted.
@@ -122,11 +124,15 @@ def calls_rate(window: str, config: MixinConfig = DEFAULT, *extra: str) -> str:
     )
 
 
-def calls_in(window: str, config: MixinConfig = DEFAULT, *extra: str) -> str:
-    """Calls per version in `window` from raw counters (the report's exact per-series count)."""
-    by, seconds = config.by(), parse_duration(window)
-    patched = promql.calls_per_series(f"{contract.PATCHED_CALLS}{config.matchers(*extra)}", seconds)
-    sidecar = promql.calls_per_series(sidecar_calls_selector(config, *extra), seconds)
+def calls_in(window: str, config: MixinConfig = DEFAULT, *extra: str, lookback: str = "1h") -> str:
+    """Calls per version in `window` from raw counters (the report's exact per-series count).
+
+    `lookback`: how far before the window to look for a series' last value; a series not seen
+    there counts as born inside the window (its whole value counts).
+    """
+    by, seconds, before = config.by(), parse_duration(window), parse_duration(lookback)
+    patched = promql.calls_per_series(f"{contract.PATCHED_CALLS}{config.matchers(*extra)}", seconds, before)
+    sidecar = promql.calls_per_series(sidecar_calls_selector(config, *extra), seconds, before)
     return max_of_sources(f"sum by ({by}) ({patched})", f"sum by ({by}) ({sidecar})", config)
 
 
@@ -141,9 +147,11 @@ def calls_per_hour(config: MixinConfig = DEFAULT) -> str:
 
     The per-series count is the last value in the hour minus the last value before it, so
     consecutive hourly evaluations tile time exactly: no call between two evaluations is lost or
-    counted twice, and the sum over 168 hours is the week's calls.
+    counted twice, and the sum over 168 hours is the week's calls. The value before the hour is
+    looked up as far back as `gap_lookback`: after a scrape gap the hour that ends it gets the gap's
+    calls, where a 1h lookback would count the counter's whole value as that hour's calls.
     """
-    return calls_in("1h", config)
+    return calls_in("1h", config, lookback=config.gap_lookback)
 
 
 def available_share_per_hour(config: MixinConfig = DEFAULT) -> str:
@@ -188,9 +196,13 @@ def _indent(text: str, n: int = 2) -> str:
 def window_calls(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True) -> str:
     """Calls per version over `window`.
 
-    Recorded: the hourly estimates summed over the window, plus the raw last hour (the hourly group
-    lags by up to an hour; a version called only in the last minutes must not look idle). The two
-    parts are added with a tag-and-sum so that a version present in only one part keeps its value.
+    Recorded: the hourly counts summed over the window, plus the raw last hour (the hourly group
+    lags by up to an hour; a version called only in the last minutes must not look idle). Parts are
+    added with a tag-and-sum, so a version in one part only keeps its value. Never fewer calls than
+    the raw count; at most two hours' worth more: the hour before the window that the first hourly
+    sample may reach, and the overlap of the raw last hour with the last hourly sample. (Subtracting
+    that overlap would need the last evaluation's time; getting it wrong would undercount, which is
+    the unsafe side for a retirement decision.)
     """
     if not recorded:
         return calls_in(window, config)
