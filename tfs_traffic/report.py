@@ -237,7 +237,7 @@ def build_queries(options: Options) -> _Queries:
     return _Queries(
         inventory=promql.by_source({s: promql.available(m) for s, m in gauges.items()}),
         coverage=promql.by_source({s: promql.available_steps(m, w, options.step) for s, m in gauges.items()}),
-        start_state=promql.by_source({s: promql.state_before_window(m, w) for s, m in gauges.items()}),
+        start_state=promql.by_source({s: promql.state_at_window_start(m, w) for s, m in gauges.items()}),
         calls=promql.by_source({s: promql.calls(m, w) for s, m in counters.items()}),
         qps=promql.by_source({s: promql.max_hourly_qps(m, w) for s, m in counters.items()}),
         hourly=promql.by_source({s: promql.hourly_calls(m) for s, m in counters.items()}),

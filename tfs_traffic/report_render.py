@@ -187,7 +187,7 @@ def render_html(report: Report) -> str:
 """
 
 
-def render(report: Report, fmt: str, color: bool = False) -> str:
+def render(report: Report, fmt: str, color: bool = False, width: int | None = None) -> str:
     if fmt == "json":
         return render_json(report)
     if fmt == "csv":
@@ -196,4 +196,4 @@ def render(report: Report, fmt: str, color: bool = False) -> str:
         return render_markdown(report)
     if fmt == "html":
         return render_html(report)
-    return render_table(report, color=color)
+    return render_table(report, width=width, color=color)
