@@ -200,3 +200,18 @@ def test_demo_command(tmp_path: Path) -> None:
     assert f"HTML report: {(tmp_path / 'report.html').resolve()}" in first.stdout
     second = demo()
     assert second.returncode == 0 and "reusing the demo history" in second.stderr
+
+
+def test_backfill_replaces_only_its_own_tsdb(tmp_path: Path) -> None:
+    sc = scenario.parse({**TINY, "sources": ["patched"]}, "tiny")
+    backfill.backfill(sc, tmp_path / "mine")
+    (tmp_path / "mine" / backfill.STAMP).unlink()  # as if a run had been interrupted
+    again = backfill.ensure(sc, tmp_path / "mine")
+    assert not again.reused and backfill.is_current(tmp_path / "mine", sc)
+    assert backfill.ensure(sc, tmp_path / "mine").reused
+    foreign = tmp_path / "theirs" / "tsdb"
+    foreign.mkdir(parents=True)
+    (foreign / "01H00000000000000000000000").mkdir()
+    with pytest.raises(UsageError, match="was not written by tfs-traffic backfill"):
+        backfill.backfill(sc, tmp_path / "theirs")
+    assert (foreign / "01H00000000000000000000000").exists()

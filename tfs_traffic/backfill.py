@@ -321,14 +321,19 @@ def is_current(out: Path, scenario: Scenario) -> bool:
     return bool(stamp.get("fingerprint") == fingerprint(scenario) and (out / "tsdb").is_dir())
 
 
+OWNED = ".tfs-traffic-backfill"  # marks a TSDB directory this module created (and may replace)
+
+
 def _prepare_tsdb(out: Path) -> Path:
+    """An empty `out/tsdb`; an earlier one is replaced only if this module made it."""
     tsdb = out / "tsdb"
+    (out / STAMP).unlink(missing_ok=True)
     if tsdb.exists() and any(tsdb.iterdir()):
-        if not (out / STAMP).exists():
+        if not (tsdb / OWNED).exists():
             raise UsageError(f"{tsdb} exists and was not written by tfs-traffic backfill: choose another --out")
         shutil.rmtree(tsdb)
-    (out / STAMP).unlink(missing_ok=True)
     tsdb.mkdir(parents=True, exist_ok=True)
+    (tsdb / OWNED).write_text("written by tfs-traffic backfill; replaced by the next backfill into this directory\n")
     return tsdb
 
 
