@@ -54,9 +54,23 @@ def _quote(value: Any) -> str:
     return _to_yaml(str(value))
 
 
+class _IndentedDumper(yaml.SafeDumper):
+    """Lists indented under their key, as kubectl and the templates write them."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
 def _to_yaml(value: Any, indent: int = 0) -> str:
     """Helm's `toYaml | indent N`: block-style YAML, each line indented; no trailing newline."""
-    text = yaml.safe_dump(value, default_flow_style=False, sort_keys=False, allow_unicode=True, width=10_000)
+    text = yaml.dump(
+        value,
+        Dumper=_IndentedDumper,
+        default_flow_style=False,
+        sort_keys=False,
+        allow_unicode=True,
+        width=10_000,
+    )
     if text.endswith("...\n"):  # a bare scalar
         text = text[: -len("...\n")]
     pad = " " * indent
@@ -206,8 +220,10 @@ def model_names(values: Values) -> list[str]:
 
 def _mixin_module() -> Any:
     """SEAM: the rules and dashboards come from tfs_traffic.mixin; a clear error until it is installed."""
+    import importlib
+
     try:
-        from tfs_traffic import mixin
+        mixin = importlib.import_module("tfs_traffic.mixin")
     except ImportError as e:
         raise ToolError(
             f"tfs_traffic.mixin is not available ({e}); disable monitoring.prometheusRule and "
@@ -310,7 +326,11 @@ def render(values: Values, source: str = "values.yaml") -> list[Rendered]:
                     "file_name": file_name,
                     "json": json.dumps(dashboard, indent=2, sort_keys=True) + "\n",
                 }
-                out.append(_render_one(env, "dashboard.yaml.j2", f"configmap-dashboard-{stem}.yaml", {**ctx, "dashboard": item}))
+                out.append(
+                    _render_one(
+                        env, "dashboard.yaml.j2", f"configmap-dashboard-{stem}.yaml", {**ctx, "dashboard": item}
+                    )
+                )
         if values.autoscaling.enabled:
             keda_ctx = {**ctx, "keda_query": keda_query(values, recording)}
             out.append(_render_one(env, "scaledobject.yaml.j2", "scaledobject.yaml", keda_ctx))

@@ -8,10 +8,10 @@ field the way the user wrote it (`sidecar.mode`), not how Python spells it.
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from tfs_traffic import contract
@@ -31,9 +31,7 @@ _REMOTE_PATH = re.compile(r"^[a-z][a-z0-9+.-]*://")
 class _Model(BaseModel):
     """Every values section: camelCase keys as in Helm charts, unknown keys and lax coercions refused."""
 
-    model_config = ConfigDict(
-        extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=True, frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 def _check_duration(value: str) -> str:
@@ -42,22 +40,20 @@ def _check_duration(value: str) -> str:
     return value
 
 
-def _check_quantities(section: Mapping[str, Any]) -> Mapping[str, Any]:
-    for key, value in section.items():
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ValueError(f"{key} must be a quantity such as 500m or 4Gi")
-        if not _QUANTITY.match(str(value)):
-            raise ValueError(f"{key}: {value!r} is not a Kubernetes quantity (e.g. 500m, 2, 4Gi)")
-    return section
+def _check_quantity(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or not _QUANTITY.match(str(value)):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 4Gi)")
+    return value
+
+
+Quantity = Annotated[str | int | float, BeforeValidator(_check_quantity)]
 
 
 class Resources(_Model):
     """Container requests and limits, as in a pod spec (`cpu`, `memory`, `nvidia.com/gpu`, ...)."""
 
-    requests: dict[str, str | int | float] = Field(default_factory=dict)
-    limits: dict[str, str | int | float] = Field(default_factory=dict)
-
-    _quantities = field_validator("requests", "limits")(_check_quantities)
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
 class TFServing(_Model):
@@ -302,7 +298,9 @@ def validation_message(exc: ValidationError, source: str) -> str:
     errors = exc.errors(include_url=False)
     first = errors[0]
     where = _field_path(tuple(first["loc"])) or "(top level)"
-    more = f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} after this one)" if len(errors) > 1 else ""
+    more = (
+        f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} after this one)" if len(errors) > 1 else ""
+    )
     return f"{source}: {where}: {_describe(first)}{more}"
 
 
