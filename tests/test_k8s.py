@@ -20,6 +20,7 @@ from tfs_traffic import cli, k8s, modelconfig
 from tfs_traffic.errors import UsageError
 from tfs_traffic.k8svalues import parse_values
 from tfs_traffic.localprom import promtool
+from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_VALUES = ROOT / "k8s" / "values.example.yaml"
@@ -343,6 +344,39 @@ def test_autoscaling_renders_a_scaled_object_on_the_recording_rule(tmp_path: Pat
     assert any(record in query for record in records), "the scaler must read a recording rule"
     assert 'namespace="serving"' in query and "recommender|ranker" in query
     assert (so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]) == (2, 6)
+
+
+def test_scaler_query_sums_this_deployments_models_on_a_real_prometheus(prometheus_factory) -> None:
+    """The ScaledObject's query, run on recorded series: only this namespace's served models count."""
+    from tfs_traffic import mixin
+
+    config = """model_config_list {
+      config { name: "ranker.v2-eu" base_path: "/models/ranker" }
+      config { name: "recommender" base_path: "/models/recommender" }
+    }"""
+    values = values_for("proxy", modelsConfig=config, autoscaling={"enabled": True})
+    [so] = [o.obj for o in k8s.render(values) if o.kind == "ScaledObject"]
+    query = so["spec"]["triggers"][0]["metadata"]["query"]
+    t0 = 1_700_000_000
+    series = [
+        ("recommender", "serving", "3", 10.0),
+        ("recommender", "serving", "4", 5.0),
+        ("ranker.v2-eu", "serving", "1", 2.5),
+        ("rankerXv2-eu", "serving", "1", 100.0),  # would match an unescaped '.'
+        ("search", "serving", "1", 1000.0),  # served by another deployment
+        ("recommender", "other", "3", 1000.0),  # another namespace
+    ]
+    prom = prometheus_factory(
+        [
+            (mixin.CALLS_RATE5M, {"model_name": m, "namespace": ns, "model_version": v}, [(t0, rate)])
+            for m, ns, v, rate in series
+        ]
+    )
+    result = PrometheusClient(PrometheusAccess(prom.url)).query(query, at=t0)
+    assert [float(r["value"][1]) for r in result] == [17.5]
+    assert [float(r["value"][1]) for r in PrometheusClient(PrometheusAccess(prom.url)).query(query, at=t0 - 3600)] == [
+        0.0
+    ]
 
 
 def test_autoscaling_is_off_by_default(tmp_path: Path) -> None:

@@ -61,6 +61,15 @@ class _IndentedDumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    """Multi-line strings (PromQL) as `|` blocks, readable in review; PyYAML falls back when it can't."""
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_IndentedDumper.add_representer(str, _represent_str)
+
+
 def _to_yaml(value: Any, indent: int = 0) -> str:
     """Helm's `toYaml | indent N`: block-style YAML, each line indented; no trailing newline."""
     text = yaml.dump(
@@ -219,48 +228,62 @@ def model_names(values: Values) -> list[str]:
 
 
 def _mixin_module() -> Any:
-    """SEAM: the rules and dashboards come from tfs_traffic.mixin; a clear error until it is installed."""
-    import importlib
+    """The monitoring mixin (tfs_traffic.mixin, the source of queries/): rules, alerts, dashboards."""
+    from tfs_traffic import mixin
 
-    try:
-        mixin = importlib.import_module("tfs_traffic.mixin")
-    except ImportError as e:
-        raise ToolError(
-            f"tfs_traffic.mixin is not available ({e}); disable monitoring.prometheusRule and "
-            "monitoring.dashboards, or install a tfs-traffic that has it"
-        ) from None
     return mixin
 
 
 def mixin_config(values: Values) -> Any:
-    """MixinConfig with the values file's overrides; an unknown or bad override names its field."""
+    """MixinConfig with the values file's `monitoring.mixin` overrides, each checked against its default's type."""
     import dataclasses
 
     mixin = _mixin_module()
-    known = {f.name for f in dataclasses.fields(mixin.MixinConfig)}
-    for key in values.monitoring.mixin:
-        if key not in known:
-            raise UsageError(f"monitoring.mixin.{key}: unknown setting (allowed here: {', '.join(sorted(known))})")
-    try:
-        return mixin.MixinConfig(**values.monitoring.mixin)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"monitoring.mixin: {e}") from None
+    fields = {f.name: f for f in dataclasses.fields(mixin.MixinConfig)}
+    defaults = mixin.MixinConfig()
+    overrides: dict[str, Any] = {}
+    for key, value in values.monitoring.mixin.items():
+        where = f"monitoring.mixin.{key}"
+        if key not in fields:
+            raise UsageError(f"{where}: unknown key (allowed here: {', '.join(sorted(fields))})")
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise UsageError(f"{where}: must be a list of strings (got {value!r})")
+            value = tuple(value)
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UsageError(f"{where}: must be a number (got {value!r})")
+            value = float(value)
+        elif not isinstance(value, type(default)):
+            raise UsageError(f"{where}: must be a {type(default).__name__} (got {value!r})")
+        overrides[key] = value
+    config = dataclasses.replace(defaults, **overrides)
+    if values.autoscaling.enabled and "namespace" not in config.group_labels:
+        raise UsageError("monitoring.mixin.group_labels: must keep namespace while autoscaling is enabled")
+    return config
 
 
-def keda_query(values: Values, rule_groups: Sequence[Mapping[str, Any]]) -> str:
-    """Total call rate of this deployment's models in its namespace, from the 5m recording rule."""
-    record = _calls_rate_record(rule_groups)
-    models = "|".join(re.escape(m) for m in model_names(values))
-    return f'sum({record}{{namespace="{values.namespace}",model_name=~"{models}"}}) or vector(0)'
+def keda_query(values: Values) -> str:
+    """Total call rate of this deployment's models in its namespace, read from the 5m recording rule.
+
+    The rule is already summed over replicas (and the max of the patched and sidecar counters), so
+    the sum over versions is the models' traffic; `or vector(0)` keeps the scaler working when idle.
+    """
+    mixin = _mixin_module()
+    models = "|".join(_re2_literal(m) for m in model_names(values))
+    matchers = f"namespace={_promql_string(values.namespace)},model_name=~{_promql_string(models)}"
+    return f"sum({mixin.CALLS_RATE5M}{{{matchers}}}) or vector(0)"
 
 
-def _calls_rate_record(rule_groups: Sequence[Mapping[str, Any]]) -> str:
-    """The recording rule with the per-version call rate over 5 minutes."""
-    records = [r["record"] for g in rule_groups for r in g.get("rules", []) if "record" in r]
-    for record in records:
-        if "call" in record and record.endswith("rate5m"):
-            return str(record)
-    raise ToolError(f"no per-version 5m call-rate recording rule among {records}")
+def _re2_literal(text: str) -> str:
+    """`text` as an RE2 pattern matching itself; only metacharacters escaped, so the query stays readable."""
+    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
+
+
+def _promql_string(text: str) -> str:
+    """A double-quoted PromQL string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -332,7 +355,7 @@ def render(values: Values, source: str = "values.yaml") -> list[Rendered]:
                     )
                 )
         if values.autoscaling.enabled:
-            keda_ctx = {**ctx, "keda_query": keda_query(values, recording)}
+            keda_ctx = {**ctx, "keda_query": keda_query(values)}
             out.append(_render_one(env, "scaledobject.yaml.j2", "scaledobject.yaml", keda_ctx))
     return out
 
