@@ -379,6 +379,17 @@ def test_scaler_query_sums_this_deployments_models_on_a_real_prometheus(promethe
     ]
 
 
+def test_mixin_overrides_reach_the_rules(tmp_path: Path) -> None:
+    values = values_for("proxy", monitoring={"mixin": {"idle_window": "3d", "group_labels": ["cluster", "namespace",
+                                                       "model_name", "model_version"]}})  # fmt: skip
+    [rule] = by_kind(k8s.render(values))["PrometheusRule"]
+    check_prometheus_rule(rule, tmp_path)
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert "[3d]" in alerts["ModelVersionIdle"]["expr"] and "7d" not in alerts["ModelVersionIdle"]["expr"]
+    records = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
+    assert all("cluster" in expr for expr in records)
+
+
 def test_autoscaling_is_off_by_default(tmp_path: Path) -> None:
     data = example_data()
     del data["autoscaling"]
@@ -437,6 +448,16 @@ BAD_VALUES = [
         "model path",
         lambda d: d["tfserving"].update(modelMountPath="/srv"),
         "modelsConfig: model 'recommender' base_path",
+    ),
+    (
+        "mixin key",
+        lambda d: d["monitoring"].update(mixin={"idle_windw": "3d"}),
+        "monitoring.mixin.idle_windw: unknown key",
+    ),
+    (
+        "mixin type",
+        lambda d: d["monitoring"].update(mixin={"drop_quantile": "low"}),
+        "monitoring.mixin.drop_quantile: must be",
     ),
     ("bounds", lambda d: d["autoscaling"].update(minReplicas=9), "autoscaling: minReplicas (9) must not exceed"),
 ]

@@ -234,7 +234,7 @@ def _mixin_module() -> Any:
     return mixin
 
 
-def mixin_config(values: Values) -> Any:
+def mixin_config(values: Values, source: str = "values.yaml") -> Any:
     """MixinConfig with the values file's `monitoring.mixin` overrides, each checked against its default's type."""
     import dataclasses
 
@@ -243,7 +243,7 @@ def mixin_config(values: Values) -> Any:
     defaults = mixin.MixinConfig()
     overrides: dict[str, Any] = {}
     for key, value in values.monitoring.mixin.items():
-        where = f"monitoring.mixin.{key}"
+        where = f"{source}: monitoring.mixin.{key}"
         if key not in fields:
             raise UsageError(f"{where}: unknown key (allowed here: {', '.join(sorted(fields))})")
         default = getattr(defaults, key)
@@ -260,7 +260,7 @@ def mixin_config(values: Values) -> Any:
         overrides[key] = value
     config = dataclasses.replace(defaults, **overrides)
     if values.autoscaling.enabled and "namespace" not in config.group_labels:
-        raise UsageError("monitoring.mixin.group_labels: must keep namespace while autoscaling is enabled")
+        raise UsageError(f"{source}: monitoring.mixin.group_labels: must keep namespace while autoscaling is enabled")
     return config
 
 
@@ -335,7 +335,7 @@ def render(values: Values, source: str = "values.yaml") -> list[Rendered]:
     needs_mixin = mon.prometheus_rule.enabled or mon.dashboards.enabled or values.autoscaling.enabled
     if needs_mixin:
         mixin = _mixin_module()
-        config = mixin_config(values)
+        config = mixin_config(values, source)
         recording = list(mixin.recording_rule_groups(config))
         alerting = list(mixin.alert_rule_groups(config))
         if mon.prometheus_rule.enabled:
