@@ -64,7 +64,9 @@ def check_core(obj: dict[str, Any]) -> None:
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
-def check_keys(where: str, obj: dict[str, Any], allowed: set[str], required: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def check_keys(
+    where: str, obj: dict[str, Any], allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+) -> None:
     assert set(obj) <= allowed, f"{where}: fields the CRD does not define: {set(obj) - allowed}"
     assert required <= set(obj), f"{where}: required fields missing: {required - set(obj)}"
 

@@ -144,6 +144,19 @@ def test_jobs_follow_the_contract() -> None:
     assert sidecar["relabel_configs"][0]["regex"] == "tfs-metrics"
 
 
+def test_scrape_config_without_values_and_with_bad_values(tmp_path: Path, capsys) -> None:
+    assert cli.main(["k8s", "scrape-config"]) == 0
+    jobs = yaml.safe_load(capsys.readouterr().out)["scrape_configs"]
+    assert jobs[1]["relabel_configs"][0]["regex"] == "tfs-metrics" and jobs[0]["scrape_interval"] == "30s"
+    data = yaml.safe_load(EXAMPLE_VALUES.read_text())
+    data["sidecar"]["metricsPortName"] = "Sidecar_Metrics"
+    bad = tmp_path / "values.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    assert cli.main(["k8s", "scrape-config", "--values", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("tfs-traffic: error: values.yaml: sidecar.metricsPortName: must be a port name")
+
+
 def test_promtool_accepts_the_jobs_with_static_targets(tmp_path: Path, capsys) -> None:
     assert cli.main(["k8s", "scrape-config", "--values", str(EXAMPLE_VALUES)]) == 0
     config = yaml.safe_load(capsys.readouterr().out)
