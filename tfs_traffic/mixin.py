@@ -66,6 +66,7 @@ class MixinConfig:
     # ModelVersionTrafficDrop: history window, quantile cap of the band and "serves traffic" floor.
     drop_window: str = "7d"
     drop_quantile: float = 0.05
+    drop_margin: float = 0.2
     drop_min_hourly_calls: float = 60.0
     drop_for: str = "30m"
     # ModelVersionTrafficFading: fit over fading_lookback, fire if zero is reached within horizon.
@@ -158,7 +159,8 @@ def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
 
     Presence is judged on either source's availability gauge (one series per version and replica,
     from the same scrape as the counters, present even for a version nobody calls). A sample counts
-    as fresh for Prometheus' lookback (5m), so gaps shorter than that are not gaps.
+    as fresh for Prometheus' lookback (5m), so gaps shorter than that are not gaps. A replica that
+    joins or leaves within the hour (a rollout) counts as partly covered for that hour.
     """
     by_instance = ", ".join((*config.group_labels, *config.instance_labels))
     m = config.matchers()
@@ -167,7 +169,9 @@ def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
         f"  or\n"
         f"group by ({by_instance}) ({contract.SIDECAR_AVAILABLE}{m})"
     )
-    return f"min by ({config.by()}) (\n  count_over_time((\n{_indent(union, 4)}\n  )[1h:1m]) / 60\n)"
+    # The denominator counts the subquery's steps the same way (61 when the hour is aligned to the minute).
+    steps = "scalar(count_over_time(vector(1)[1h:1m]))"
+    return f"min by ({config.by()}) (\n  count_over_time((\n{_indent(union, 4)}\n  )[1h:1m])\n  / {steps}\n)"
 
 
 def calls_by_code_rate(config: MixinConfig = DEFAULT) -> str:
@@ -211,10 +215,10 @@ def window_max_hourly_qps(window: str, config: MixinConfig = DEFAULT, *, recorde
 
 
 def window_coverage(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True) -> str:
-    """Average scrape coverage (0..1) per version over `window`."""
+    """Scrape coverage (0..1) per version over `window`; hours without any sample count as 0."""
     if recorded:
-        return f"avg_over_time({COVERAGE_1H}[{window}])"
-    return f"avg_over_time(\n{_indent(coverage_per_hour(config))}[{window}:1h]\n)"
+        return window_coverage_ratio(window)
+    return f"clamp_max(sum_over_time(\n{_indent(coverage_per_hour(config))}[{window}:1h]\n) / {_hours(window)}, 1)"
 
 
 def rules_cover_window(window: str) -> str:
@@ -267,8 +271,22 @@ def _on(config: MixinConfig) -> str:
     return f"on ({config.by()})"
 
 
+def observed_since_window_start(window: str, config: MixinConfig = DEFAULT) -> str:
+    """Versions the hourly rules already saw at the start of `window` (whatever happened in between)."""
+    return f"group by ({config.by()}) (present_over_time({AVAILABLE_1H}[2h] offset {window}))"
+
+
+def window_coverage_ratio(window: str) -> str:
+    """Covered share of `window` from the hourly coverage: hours with no sample at all count as 0.
+
+    An average over the hours present would forget an hour-long gap entirely, so the sum is divided
+    by the window's hours (a version younger than the window is not judged anyway).
+    """
+    return f"clamp_max(sum_over_time({COVERAGE_1H}[{window}]) / {_hours(window)}, 1)"
+
+
 def idle_expr(config: MixinConfig = DEFAULT) -> str:
-    """Loaded now, observed loaded and scraped for the whole window, and not a single call in it.
+    """Loaded now, loaded and scraped for the whole window, and not a single call in it.
 
     Written with `unless ... > 0` rather than `== 0`: a sidecar-only version that nobody ever
     called has no call series at all, and must still count as idle.
@@ -279,8 +297,8 @@ def idle_expr(config: MixinConfig = DEFAULT) -> str:
         f"unless {on} (sum_over_time({CALLS_1H}[{w}]) > 0)\n"
         f"unless {on} ({CALLS_RATE1H} > 0)\n"
         f"and {on} (min_over_time({AVAILABLE_1H}[{w}]) == 1)\n"
-        f"and {on} (count_over_time({AVAILABLE_1H}[{w}]) >= {_hours(w) - 1})\n"
-        f"and {on} (avg_over_time({COVERAGE_1H}[{w}]) >= {1 - config.max_gap_ratio:g})"
+        f"and {on} {observed_since_window_start(w, config)}\n"
+        f"and {on} ({window_coverage_ratio(w)} >= {1 - config.max_gap_ratio:g})"
     )
 
 
@@ -304,9 +322,13 @@ def unloaded_in_use_expr(config: MixinConfig = DEFAULT) -> str:
 
 
 def coverage_low_expr(config: MixinConfig = DEFAULT) -> str:
-    """A loaded version whose traffic was scraped for too little of the idle window."""
+    """A loaded version, known for the whole idle window, whose traffic was scraped too rarely."""
     w, on = config.idle_window, _on(config)
-    return f"(avg_over_time({COVERAGE_1H}[{w}]) < {1 - config.max_gap_ratio:g})\nand {on} ({AVAILABLE} == 1)"
+    return (
+        f"({window_coverage_ratio(w)} < {1 - config.max_gap_ratio:g})\n"
+        f"and {on} ({AVAILABLE} == 1)\n"
+        f"and {on} {observed_since_window_start(w, config)}"
+    )
 
 
 def drop_band_lower(config: MixinConfig = DEFAULT) -> str:
@@ -317,15 +339,29 @@ def drop_band_lower(config: MixinConfig = DEFAULT) -> str:
     lower edge lands far above the nightly level and fires every night. The edge used here is the
     smaller of the seed's edge and a low quantile (`drop_quantile`) of the same hourly history: no
     level the version sits at for several hours a week can count as a drop, and one outlier hour
-    (a deploy, a scrape gap) moves a quantile much less than the min it would become.
+    (a deploy, a scrape gap) moves a quantile much less than the min it would become. The edge is
+    then lowered by `drop_margin`, because hourly counts are noisy (Poisson: at 600 calls an hour
+    one standard deviation is 4%), so a normal quiet hour just under the quantile does not page.
     """
     w = config.drop_window
     avg, mx, mn = (f"{fn}_over_time({CALLS_1H}[{w}])" for fn in ("avg", "max", "min"))
     quantile = f"quantile_over_time({config.drop_quantile:g}, {CALLS_1H}[{w}])"
-    # min(a, b) for vectors with identical label sets: (a < b) or b.
-    spread = f"(({mx} - {avg}) < ({avg} - {mn}))\n    or\n    ({avg} - {mn})"
-    seed = f"{avg}\n  - (\n    {spread}\n  )"
-    return f"(\n  ({seed}) < {quantile}\n)\nor\n{quantile}"
+    # min(a, b) for vectors with identical label sets is `(a < b) or b`; `-` binds tighter than `<`.
+    return (
+        f"{1 - config.drop_margin:g} * (\n"
+        "  (\n"
+        f"    {avg}\n"
+        "    - (\n"
+        f"      ({mx} - {avg} < {avg} - {mn})\n"
+        "      or\n"
+        f"      ({avg} - {mn})\n"
+        "    )\n"
+        f"    < {quantile}\n"
+        "  )\n"
+        "  or\n"
+        f"  {quantile}\n"
+        ")"
+    )
 
 
 def drop_expr(config: MixinConfig = DEFAULT) -> str:
@@ -433,8 +469,8 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
             coverage_low_expr(config),
             "warning",
             f"Traffic of {_VERSION} was scraped too rarely to trust idleness.",
-            f"Over the last {idle_w}, only {{{{ $value | humanizePercentage }}}} of the minutes had a fresh "
-            f"sample for the worst replica of {_VERSION}{_WHERE}; calls in the gaps may be missing.",
+            f"Over the last {idle_w}, fewer than {1 - config.max_gap_ratio:.0%} of the minutes had a fresh sample "
+            f"for the worst replica of {_VERSION}{_WHERE}; calls in the gaps may be missing.",
             "Check the scrape targets (`up`), scrape timeouts and pod restarts; the report answers "
             "`unknown: scrape-gaps` for this version until coverage recovers.",
             for_="1h",
@@ -445,9 +481,8 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
             drop_expr(config),
             "warning",
             f"Traffic of {_VERSION} dropped below its usual band.",
-            f"{_VERSION}{_WHERE} got {{{{ $value | humanize }}}} calls in the last hour, below the lower edge "
-            f"of the band learned from its own last {drop_w} (min of the avg ± min(max-avg, avg-min) band "
-            f"and the {config.drop_quantile:g} quantile of its hourly calls).",
+            f"{_VERSION}{_WHERE} got fewer calls in the last hour than the lower edge of the band learned "
+            f"from its own hourly calls over the last {drop_w}.",
             "Check the clients and the path to this version (deploys, routing, errors by status code on "
             "the dashboard); if the drop is a planned migration, silence the alert.",
             for_=config.drop_for,
