@@ -48,7 +48,8 @@ bench: setup
 	$(PY) -m bench
 
 render: setup
-	$(BIN)/tfs-traffic render --out .
+	$(BIN)/tfs-traffic queries render --out queries
+	$(BIN)/tfs-traffic k8s render --values k8s/values.example.yaml --out k8s/examples
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache
