@@ -41,6 +41,11 @@ SITUATIONS: dict[str, Any] = {
             "versions": [{"version": 1, "unloaded": "end-1d", "replicas": ALL}]
             + [{"version": v, "replicas": ALL} for v in (2, 3)],
         },
+        {
+            "name": "unloadedtop",
+            "versions": [{"version": v, "replicas": ALL} for v in (1, 2)]
+            + [{"version": 3, "unloaded": "end-1d", "replicas": ALL}],
+        },
         {"name": "reset", "versions": [{"version": v, "replicas": ["d"]} for v in (1, 2, 3, 4)]},
         {
             "name": "bornreset",
@@ -106,6 +111,8 @@ def verdict(report: rep.Report, model: str, version: str) -> tuple[str, str]:
         ("gappy", "2", ("keep", "traffic")),  # traffic is checked before coverage
         ("gappy", "3", ("keep", "latest")),
         ("onereplica", "1", ("keep", "traffic")),
+        ("unloadedtop", "2", ("keep", "latest")),  # the highest AVAILABLE version, not the highest ever
+        ("unloadedtop", "1", ("retire", "idle")),
         ("sixdays", "1", ("keep", "traffic")),
         ("stopped", "1", ("retire", "idle")),
         ("reset", "1", ("keep", "traffic")),

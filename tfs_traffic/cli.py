@@ -20,7 +20,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfs_traffic.commands.report",
     "tfs_traffic.commands.backfill",
     "tfs_traffic.commands.demo",
+    "tfs_traffic.commands.export",
     "tfs_traffic.commands.queries",
+    "tfs_traffic.commands.k8s",
 )
 
 DESCRIPTION = """\

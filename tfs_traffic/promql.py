@@ -82,9 +82,13 @@ def available_steps(gauge: str, window: float, step: float) -> str:
     return f"count_over_time(({gauge} == 1)[{d(window)}:{d(step)}])"
 
 
-def state_before_window(gauge: str, window: float, lookback: float = 86400.0) -> str:
-    """Per gauge series, its last value before the window started (1: AVAILABLE at the start)."""
-    return f"last_over_time({gauge}[{d(lookback)}] offset {d(window)})"
+def state_at_window_start(gauge: str, window: float, lookback: float = 86400.0, grace: float = 300.0) -> str:
+    """Per gauge series, its last value in [start - lookback, start + grace] (1: AVAILABLE when the
+    window started). The grace (Prometheus' default lookback, 5 min) keeps a history whose first
+    scrape lands just after the window's start from looking "loaded inside the window"."""
+    if window <= grace:
+        return f"last_over_time({gauge}[{d(lookback)}] offset {d(window)})"
+    return f"last_over_time({gauge}[{d(lookback + grace)}] offset {d(window - grace)})"
 
 
 def with_source(expr: str, source: str) -> str:

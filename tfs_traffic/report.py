@@ -220,8 +220,8 @@ def _has_traffic(calls: float | None, max_qps: float | None, options: Options) -
 
 
 @dataclass
-class _Queries:
-    """The report's PromQL, built once from the options (also shown by --explain-like tooling)."""
+class Queries:
+    """The report's PromQL for given options: one query per quantity, both sources in each."""
 
     inventory: str
     coverage: str
@@ -231,13 +231,13 @@ class _Queries:
     hourly: str
 
 
-def build_queries(options: Options) -> _Queries:
+def build_queries(options: Options) -> Queries:
     gauges, counters = promql.AVAILABLE_SOURCES, promql.CALL_SOURCES
     w = options.window
-    return _Queries(
+    return Queries(
         inventory=promql.by_source({s: promql.available(m) for s, m in gauges.items()}),
         coverage=promql.by_source({s: promql.available_steps(m, w, options.step) for s, m in gauges.items()}),
-        start_state=promql.by_source({s: promql.state_before_window(m, w) for s, m in gauges.items()}),
+        start_state=promql.by_source({s: promql.state_at_window_start(m, w) for s, m in gauges.items()}),
         calls=promql.by_source({s: promql.calls(m, w) for s, m in counters.items()}),
         qps=promql.by_source({s: promql.max_hourly_qps(m, w) for s, m in counters.items()}),
         hourly=promql.by_source({s: promql.hourly_calls(m) for s, m in counters.items()}),
