@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tfs_traffic import backfill, dashboards, mixin, scenario
+from tfs_traffic import report as rep
 from tfs_traffic.localprom import LocalPrometheus, Series, backfilled_prometheus
 from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
 from tfs_traffic.rule_history import RuleRange, backfill_rules
@@ -194,3 +195,23 @@ def test_dashboard_variables_list_the_demo(prom: PrometheusClient) -> None:
         values = {s["metric"].get(label) for s in prom.query(f"count by ({label}) ({substitute(selector, '')})", END)}
         expected = {"serving"} if name == dashboards.NAMESPACE_VAR else {"resnet", "bert", "ranker", "fraud"}
         assert values == expected, name
+
+
+def test_report_uses_the_rules_and_agrees_with_raw_queries(prom: PrometheusClient) -> None:
+    """Same verdicts from the hourly series as from the raw counters; raw when rules are too young."""
+    for window in (7 * 86400.0, 2 * 86400.0):
+        raw = rep.run(prom, rep.Options(at=END, window=window, rules=False))
+        rules = rep.run(prom, rep.Options(at=END, window=window))
+        assert rules.queries == raw.queries + 1
+        got = {(v.model_name, v.model_version): (v.verdict, v.reason) for v in rules.versions}
+        want = {(v.model_name, v.model_version): (v.verdict, v.reason) for v in raw.versions}
+        assert got == want
+        by_key = {(v.model_name, v.model_version): v for v in raw.versions}
+        for v in rules.versions:
+            assert v.calls_by_source.keys() <= {"rules"}
+            r = by_key[(v.model_name, v.model_version)]
+            assert v.coverage == pytest.approx(r.coverage, abs=0.02)
+            assert r.calls is not None and v.calls is not None and v.calls >= r.calls
+    # The rule history starts with the demo's history: a 9-day window falls back to raw queries.
+    nine = rep.run(prom, rep.Options(at=END, window=9 * 86400.0))
+    assert all(v.calls_by_source.keys() <= {"patched", "sidecar"} for v in nine.versions)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfs_traffic import contract, promql
-from tfs_traffic.durations import parse_duration
+from tfs_traffic.durations import format_duration, parse_duration
 
 # Recorded series (level:metric:operations). The window is part of the name, so it is fixed.
 CALLS_RATE5M = "model_version:tfs_model_calls:rate5m"
@@ -36,6 +36,7 @@ CALLS_BY_CODE_RATE5M = "model_version_code:tfserving_model_calls:rate5m"
 CALLS_1H = "model_version:tfs_model_calls:increase1h"
 AVAILABLE_1H = "model_version:tfs_model_version_available:avg1h"
 COVERAGE_1H = "model_version:tfs_scrape_coverage:ratio1h"
+AVAILABLE_MINUTES_1H = "instance:tfs_model_version_available_minutes:count1h"
 
 RULES_GROUP = "tfs-traffic.rules"
 HOURLY_GROUP = "tfs-traffic.hourly"
@@ -179,6 +180,12 @@ def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
     return f"min by ({config.by()}) (\n  count_over_time((\n{_indent(union, 4)}\n  )[1h:1m])\n  / {steps}\n)"
 
 
+def available_minutes_per_hour() -> str:
+    """Per gauge series (every label kept, source tagged), the minutes of the last hour at which it
+    said AVAILABLE: the report's per-replica coverage (`promql.available_steps`) in hourly pieces."""
+    return promql.by_source({s: f"count_over_time(({m} == 1)[1h:1m])" for s, m in promql.AVAILABLE_SOURCES.items()})
+
+
 def calls_by_code_rate(config: MixinConfig = DEFAULT) -> str:
     """The sidecar's calls per second by gRPC status code (the only source that sees failures)."""
     m = config.matchers()
@@ -230,6 +237,23 @@ def window_coverage(window: str, config: MixinConfig = DEFAULT, *, recorded: boo
     return f"clamp_max(sum_over_time(\n{_indent(coverage_per_hour(config))}[{window}:1h]\n) / {_hours(window)}, 1)"
 
 
+def report_queries(window: float, step: float) -> dict[str, str]:
+    """The report's costly long-window queries (`report.Queries` fields) over the hourly series.
+
+    Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
+    ("rules"), coverage per gauge series. Coverage is scaled from minutes to the report's `step`, so
+    the report divides it by its expected step count as it does for the raw query.
+    """
+    w = format_duration(window)
+    by = promql.BY_VERSION
+    return {
+        "calls": promql.with_source(f"sum by ({by}) ({window_calls(w)})", "rules"),
+        "qps": promql.with_source(f"max by ({by}) ({window_max_hourly_qps(w)})", "rules"),
+        "hourly": promql.with_source(f"sum by ({by}) (last_over_time({CALLS_1H}[1h]))", "rules"),
+        "coverage": f"sum_over_time({AVAILABLE_MINUTES_1H}[{w}]) * {60 / step:g}",
+    }
+
+
 def rules_cover_window(window: str) -> str:
     """Non-empty when the hourly rules already ran at the window's start (recorded or backfilled).
 
@@ -263,6 +287,7 @@ def recording_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]
                 {"record": CALLS_1H, "expr": calls_per_hour(config)},
                 {"record": AVAILABLE_1H, "expr": available_share_per_hour(config)},
                 {"record": COVERAGE_1H, "expr": coverage_per_hour(config)},
+                {"record": AVAILABLE_MINUTES_1H, "expr": available_minutes_per_hour()},
             ],
         },
     ]

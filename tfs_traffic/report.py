@@ -15,6 +15,7 @@ All numbers come from a fixed set of PromQL queries (see `tfs_traffic.promql`), 
 number of versions; both sources (patched server, sidecar) are combined with max, never sum.
 """
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -22,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tfs_traffic import contract, promql
-from tfs_traffic.durations import rfc3339
+from tfs_traffic import contract, mixin, promql
+from tfs_traffic.durations import format_duration, rfc3339
 from tfs_traffic.promapi import PrometheusClient
 
 KEEP, RETIRE, UNKNOWN = "keep", "retire", "unknown"
@@ -44,6 +45,7 @@ class Options:
     labels: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # from version_labels
     keep: frozenset[tuple[str, str]] = frozenset()  # --keep M:V
     hourly: bool = False  # also fetch hourly calls (the HTML sparklines): one more query
+    rules: bool = True  # use queries/rules.yml's hourly series when they cover the window (one more query)
 
     @property
     def step(self) -> float:
@@ -231,10 +233,10 @@ class Queries:
     hourly: str
 
 
-def build_queries(options: Options) -> Queries:
+def build_queries(options: Options, recorded: bool = False) -> Queries:
     gauges, counters = promql.AVAILABLE_SOURCES, promql.CALL_SOURCES
     w = options.window
-    return Queries(
+    queries = Queries(
         inventory=promql.by_source({s: promql.available(m) for s, m in gauges.items()}),
         coverage=promql.by_source({s: promql.available_steps(m, w, options.step) for s, m in gauges.items()}),
         start_state=promql.by_source({s: promql.state_at_window_start(m, w) for s, m in gauges.items()}),
@@ -242,13 +244,18 @@ def build_queries(options: Options) -> Queries:
         qps=promql.by_source({s: promql.max_hourly_qps(m, w) for s, m in counters.items()}),
         hourly=promql.by_source({s: promql.hourly_calls(m) for s, m in counters.items()}),
     )
+    if recorded:  # calls, busiest hour and coverage from the hourly recording rules (tfs_traffic.mixin)
+        queries = dataclasses.replace(queries, **mixin.report_queries(w, options.step))
+    return queries
 
 
 def run(client: PrometheusClient, options: Options) -> Report:
     """Query Prometheus (a fixed number of queries) and judge every AVAILABLE version."""
-    q = build_queries(options)
     at, window = options.at, options.window
     sent = 0
+    recorded = options.rules and bool(client.query(mixin.rules_cover_window(format_duration(window)), at))
+    sent += int(options.rules)
+    q = build_queries(options, recorded)
 
     def query(expr: str) -> list[dict[str, Any]]:
         nonlocal sent
