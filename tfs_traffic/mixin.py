@@ -255,12 +255,15 @@ def report_queries(window: float, step: float) -> dict[str, str]:
 
 
 def rules_cover_window(window: str) -> str:
-    """Non-empty when the hourly rules already ran at the window's start (recorded or backfilled).
+    """Non-empty when the hourly rules ran at the window's start (recorded or backfilled): a sample
+    within an hour of the start, each sample covering the hour before it.
 
     Using recorded series for a window they do not cover would undercount calls and call a busy
     version idle, so the report asks this first and falls back to raw queries otherwise.
     """
-    return f"count(present_over_time({AVAILABLE_1H}[2h] offset {window}))"
+    offset = parse_duration(window) - 3600
+    at_start = f"{AVAILABLE_1H}[2h]" + (f" offset {format_duration(offset)}" if offset > 0 else "")
+    return f"count(present_over_time({at_start}))"
 
 
 # ---------------------------------------------------------------------------------------------------
