@@ -79,9 +79,7 @@ def with_rule_history(raw: Path, sc: scenario.Scenario) -> Path:
     fast, hourly = groups
     with LocalPrometheus(out / "tsdb") as prom:
         started = time.perf_counter()
-        added = backfill_rules(
-            prom, [RuleRange([hourly], sc.start, sc.end), RuleRange([fast], sc.end - 3600, sc.end)]
-        )
+        added = backfill_rules(prom, [RuleRange([hourly], sc.start, sc.end), RuleRange([fast], sc.end - 3600, sc.end)])
         rules_seconds = time.perf_counter() - started
         started = time.perf_counter()
         blocks = wait_for_compaction(prom)
