@@ -60,7 +60,7 @@ class MixinConfig:
     gap_lookback: str = "1d"
     # ModelVersionIdle: loaded and not called for this long.
     idle_window: str = "7d"
-    # Scrape coverage below 1 - max_gap_ratio (average over idle_window) makes idleness untrusted.
+    # Scrape coverage below 1 - max_gap_ratio (share of idle_window's minutes) makes idleness untrusted.
     max_gap_ratio: float = 0.1
     # Calls for versions that are not loaded: look back this far.
     unavailable_window: str = "15m"
@@ -180,10 +180,11 @@ def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
     return f"min by ({config.by()}) (\n  count_over_time((\n{_indent(union, 4)}\n  )[1h:1m])\n  / {steps}\n)"
 
 
-def available_minutes_per_hour() -> str:
+def available_minutes_per_hour(config: MixinConfig = DEFAULT) -> str:
     """Per gauge series (every label kept, source tagged), the minutes of the last hour at which it
     said AVAILABLE: the report's per-replica coverage (`promql.available_steps`) in hourly pieces."""
-    return promql.by_source({s: f"count_over_time(({m} == 1)[1h:1m])" for s, m in promql.AVAILABLE_SOURCES.items()})
+    m = config.matchers()
+    return promql.by_source({s: f"count_over_time(({g}{m} == 1)[1h:1m])" for s, g in promql.AVAILABLE_SOURCES.items()})
 
 
 def calls_by_code_rate(config: MixinConfig = DEFAULT) -> str:
@@ -290,7 +291,7 @@ def recording_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]
                 {"record": CALLS_1H, "expr": calls_per_hour(config)},
                 {"record": AVAILABLE_1H, "expr": available_share_per_hour(config)},
                 {"record": COVERAGE_1H, "expr": coverage_per_hour(config)},
-                {"record": AVAILABLE_MINUTES_1H, "expr": available_minutes_per_hour()},
+                {"record": AVAILABLE_MINUTES_1H, "expr": available_minutes_per_hour(config)},
             ],
         },
     ]
