@@ -10,13 +10,15 @@ TFS_API_VERSION := 2.21.0
 # a static busybox for locally built base images, g++ for the patch code, h2load and wrk for benchmarks.
 DEBIAN_PACKAGES := prometheus podman busybox-static g++ nghttp2-client wrk
 
-.PHONY: help setup system-deps test lint unit demo bench render clean
+.PHONY: help setup system-deps test lint unit demo bench render clean build-image
 
 help:
 	@echo "make demo   - run the retirement report on a simulated week of fleet history"
 	@echo "make test   - lint (ruff, mypy) and run the test suite against real components"
 	@echo "make bench  - benchmarks, printed as ratios measured in the same run"
 	@echo "make render - regenerate queries/ and k8s/ from the package"
+	@echo "make build-image TF_SERVING_VERSION=2.20.0 IMAGE=REPO/NAME:TAG [BAZEL_OPTIONS=..] [PUSH=1] [BUILD_WITH=docker|bazel]"
+	@echo "             - patched TF Serving from source, packed into a runtime image (see build/)"
 
 setup: system-deps $(STAMP)
 
@@ -50,6 +52,10 @@ bench: setup
 render: setup
 	$(BIN)/tfs-traffic queries render --out queries
 	$(BIN)/tfs-traffic k8s render --values k8s/values.example.yaml --out k8s/examples
+
+# Variables given on the command line reach the script's environment (GNU make exports them).
+build-image: $(STAMP)
+	@TFS_TRAFFIC=$(BIN)/tfs-traffic $(SHELL) build/build-image.sh
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

@@ -81,17 +81,21 @@ def validate(request: BuildRequest) -> None:
     if request.patch_tool not in PATCH_TOOLS:
         raise UsageError(f"--patch-with must be one of {', '.join(PATCH_TOOLS)}")
     image.check_tag(request.tag)
+    if request.build_with == "docker":
+        for option in request.bazel_options:
+            if "'" in option:
+                raise UsageError("BAZEL_OPTIONS cannot hold a single quote: run_in_docker.sh wraps them in '...'")
+
+
+def check_series(request: BuildRequest) -> None:
+    """The patch series for the version exists and names only existing files."""
     if not (request.series_dir / "series").is_file():
         have = sorted(p.parent.name for p in request.patches_dir.glob("*/series"))
         raise UsageError(
             f"no patch series for {request.version}: {request.series_dir}/series is missing"
             + (f" (have: {', '.join(have)})" if have else "")
         )
-    image.series_patches(request.series_dir)  # every listed patch exists
-    if request.build_with == "docker":
-        for option in request.bazel_options:
-            if "'" in option:
-                raise UsageError("BAZEL_OPTIONS cannot hold a single quote: run_in_docker.sh wraps them in '...'")
+    image.series_patches(request.series_dir)
 
 
 def _run(cmd: Sequence[str], cwd: Path | None = None, check: bool = True, timeout: float | None = None) -> str:
@@ -305,6 +309,7 @@ def build_server(request: BuildRequest, say: Progress = _say) -> image.BuildResu
     """The whole pipeline: preflight, fetch, patch, bazel, pack (and push)."""
     validate(request)
     preflight(request)
+    check_series(request)
     source = fetch(request, say)
     revision = _git(source, "rev-parse", "HEAD")
     patches_sha256 = apply_patches(request, source, say)
