@@ -14,7 +14,7 @@ usage="usage: make build-image TF_SERVING_VERSION=2.20.0 IMAGE=REPO/NAME:TAG [BA
 if [[ -z "${TF_SERVING_VERSION:-}" ]]; then echo "build-image: TF_SERVING_VERSION is not set; $usage" >&2; exit 2; fi
 if [[ -z "${IMAGE:-}" ]]; then echo "build-image: IMAGE is not set; $usage" >&2; exit 2; fi
 args=(image build-server --version "$TF_SERVING_VERSION" --tag "$IMAGE" --build-with "${BUILD_WITH:-docker}"
-  --bazel-options "${BAZEL_OPTIONS:-}" --cache-dir build/cache --patches patches)
+  "--bazel-options=${BAZEL_OPTIONS:-}" --cache-dir build/cache --patches patches)
 [[ -n "${TF_SERVING_SOURCE:-}" ]] && args+=(--source-url "$TF_SERVING_SOURCE")
 case "${PUSH:-}" in "" | 0 | no | false) ;; *) args+=(--push) ;; esac
 exec "${TFS_TRAFFIC:-.venv/bin/tfs-traffic}" "${args[@]}"

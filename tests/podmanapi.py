@@ -131,29 +131,33 @@ class ImageFile:
     data: bytes
 
 
+def _apply_layer(layer: tarfile.TarFile, files: dict[str, ImageFile]) -> None:
+    for entry in layer.getmembers():
+        name = entry.name[2:] if entry.name.startswith("./") else entry.name
+        path = "/" + os.path.normpath(name).lstrip("/") if name not in ("", ".") else "/"
+        path = "/" if path == "/." else path
+        base = os.path.basename(path)
+        if base.startswith(".wh."):
+            hidden = os.path.join(os.path.dirname(path), base[4:])
+            for gone in [p for p in files if p == hidden or p.startswith(hidden + "/")]:
+                del files[gone]
+            continue
+        data = layer.extractfile(entry).read() if entry.isfile() else b""  # type: ignore[union-attr]
+        files[path] = ImageFile(path, entry.mode, entry.uid, entry.gid, entry.type, data)
+
+
 def image_filesystem(client: Any, image: str) -> dict[str, ImageFile]:
     """The image's files, layers applied in order (whiteouts honoured), read from `docker save`."""
-    saved = tarfile.open(fileobj=io.BytesIO(b"".join(client.get_image(image))))
-
-    manifest = json.loads(saved.extractfile("manifest.json").read())  # type: ignore[union-attr]
-    files: dict[str, ImageFile] = {}
-    for layer_name in manifest[0]["Layers"]:
-        member = saved.getmember(layer_name)
-        while member.issym():  # podman's docker-archive links dir/layer.tar to the blob
-            target = os.path.normpath(os.path.join(os.path.dirname(member.name), member.linkname))
-            member = saved.getmember(target)
-        layer = tarfile.open(fileobj=saved.extractfile(member))
-        for entry in layer.getmembers():
-            name = entry.name[2:] if entry.name.startswith("./") else entry.name
-            path = "/" + os.path.normpath(name).lstrip("/") if name not in ("", ".") else "/"
-            path = "/" if path == "/." else path
-            base = os.path.basename(path)
-            if base.startswith(".wh."):
-                hidden = os.path.join(os.path.dirname(path), base[4:])
-                files = {p: f for p, f in files.items() if p != hidden and not p.startswith(hidden + "/")}
-                continue
-            data = layer.extractfile(entry).read() if entry.isfile() else b""  # type: ignore[union-attr]
-            files[path] = ImageFile(path, entry.mode, entry.uid, entry.gid, entry.type, data)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(client.get_image(image)))) as saved:
+        manifest = json.loads(saved.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        files: dict[str, ImageFile] = {}
+        for layer_name in manifest[0]["Layers"]:
+            member = saved.getmember(layer_name)
+            while member.issym():  # podman's docker-archive links dir/layer.tar to the blob
+                target = os.path.normpath(os.path.join(os.path.dirname(member.name), member.linkname))
+                member = saved.getmember(target)
+            with tarfile.open(fileobj=saved.extractfile(member)) as layer:
+                _apply_layer(layer, files)
     return files
 
 

@@ -23,7 +23,10 @@ from podmanapi import BASE_TAG, PodmanService, build_base_image, extract_rootfs,
 
 from tfs_traffic import cli, image
 
-STAND_IN = b'#!/bin/sh\n# stand-in for tensorflow_model_server: prints who runs it and its arguments\nid -u\nfor a in "$@"; do echo "$a"; done\n'
+STAND_IN = (
+    b"#!/bin/sh\n# stand-in for tensorflow_model_server: prints who runs it and its arguments\n"
+    b'id -u\nfor a in "$@"; do echo "$a"; done\n'
+)
 SERIES = {
     "series": "# applied in order\n0001-count-calls.patch\n0002-gauge.patch\n",
     "0001-count-calls.patch": "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n",
@@ -68,9 +71,10 @@ def server_image(podman: PodmanService, tmp_path_factory: pytest.TempPathFactory
     series = _series(tmp)
     env = {**os.environ, "DOCKER_HOST": podman.docker_host}
     tag = "localhost/tfserving-calls:2.20.0-test"
+    args = ["image", "build", "--binary", str(binary), "--tag", tag, "--base", BASE_TAG]
+    args += ["--tf-serving-version", "2.20.0", "--patch-series", str(series)]
     done = subprocess.run(
-        [sys.executable, "-m", "tfs_traffic.cli", "image", "build", "--binary", str(binary), "--tag", tag]
-        + ["--base", BASE_TAG, "--tf-serving-version", "2.20.0", "--patch-series", str(series)],
+        [sys.executable, "-m", "tfs_traffic.cli", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -198,7 +202,7 @@ def test_entrypoint_honours_model_env_and_monitoring_overrides(server_image: dic
 def test_sidecar_image_from_its_dockerfile(api: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "sidecar").mkdir()
     (tmp_path / "sidecar" / "Dockerfile").write_text(
-        f"FROM {BASE_TAG}\nCOPY . /src\nUSER 10002\nENTRYPOINT [\"/bin/sh\"]\n"
+        f'FROM {BASE_TAG}\nCOPY . /src\nUSER 10002\nENTRYPOINT ["/bin/sh"]\n'
     )
     (tmp_path / "tfs_traffic").mkdir()
     (tmp_path / "tfs_traffic" / "sidecar.py").write_text("print('sidecar')\n")

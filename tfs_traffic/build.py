@@ -219,7 +219,9 @@ def fetch(request: BuildRequest, say: Progress = _say) -> Path:
         commit = _git(partial, "rev-parse", "HEAD")
         _git(partial, "tag", "-f", request.version, commit)
         with (partial / ".git" / "info" / "exclude").open("a") as exclude:
-            exclude.write(f"\n# bazel's output base (run_in_docker.sh: TEST_TMPDIR=.cache)\n/{BAZEL_CACHE_DIR}/\n")
+            # bazel's output base (run_in_docker.sh: TEST_TMPDIR=.cache) and its convenience symlinks,
+            # bazel-<directory name> included, which upstream's .gitignore does not list.
+            exclude.write(f"\n/{BAZEL_CACHE_DIR}/\n/bazel-*\n")
         partial.rename(source)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

@@ -28,7 +28,7 @@ examples:
   DOCKER_HOST=unix:///run/podman/podman.sock tfs-traffic image build --binary ./tensorflow_model_server --tag tfs:dev
   tfs-traffic image build --sidecar --tag registry.example.com/ml/tfs-traffic-sidecar:0.1.0 --push
   tfs-traffic image build-server --version 2.20.0 --tag registry.example.com/ml/tfserving:2.20.0-calls \\
-      --bazel-options '--jobs=8' --push
+      --bazel-options='--jobs=8 --copt=-march=native' --push
 
 The runtime image's entrypoint passes --monitoring_config_file=$MONITORING_CONFIG_FILE (baked:
 /etc/tfs-traffic/monitoring.config). Set MONITORING_CONFIG_FILE= (empty) to turn it off, point it at
@@ -86,7 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     server.add_argument("--tag", required=True, metavar="T", help="image name:tag to build")
     server.add_argument("--push", action="store_true", help="push the image after the build and print its digest")
     server.add_argument(
-        "--bazel-options", default="", metavar="'OPTS'", help="extra bazel build options, one shell-quoted string"
+        "--bazel-options",
+        default="",
+        metavar="'OPTS'",
+        help="extra bazel build options, one shell-quoted string: --bazel-options='--jobs=8 ...'",
     )
     server.add_argument(
         "--build-with", choices=("docker", "bazel"), default="docker", help="bazel in the devel image, or a local one"
