@@ -436,9 +436,11 @@ def test_terminal_present_runs_without_script(world: World, monkeypatch: pytest.
 
 def test_bad_inputs_are_usage_errors(world: World) -> None:
     assert "is not a release tag" in _error_line(world.run("--version", "latest"))
-    done = world.run("--bazel-options=--copt=\"'-O3'\"")
-    assert done.returncode == 2
-    assert "cannot hold a single quote" in _error_line(done)
+    for options in ("--copt=\"'-O3'\"", "--copt='-O3 -g'", "--define=x=$HOME"):
+        done = world.run(f"--bazel-options={options}")
+        assert done.returncode == 2
+        assert "has characters run_in_docker.sh would mangle" in _error_line(done)
+    assert not world.cache.exists()
 
 
 def test_make_variables_map_to_build_server_flags(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ STATE_FILE = "tfs-traffic-patched-tree"  # in .git/: the tree id we left after a
 BUILDERS = ("docker", "bazel")
 PATCH_TOOLS = ("auto", "cli", "git")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+(?:-rc\d+)?$")
+_SHELL_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
 
 Progress = Callable[[str], None]
 
@@ -82,9 +83,18 @@ def validate(request: BuildRequest) -> None:
         raise UsageError(f"--patch-with must be one of {', '.join(PATCH_TOOLS)}")
     image.check_tag(request.tag)
     if request.build_with == "docker":
+        # run_in_docker.sh pastes its arguments into `sh -c '... $@'` and `-v $(pwd):$(pwd)` unquoted:
+        # anything a shell would split or interpret would change meaning on the way to bazel.
         for option in request.bazel_options:
-            if "'" in option:
-                raise UsageError("BAZEL_OPTIONS cannot hold a single quote: run_in_docker.sh wraps them in '...'")
+            if not _SHELL_SAFE.match(option):
+                raise UsageError(
+                    f"BAZEL_OPTIONS item {option!r} has characters run_in_docker.sh would mangle "
+                    "(spaces, quotes, $...): split it into several options, e.g. --copt=-O3 --copt=-g"
+                )
+        if not _SHELL_SAFE.match(str(request.source_dir.resolve())):
+            raise UsageError(
+                f"the cache directory {request.cache_dir} must not hold spaces or quotes (run_in_docker.sh)"
+            )
 
 
 def check_series(request: BuildRequest) -> None:

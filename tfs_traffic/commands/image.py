@@ -3,6 +3,7 @@
 import argparse
 import os
 import shlex
+import sys
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -130,7 +131,7 @@ def _add_pack_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
+    parser.print_help(sys.stderr)
     return 2
 
 
