@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 
 BUSYBOX = Path("/bin/busybox")
 BASE_TAG = "localhost/tfs-test-base:1"
@@ -29,6 +31,7 @@ BASE_TAG = "localhost/tfs-test-base:1"
 @dataclass
 class PodmanService:
     workdir: Path
+    insecure_registries: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
 
     @property
@@ -60,6 +63,12 @@ class PodmanService:
             self.docker_host,
         ]
         env = {**os.environ, "TMPDIR": str(self.workdir / "vartmp")}
+        if self.insecure_registries:  # plain-HTTP registries on 127.0.0.1, for push tests
+            conf = self.workdir / "registries.conf"
+            conf.write_text(
+                "".join(f'[[registry]]\nlocation = "{r}"\ninsecure = true\n' for r in self.insecure_registries)
+            )
+            env["CONTAINERS_REGISTRIES_CONF"] = str(conf)
         log = (self.workdir / "service.log").open("wb")
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -99,12 +108,43 @@ class PodmanService:
 
 
 @contextlib.contextmanager
-def podman_service(workdir: Path) -> Iterator[PodmanService]:
-    service = PodmanService(workdir)
+def podman_service(workdir: Path, insecure_registries: tuple[str, ...] = ()) -> Iterator[PodmanService]:
+    service = PodmanService(workdir, insecure_registries)
     try:
         yield service.start()
     finally:
         service.stop()
+
+
+@contextlib.contextmanager
+def local_registry(workdir: Path, timeout: float = 20.0) -> Iterator[str]:
+    """Debian's docker-registry (CNCF distribution) on a free 127.0.0.1 port; yields host:port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\nhttp:\n  addr: {address}\n"
+    )
+    log = (workdir / "registry.log").open("wb")
+    process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"http://{address}/v2/", timeout=1).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"docker-registry did not start: {(workdir / 'registry.log').read_text()[-1000:]}")
+            time.sleep(0.1)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def build_base_image(client: Any, context_dir: Path, tag: str = BASE_TAG) -> str:

@@ -19,7 +19,16 @@ from typing import Any
 
 import certifi
 import pytest
-from podmanapi import BASE_TAG, PodmanService, build_base_image, extract_rootfs, image_filesystem, podman_service
+import requests
+from podmanapi import (
+    BASE_TAG,
+    PodmanService,
+    build_base_image,
+    extract_rootfs,
+    image_filesystem,
+    local_registry,
+    podman_service,
+)
 
 from tfs_traffic import cli, image
 
@@ -35,8 +44,14 @@ SERIES = {
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanService]:
-    with podman_service(tmp_path_factory.mktemp("podman")) as service:
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with local_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory: pytest.TempPathFactory, registry: str) -> Iterator[PodmanService]:
+    with podman_service(tmp_path_factory.mktemp("podman"), insecure_registries=(registry,)) as service:
         build_base_image(service.client(), tmp_path_factory.mktemp("base"))
         yield service
 
@@ -197,6 +212,39 @@ def test_entrypoint_honours_model_env_and_monitoring_overrides(server_image: dic
     assert "--monitoring_config_file=/cfg/other.config" in out
     out = _run_entrypoint(rootfs, env, MONITORING_CONFIG_FILE="")
     assert not [a for a in out if "monitoring" in a]
+
+
+def test_push_prints_the_registry_digest_last(
+    api: Any, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "tensorflow_model_server"
+    binary.write_bytes(STAND_IN)
+    tag = f"{registry}/ml/tfserving:2.20.0-calls"
+    args = ["image", "build", "--binary", str(binary), "--tag", tag, "--base", BASE_TAG, "--push"]
+    assert cli.main(args) == 0
+    image_id, pushed = capsys.readouterr().out.splitlines()
+    assert image_id == api.inspect_image(tag)["Id"]
+    repository, digest = pushed.split("@")
+    assert repository == f"{registry}/ml/tfserving"
+    # the registry serves the manifest under that digest
+    accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+    head = requests.head(f"http://{registry}/v2/ml/tfserving/manifests/2.20.0-calls", headers={"Accept": accept})
+    assert head.status_code == 200
+    assert head.headers["Docker-Content-Digest"] == digest
+    by_digest = requests.get(f"http://{registry}/v2/ml/tfserving/manifests/{digest}", headers={"Accept": accept})
+    assert by_digest.status_code == 200
+    assert hashlib.sha256(by_digest.content).hexdigest() == digest.removeprefix("sha256:")
+
+
+def test_push_failure_is_one_line(
+    api: Any, not_a_registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "tensorflow_model_server"
+    binary.write_bytes(STAND_IN)
+    tag = f"{not_a_registry}/ml/tfserving:x"
+    assert cli.main(["image", "build", "--binary", str(binary), "--tag", tag, "--base", BASE_TAG, "--push"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"tfs-traffic: error: push of {tag} failed: ")
 
 
 def test_sidecar_image_from_its_dockerfile(api: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
