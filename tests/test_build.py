@@ -332,7 +332,9 @@ def test_no_docker_on_path(world: World) -> None:
 
 
 def test_make_build_image_without_docker(tmp_path: Path) -> None:
-    env = {**os.environ, "PATH": _path_without("docker", tmp_path)}
+    # as if typed at a shell, not inside `make test`
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    env["PATH"] = _path_without("docker", tmp_path)
     done = subprocess.run(
         ["make", "-s", "-C", str(REPO_ROOT), "build-image", f"TF_SERVING_VERSION={VERSION}", "IMAGE=localhost/x:1"],
         env=env,
