@@ -9,6 +9,7 @@ it with `tfs_traffic.image`. Every failure is one line (a ToolError) that names 
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tfs_traffic import image
 from tfs_traffic.errors import ToolError, UsageError
@@ -31,7 +33,7 @@ BINARY_RELPATH = Path("bazel-bin/tensorflow_serving/model_servers/tensorflow_mod
 BAZEL_CACHE_DIR = ".cache"
 STATE_FILE = "tfs-traffic-patched-tree"  # in .git/: the tree id we left after applying patches
 BUILDERS = ("docker", "bazel")
-PATCH_TOOLS = ("auto", "cli", "git")
+PATCH_TOOLS = ("auto", "tfs-traffic", "git")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+(?:-rc\d+)?$")
 _SHELL_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
 
@@ -49,7 +51,7 @@ class BuildRequest:
     version: str
     tag: str
     cache_dir: Path
-    patches_dir: Path
+    patches_dir: Path | None = None  # None: the series packaged with tfs-traffic (or ./patches)
     source_url: str = DEFAULT_SOURCE_URL
     bazel_options: list[str] = field(default_factory=list)
     build_with: str = "docker"
@@ -63,10 +65,6 @@ class BuildRequest:
     @property
     def devel(self) -> str:
         return self.devel_image or f"tensorflow/serving:{self.version}-devel"
-
-    @property
-    def series_dir(self) -> Path:
-        return self.patches_dir / self.version
 
     @property
     def source_dir(self) -> Path:
@@ -97,15 +95,40 @@ def validate(request: BuildRequest) -> None:
             )
 
 
-def check_series(request: BuildRequest) -> None:
-    """The patch series for the version exists and names only existing files."""
-    if not (request.series_dir / "series").is_file():
-        have = sorted(p.parent.name for p in request.patches_dir.glob("*/series"))
+def _patches_module() -> Any | None:
+    """`tfs_traffic.patches` (issue #3: series lookup and `tfs-traffic patch apply`) once it is installed."""
+    try:
+        return importlib.import_module("tfs_traffic.patches")
+    except ModuleNotFoundError as e:
+        if e.name != "tfs_traffic.patches":
+            raise
+        return None
+
+
+def _use_patch_module(request: BuildRequest) -> Any | None:
+    module = _patches_module()
+    if request.patch_tool == "tfs-traffic" and module is None:
+        raise ToolError("this tfs-traffic has no `patch` command yet (issue #3): use --patch-with git")
+    return module if request.patch_tool in ("auto", "tfs-traffic") else None
+
+
+def series_dir(request: BuildRequest) -> Path:
+    """The patch series for the version: as `tfs-traffic patch` picks it, or patches/<version>."""
+    module = _use_patch_module(request)
+    if module is not None:
+        series = module.series_for(request.version, module.load_series(request.patches_dir))
+        return Path(series.path)
+    # SEAM (issue #3): until tfs_traffic.patches is on main, the series is patches/<version>.
+    patches_dir = request.patches_dir or Path("patches")
+    directory = patches_dir / request.version
+    if not (directory / "series").is_file():
+        have = sorted(p.parent.name for p in patches_dir.glob("*/series"))
         raise UsageError(
-            f"no patch series for {request.version}: {request.series_dir}/series is missing"
+            f"no patch series for {request.version}: {directory}/series is missing"
             + (f" (have: {', '.join(have)})" if have else "")
         )
-    image.series_patches(request.series_dir)
+    image.series_patches(directory)
+    return directory
 
 
 def _run(cmd: Sequence[str], cwd: Path | None = None, check: bool = True, timeout: float | None = None) -> str:
@@ -239,26 +262,17 @@ def fetch(request: BuildRequest, say: Progress = _say) -> Path:
     return source
 
 
-def _patch_command_available() -> bool:
-    from tfs_traffic import cli
-
-    return "tfs_traffic.commands.patch" in cli.COMMAND_MODULES
-
-
-def apply_patches(request: BuildRequest, source: Path, say: Progress = _say) -> str:
+def apply_patches(request: BuildRequest, source: Path, series: Path, say: Progress = _say) -> str:
     """Apply the series to the pristine source; return the series' sha256 for the image label."""
-    patches = image.series_patches(request.series_dir)
-    digest = image.patch_series_sha256(request.series_dir)
-    use_cli = request.patch_tool == "cli" or (request.patch_tool == "auto" and _patch_command_available())
-    if use_cli:
-        say(f"applying {request.series_dir} with `tfs-traffic patch apply`")
-        cmd = [sys.executable, "-m", "tfs_traffic.cli", "patch", "apply", "--source", str(source)]
-        out = subprocess.run([*cmd, "--version", request.version], capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            raise ToolError(f"tfs-traffic patch apply failed: {_last_line(out.stderr or out.stdout)}")
+    digest = image.patch_series_sha256(series)
+    module = _use_patch_module(request)
+    if module is not None:
+        say(f"applying {series} with tfs-traffic's patch code")
+        module.apply(source, request.version, request.patches_dir)
     else:
-        # SEAM (issue #3): until `tfs-traffic patch apply` lands on main, apply the series with git apply.
-        say(f"applying {len(patches)} patch(es) from {request.series_dir} with git apply")
+        # SEAM (issue #3): until `tfs-traffic patch apply` is on main, apply the series with git apply.
+        patches = image.series_patches(series)
+        say(f"applying {len(patches)} patch(es) from {series} with git apply")
         for patch in patches:
             out = subprocess.run(
                 ["git", "-C", str(source), "apply", "--whitespace=nowarn", str(patch.resolve())],
@@ -321,10 +335,10 @@ def build_server(request: BuildRequest, say: Progress = _say) -> image.BuildResu
     """The whole pipeline: preflight, fetch, patch, bazel, pack (and push)."""
     validate(request)
     preflight(request)
-    check_series(request)
+    series = series_dir(request)
     source = fetch(request, say)
     revision = _git(source, "rev-parse", "HEAD")
-    patches_sha256 = apply_patches(request, source, say)
+    patches_sha256 = apply_patches(request, source, series, say)
     binary = build_binary(request, source, say)
     say(f"packing {binary} into {request.tag}")
     spec = image.ServerImageSpec(

@@ -106,13 +106,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cache-dir", type=Path, default=Path("build/cache"), metavar="DIR", help="source cache (default build/cache)"
     )
     server.add_argument(
-        "--patches", type=Path, default=Path("patches"), metavar="DIR", help="holds <version>/series (default patches)"
+        "--patches",
+        type=Path,
+        metavar="DIR",
+        help="directory of patch series (<version>/series); default: the series shipped with tfs-traffic",
     )
     server.add_argument(
         "--patch-with",
-        choices=("auto", "cli", "git"),
+        choices=("auto", "tfs-traffic", "git"),
         default="auto",
-        help="`tfs-traffic patch apply` (cli), plain `git apply` of the series (git), or cli when installed (auto)",
+        help="tfs-traffic's patch code (as `tfs-traffic patch apply`) or plain `git apply` of the series; "
+        "auto: the former when installed",
     )
     _add_pack_arguments(server)
     server.set_defaults(run=run_build_server)
