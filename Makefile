@@ -7,11 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TFS_API_VERSION := 2.21.0
 # Debian packages the tests and the demo use: a real Prometheus and promtool, Podman's Docker API,
-# a static busybox for locally built base images, docker-registry to push them to, g++ for the patch code,
-# h2load and wrk for benchmarks.
+# a static busybox for locally built base images, g++ for the patch code, h2load and wrk for benchmarks.
 DEBIAN_PACKAGES := prometheus podman busybox-static docker-registry g++ nghttp2-client wrk
 
-.PHONY: help setup system-deps test lint unit demo bench render clean build-image
+.PHONY: help setup system-deps test lint unit demo bench render clean
 
 help:
 	@echo "make demo   - run the retirement report on a simulated week of fleet history"
@@ -54,7 +53,9 @@ render: setup
 	$(BIN)/tfs-traffic queries render --out queries
 	$(BIN)/tfs-traffic k8s render --values k8s/values.example.yaml --out k8s/examples
 
+# A patched TF Serving image (build/build-image.sh); docker-registry above serves its push tests.
 # Variables given on the command line reach the script's environment (GNU make exports them).
+.PHONY: build-image
 build-image: $(STAMP)
 	@TFS_TRAFFIC=$(BIN)/tfs-traffic $(SHELL) build/build-image.sh
 
