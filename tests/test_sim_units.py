@@ -98,3 +98,22 @@ def test_version_directories_and_policies() -> None:
     assert aspired_versions(model, disk) == {1}
     model.model_version_policy.all.SetInParent()
     assert aspired_versions(model, disk) == {1, 2, 10}
+
+
+def test_row_format_bulk_path_equals_rapidjson_walk() -> None:
+    """The one-output fast path writes exactly what the element-by-element writer does."""
+    for shape in [(3,), (2, 3), (2, 2, 2), (0,), (2, 0), (1, 2, 0), (3, 1)]:
+        y = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape) / 4
+        fast = tfjson.predict_response({"y": y}, row_format=True)
+        writer = tfjson.PrettyWriter()
+        writer.start_object()
+        writer.key("predictions")
+        writer.start_array()
+        texts, offset = tfjson.format_floats(y), 0
+        for _ in range(shape[0]):
+            writer.single_line = True
+            offset = tfjson._tensor_values(writer, texts, shape, 1, offset)
+            writer.single_line = False
+        writer.end_array()
+        writer.end_object()
+        assert fast == writer.text(), shape

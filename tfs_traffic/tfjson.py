@@ -96,33 +96,21 @@ def json_string(text: str) -> str:
 
 
 def format_floats(values: np.ndarray) -> list[str]:
-    """`WriteDecimal<float>` for every element, vectorised."""
+    """`WriteDecimal<float>` for every element: `%g`, `%.9g` unless that round-trips, `.0` for whole numbers."""
     flat = np.ascontiguousarray(values, dtype=np.float32).ravel()
-    if flat.size == 0:
-        return []
-    as_double = flat.astype(np.float64)
-    short = np.char.mod("%g", as_double)
+    doubles = flat.astype(np.float64).tolist()
     finite = np.isfinite(flat)
-    with np.errstate(all="ignore"):
-        back = np.where(finite, short, "0").astype(np.float64).astype(np.float32)
-    redo = finite & (back != flat)
-    if redo.any():
-        short = short.astype(object)
-        short[redo] = np.char.mod("%.9g", as_double[redo])
-    out: list[str] = short.tolist()
-    needs_dot = (
-        finite
-        & (np.char.find(np.asarray(out, dtype=str), ".") < 0)
-        & (np.char.find(np.asarray(out, dtype=str), "e") < 0)
-    )
-    for i in np.flatnonzero(needs_dot | ~finite):
-        v = flat[i]
-        if np.isnan(v):
-            out[i] = "NaN"
-        elif np.isinf(v):
-            out[i] = "-Infinity" if v < 0 else "Infinity"
-        else:
-            out[i] = out[i] + ".0"
+    all_finite = bool(finite.all())
+    out = [f"{v:g}" if all_finite or f else "0" for v, f in zip(doubles, finite.tolist(), strict=True)]
+    if out:
+        back = np.array(list(map(float, out)), dtype=np.float64).astype(np.float32)
+        for i in np.flatnonzero((back != flat) & finite).tolist():
+            out[i] = f"{doubles[i]:.9g}"
+    out = [t if ("." in t or "e" in t) else t + ".0" for t in out]
+    if not all_finite:
+        for i in np.flatnonzero(~finite).tolist():
+            v = doubles[i]
+            out[i] = "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
     return out
 
 
@@ -140,6 +128,14 @@ def _tensor_values(writer: PrettyWriter, texts: list[str], shape: tuple[int, ...
             offset = _tensor_values(writer, texts, shape, dim + 1, offset)
     writer.end_array()
     return offset
+
+
+def _single_line_rows(texts: list[str], shape: tuple[int, ...]) -> list[str]:
+    """Each row (first dimension) of a tensor as rapidjson writes it in single-line mode (no zero dims)."""
+    rows = texts
+    for size in reversed(shape[1:]):  # innermost dimension first
+        rows = ["[" + ", ".join(rows[i : i + size]) + "]" for i in range(0, len(rows), size)]
+    return rows
 
 
 def predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> str:
@@ -166,6 +162,11 @@ def predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> str
         offsets = dict.fromkeys(names, 0)
         writer.key("predictions")
         writer.start_array()
+        if not many and 0 not in shapes[names[0]][1:]:  # one output: rows are single-line values, in bulk
+            writer.single_line = True
+            writer.raw_values(_single_line_rows(texts[names[0]], shapes[names[0]]))
+            writer.single_line = False
+            batch = 0
         for _ in range(batch):
             if many:
                 writer.start_object()
