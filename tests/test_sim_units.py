@@ -117,3 +117,17 @@ def test_row_format_bulk_path_equals_rapidjson_walk() -> None:
         writer.end_array()
         writer.end_object()
         assert fast == writer.text(), shape
+
+
+def test_vectorised_float_format_equals_reference() -> None:
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [
+            (rng.standard_normal(20000) * 10.0 ** rng.integers(-12, 12, 20000)).astype(np.float32),
+            rng.integers(-(10**7), 10**7, 5000).astype(np.float32),
+            np.round(rng.random(5000) * 100, 3).astype(np.float32) * np.float32(0.5) + np.float32(2),
+            np.array([0, -0.0, 1e6, 999999, 999999.5, 1e9, 16777217, 100000.5, 1e-5, 1.17549435e-38, 3e38], np.float32),
+            np.array([np.nan, np.inf, -np.inf], np.float32),
+        ]
+    )
+    assert tfjson.format_floats(values) == [tfjson.format_float(v) for v in values]
