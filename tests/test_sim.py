@@ -42,13 +42,17 @@ MODELS = {
     "counted": ((1, 2), 'model_version_policy { all {} }\nversion_labels { key: "stable" value: 1 }'),
     "dynamic": ((1,), "model_version_policy { all {} }"),
     "reload": ((1, 2), 'model_version_policy { all {} }\nversion_labels { key: "stable" value: 1 }'),
+    "late": (None, ""),  # base path created by the test
 }
 
 
-def write_config(tmp: Path, models: dict[str, tuple[tuple[int, ...], str]]) -> Path:
+def write_config(tmp: Path, models: dict[str, tuple[tuple[int, ...] | None, str]]) -> Path:
     entries = []
     for name, (versions, extra) in models.items():
         base = tmp / "models" / name
+        if versions is None:
+            entries.append(f'config {{\n name: "{name}"\n base_path: "{base}"\n}}')
+            continue
         for v in versions:
             (base / str(v)).mkdir(parents=True, exist_ok=True)
         (base / "not-a-version").mkdir(parents=True, exist_ok=True)
@@ -507,3 +511,19 @@ def test_reload_config(sim: Sim, predict_stub, model_stub) -> None:
         "Servable not found for request: Latest(added)",
     )
     assert sim.version_available()[("added", "10")] == 0
+
+
+def test_missing_base_path_then_created(sim: Sim, predict_stub, model_stub) -> None:
+    error = rpc_error(
+        model_stub.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "late"})
+    )
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "Could not find any versions of model late")
+    error = rpc_error(predict_stub.Predict, predict_request("late", [1.0]))
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Latest(late)",
+    )
+    (sim.tmp / "models" / "late" / "3").mkdir(parents=True)  # type: ignore[attr-defined]
+    wait_for(lambda: sim.version_available().get(("late", "3")) == 1)
+    assert status_versions(model_stub, "late") == [(3, "AVAILABLE")]
+    assert predict_stub.Predict(predict_request("late", [2.0])).model_spec.version.value == 3
