@@ -377,8 +377,9 @@ class RestApi:
             return web.Response(status=404, body=_NOT_FOUND_HTML.encode(), headers={"Content-Type": "text/html"})
         if request.method == "OPTIONS":
             origin = request.headers.get("Origin", "")
-            ok = re.search(r"https?://", origin) is not None
-            return web.Response(status=200 if ok else 400, body=b"", headers={"Content-Type": "application/json"})
+            ok = re.search(r"https?://", origin) is not None  # CORS preflight: empty body either way
+            self.service.core.count_request("", Code.OK if ok else Code.FAILED_PRECONDITION)
+            return web.Response(status=200 if ok else 400, body=b"")
         body = await request.read()
         model_name, status, output = await self.process(request.method, path, body)
         self.service.core.count_request(model_name, status)
