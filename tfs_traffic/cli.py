@@ -18,6 +18,7 @@ from tfs_traffic.errors import ToolError
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, e.g. "tfs_traffic.commands.report",
     "tfs_traffic.commands.sidecar",
+    "tfs_traffic.commands.sim",
 )
 
 DESCRIPTION = """\
