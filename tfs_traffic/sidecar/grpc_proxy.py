@@ -167,22 +167,29 @@ class ProxyHandler(grpc.GenericRpcHandler):
         return forward
 
     def _stream(self, method: str) -> Callable[..., Any]:
-        upstream = self._channel.stream_stream(method)
+        """A method we do not know: one request message, any number of responses.
+
+        Every TF Serving method is unary; server streaming passes through as well. The request is
+        sent with its end-of-stream in one batch: writing it separately races with an upstream that
+        answers before reading (UNIMPLEMENTED), which grpcio then reports as INTERNAL.
+        """
+        upstream = self._channel.unary_stream(method)
 
         async def forward(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-            call = upstream(requests, timeout=_timeout(context), metadata=_forward_metadata(context))
+            try:
+                request = await requests.__anext__()
+            except StopAsyncIteration:
+                context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+                context.set_details("tfs-traffic sidecar: a call without a request message cannot be forwarded")
+                return
+            call = upstream(request, timeout=_timeout(context), metadata=_forward_metadata(context))
             try:
                 initial = await call.initial_metadata()
                 if initial:
                     await context.send_initial_metadata(initial)
                 async for response in call:
                     yield response
-                trailing = await call.trailing_metadata()
-                if trailing:
-                    context.set_trailing_metadata(trailing)
-                details = await call.details()
-                if details:
-                    context.set_details(details)
+                await _return_trailers(context, call)
             except grpc.aio.AioRpcError as e:
                 await _return_error(context, e)
 
@@ -194,6 +201,10 @@ async def _return_metadata(context: grpc.aio.ServicerContext, call: Any) -> None
     initial = await call.initial_metadata()
     if initial:
         await context.send_initial_metadata(initial)
+    await _return_trailers(context, call)
+
+
+async def _return_trailers(context: grpc.aio.ServicerContext, call: Any) -> None:
     trailing = await call.trailing_metadata()
     if trailing:
         context.set_trailing_metadata(trailing)
