@@ -17,7 +17,9 @@ from sidecar_support import Sidecar, Sim, delta, write_models
 from tfs_traffic.contract import OTHER, UNRESOLVED
 
 pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-from tensorflow_serving.apis import (  # noqa: E402
+import contextlib
+
+from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -82,11 +84,15 @@ def request_bytes(api: str, model: dict[str, Any]) -> bytes:
         return bytes(message.SerializeToString())
     if api == "multi_inference":
         message = inference_pb2.MultiInferenceRequest()
-        message.tasks.add(model_spec=spec(**model, signature="regress_x_to_y"), method_name="tensorflow/serving/regress")
+        message.tasks.add(
+            model_spec=spec(**model, signature="regress_x_to_y"), method_name="tensorflow/serving/regress"
+        )
         message.input.example_list.examples.add().features.feature["x"].float_list.value.append(4.0)
         return bytes(message.SerializeToString())
     if api == "metadata":
-        message = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec(**model), metadata_field=["signature_def"])
+        message = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=spec(**model), metadata_field=["signature_def"]
+        )
         return bytes(message.SerializeToString())
     if api == "status":
         return bytes(get_model_status_pb2.GetModelStatusRequest(model_spec=spec(**model)).SerializeToString())
@@ -160,10 +166,8 @@ def _grpc_batch(target: str, api: str, cases: list[tuple[dict[str, Any], tuple[s
         stub = channel.unary_unary(METHODS[api])
         for model, _ in cases:
             for _ in range(times):
-                try:
+                with contextlib.suppress(grpc.RpcError):
                     stub(request_bytes(api, model), timeout=10)
-                except grpc.RpcError:
-                    pass
 
 
 @pytest.mark.parametrize("api", ["predict", "classify", "regress", "multi_inference"])

@@ -190,7 +190,7 @@ class Supervisor:
                 raise ToolError(f"proxy worker {i} exited while starting") from None
             if state != "ready":
                 raise ToolError(f"proxy worker {i} failed to start: {detail}")
-        described.append(f"{options.workers} worker(s)")
+        described.append(f"{options.workers} worker(s) counting into {self.workdir / 'metrics'}")
         return described
 
     def _spawn(self, index: int) -> Any:
