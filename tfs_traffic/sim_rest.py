@@ -147,11 +147,11 @@ def _fill(value: Any, level: int, shape: list[int], dtype: int, out: list[Any]) 
         _fill(item, level + 1, shape, dtype, out)
 
 
-def json_tensor(value: Any, dtype: int) -> tuple[list[int], Any]:
+def json_tensor(value: Any, dtype: int, check_bool: bool = True) -> tuple[list[int], Any]:
     """A JSON value as (shape, values): float32 ndarray for DT_FLOAT, list of bytes for DT_STRING."""
     shape = _dense_shape(value)
     if dtype == DT_FLOAT and shape:
-        arr = _numeric_array(value)
+        arr = _numeric_array(value, check_bool)
         if arr is not None and list(arr.shape) == shape:
             return shape, arr
     out: list[Any] = []
@@ -161,13 +161,15 @@ def json_tensor(value: Any, dtype: int) -> tuple[list[int], Any]:
     return shape, out
 
 
-def _numeric_array(value: Any) -> np.ndarray | None:
-    """Fast path: a rectangular nest of JSON numbers as float32, or None to take the checked path."""
+def _numeric_array(value: Any, check_bool: bool = True) -> np.ndarray | None:
+    """Fast path: a rectangular nest of JSON numbers as float32, or None to take the checked path.
+
+    numpy would take `true` as 1.0; `check_bool=False` says the body has no `true`/`false` at all."""
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError):
         return None
-    if arr.dtype.kind not in "iuf" or _has_bool(value):
+    if arr.dtype.kind not in "iuf" or (check_bool and _has_bool(value)):
         return None
     return arr.astype(np.float32)
 
@@ -180,7 +182,9 @@ def _has_bool(value: Any) -> bool:
     return isinstance(value, bool)
 
 
-def tensors_from_instances(instances: list, infos: dict[str, simmodel.TensorSpec]) -> dict[str, Tensor]:
+def tensors_from_instances(
+    instances: list, infos: dict[str, simmodel.TensorSpec], check_bool: bool = True
+) -> dict[str, Tensor]:
     """`FillTensorMapFromInstancesList`: row format, batched along a new first dimension."""
     names = sorted(infos)
     first = instances[0]
@@ -202,7 +206,7 @@ def tensors_from_instances(instances: list, infos: dict[str, simmodel.TensorSpec
     def add(item: Any, name: str) -> None:
         if name not in infos:
             raise SimError(Code.INVALID_ARGUMENT, f"JSON object: does not have named input: {name}")
-        shape, values = json_tensor(item, infos[name].dtype)
+        shape, values = json_tensor(item, infos[name].dtype, check_bool)
         size = int(np.prod(shape)) if shape else 1
         if name not in sizes:
             sizes[name], shapes[name] = size, shape
@@ -217,7 +221,7 @@ def tensors_from_instances(instances: list, infos: dict[str, simmodel.TensorSpec
 
     if not objects and len(instances) > 1 and infos[names[0]].dtype == DT_FLOAT:
         # fast path for the common case: a plain list of same-shaped numbers or lists
-        arr = _numeric_array(instances)
+        arr = _numeric_array(instances, check_bool)
         if arr is not None and list(arr.shape) == _dense_shape(instances):
             return {names[0]: Tensor(DT_FLOAT, tuple(arr.shape), arr)}
     for count, elem in enumerate(instances):
@@ -261,7 +265,9 @@ def tensors_from_instances(instances: list, infos: dict[str, simmodel.TensorSpec
     return out
 
 
-def tensors_from_inputs(value: Any, infos: dict[str, simmodel.TensorSpec]) -> dict[str, Tensor]:
+def tensors_from_inputs(
+    value: Any, infos: dict[str, simmodel.TensorSpec], check_bool: bool = True
+) -> dict[str, Tensor]:
     """`FillTensorMapFromInputsMap`: columnar format."""
     names = sorted(infos)
     if not isinstance(value, dict) or _is_b64(value):
@@ -271,13 +277,13 @@ def tensors_from_inputs(value: Any, infos: dict[str, simmodel.TensorSpec]) -> di
                 "inputs is a plain value/list, but expecting an object as multiple input tensors required as per "
                 "tensorinfo_map",
             )
-        shape, values = json_tensor(value, infos[names[0]].dtype)
+        shape, values = json_tensor(value, infos[names[0]].dtype, check_bool)
         return {names[0]: Tensor(infos[names[0]].dtype, tuple(shape), values)}
     out = {}
     for name in names:
         if name not in value:
             raise SimError(Code.INVALID_ARGUMENT, f"Missing named input: {name} in 'inputs' object.")
-        shape, values = json_tensor(value[name], infos[name].dtype)
+        shape, values = json_tensor(value[name], infos[name].dtype, check_bool)
         out[name] = Tensor(infos[name].dtype, tuple(shape), values)
     return out
 
@@ -371,8 +377,9 @@ class RestApi:
             return web.Response(status=404, body=_NOT_FOUND_HTML.encode(), headers={"Content-Type": "text/html"})
         if request.method == "OPTIONS":
             origin = request.headers.get("Origin", "")
-            ok = re.search(r"https?://", origin) is not None
-            return web.Response(status=200 if ok else 400, body=b"", headers={"Content-Type": "application/json"})
+            ok = re.search(r"https?://", origin) is not None  # CORS preflight: empty body either way
+            self.service.core.count_request("", Code.OK if ok else Code.FAILED_PRECONDITION)
+            return web.Response(status=200 if ok else 400, body=b"")
         body = await request.read()
         model_name, status, output = await self.process(request.method, path, body)
         self.service.core.count_request(model_name, status)
@@ -420,6 +427,7 @@ class RestApi:
         if sig is None:
             raise SimError(Code.INVALID_ARGUMENT, f'Serving signature name: "{key}" not found in signature def')
         infos = dict(sig.inputs)
+        check_bool = b"true" in body or b"false" in body
         if "instances" in doc:
             if "inputs" in doc:
                 raise _format_error(
@@ -430,9 +438,9 @@ class RestApi:
                 raise _format_error(doc, "Expecting 'instances' to be an list/array")
             if not instances:
                 raise _format_error(doc, "No values in 'instances' array")
-            tensors, row = tensors_from_instances(instances, infos), True
+            tensors, row = tensors_from_instances(instances, infos, check_bool), True
         elif "inputs" in doc:
-            tensors, row = tensors_from_inputs(doc["inputs"], infos), False
+            tensors, row = tensors_from_inputs(doc["inputs"], infos, check_bool), False
         else:
             raise SimError(Code.INVALID_ARGUMENT, "Missing 'inputs' or 'instances' key")
         result = self.service.predict(spec, tensors)

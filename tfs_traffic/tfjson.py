@@ -95,35 +95,90 @@ def json_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def format_floats(values: np.ndarray) -> list[str]:
-    """`WriteDecimal<float>` for every element, vectorised."""
-    flat = np.ascontiguousarray(values, dtype=np.float32).ravel()
-    if flat.size == 0:
-        return []
-    as_double = flat.astype(np.float64)
-    short = np.char.mod("%g", as_double)
-    finite = np.isfinite(flat)
-    with np.errstate(all="ignore"):
-        back = np.where(finite, short, "0").astype(np.float64).astype(np.float32)
-    redo = finite & (back != flat)
-    if redo.any():
-        short = short.astype(object)
-        short[redo] = np.char.mod("%.9g", as_double[redo])
-    out: list[str] = short.tolist()
-    needs_dot = (
-        finite
-        & (np.char.find(np.asarray(out, dtype=str), ".") < 0)
-        & (np.char.find(np.asarray(out, dtype=str), "e") < 0)
-    )
-    for i in np.flatnonzero(needs_dot | ~finite):
-        v = flat[i]
-        if np.isnan(v):
-            out[i] = "NaN"
-        elif np.isinf(v):
-            out[i] = "-Infinity" if v < 0 else "Infinity"
-        else:
-            out[i] = out[i] + ".0"
+def format_float(value: float) -> str:
+    """`WriteDecimal<float>` for one value: the reference `format_floats` must agree with."""
+    f = np.float32(value)
+    if np.isnan(f):
+        return "NaN"
+    if np.isinf(f):
+        return "-Infinity" if f < 0 else "Infinity"
+    d = float(f)
+    text = f"{d:g}"
+    if np.float32(float(text)) != f:
+        text = f"{d:.9g}"
+    return text if ("." in text or "e" in text) else text + ".0"
+
+
+def _round_trips_6(flat: np.ndarray) -> np.ndarray:
+    """Per element: does `%g` (six significant digits) read back as the same float32?
+
+    Vectorised: round to six digits in float64 and compare; the few values whose seventh digit
+    is within rounding error of a tie are checked exactly with `format_float`'s test.
+    """
+    d = flat.astype(np.float64)
+    a = np.abs(d)
+    out = np.ones(flat.shape, dtype=bool)  # zeros round-trip
+    nz = a > 0
+    an = a[nz]
+    e = np.floor(np.log10(an))
+    e += an >= 10.0 ** (e + 1)  # log10 can be off by one next to powers of ten
+    e -= an < 10.0**e
+    scale = 10.0 ** (5 - e)
+    q = an * scale
+    m = np.rint(q)
+    ok = (np.sign(d[nz]) * (m / scale)).astype(np.float32) == flat[nz]
+    near = np.abs(np.abs(q - np.floor(q)) - 0.5) < 1e-6
+    for i in np.flatnonzero(near).tolist():
+        v = float(flat[nz][i])
+        ok[i] = np.float32(float(f"{v:g}")) == flat[nz][i]
+    out[nz] = ok
     return out
+
+
+def _formats(values: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Per-element printf formats and the arguments for `WriteDecimal<float>` (see format_floats)."""
+    flat = np.ascontiguousarray(values, dtype=np.float32).ravel()
+    finite = np.isfinite(flat)
+    safe = np.where(finite, flat, np.float32(0))
+    six = _round_trips_6(safe)
+    integral = np.floor(safe) == safe
+    absolute = np.abs(safe)
+    fmt = np.where(six, "%g", "%.9g").astype(object)
+    dot = integral & np.where(six, absolute < 1e6, absolute < 1e9)
+    fmt[dot] = np.where(six[dot], "%g.0", "%.9g.0")
+    if not finite.all():
+        fmt[np.isnan(flat)] = "NaN%.0s"
+        fmt[np.isposinf(flat)] = "Infinity%.0s"
+        fmt[np.isneginf(flat)] = "-Infinity%.0s"
+    return fmt, tuple(safe.astype(np.float64).tolist())
+
+
+def format_floats(values: np.ndarray) -> list[str]:
+    """`WriteDecimal<float>` for every element, without a Python step per element where possible.
+
+    One printf pass over all values with a per-element format: `%g` when six digits round-trip,
+    else `%.9g`; `.0` appended to integral values printed without exponent (|v| < 1e6 for `%g`,
+    < 1e9 for `%.9g`); `NaN`, `Infinity`, `-Infinity` for the rest.
+    """
+    if values.size == 0:
+        return []
+    fmt, args = _formats(values)
+    return str("\x00".join(fmt.tolist()) % args).split("\x00")
+
+
+def single_line_rows(values: np.ndarray) -> str:
+    """The rows of a tensor (first dimension) as rapidjson writes them in single-line mode, joined by
+    `, `: what `predictions` holds for one output. Shapes must have no zero inner dimension."""
+    if values.size == 0:
+        return ""
+    fmt, args = _formats(values)
+    index = np.arange(fmt.size)
+    stride = 1
+    for size in reversed(values.shape[1:]):
+        stride *= size
+        fmt[index % stride == 0] = "[" + fmt[index % stride == 0]
+        fmt[index % stride == stride - 1] = fmt[index % stride == stride - 1] + "]"
+    return str(", ".join(fmt.tolist()) % args)
 
 
 def _tensor_values(writer: PrettyWriter, texts: list[str], shape: tuple[int, ...], dim: int, offset: int) -> int:
@@ -148,8 +203,9 @@ def predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> str
     Raises ValueError with TF Serving's message when row format has no batch dimension.
     """
     names = sorted(outputs)
-    texts = {name: format_floats(outputs[name]) for name in names}
     shapes = {name: tuple(outputs[name].shape) for name in names}
+    bulk = row_format and len(names) == 1 and 0 not in shapes[names[0]][1:] and bool(shapes[names[0]])
+    texts = {} if bulk else {name: format_floats(outputs[name]) for name in names}
     writer = PrettyWriter()
     writer.start_object()
     many = len(names) > 1
@@ -166,6 +222,11 @@ def predict_response(outputs: Mapping[str, np.ndarray], row_format: bool) -> str
         offsets = dict.fromkeys(names, 0)
         writer.key("predictions")
         writer.start_array()
+        if bulk:  # one output: its rows are single-line values, formatted in one pass
+            writer.single_line = True
+            writer.raw_values([single_line_rows(outputs[names[0]])] if shapes[names[0]][0] else [])
+            writer.single_line = False
+            batch = 0
         for _ in range(batch):
             if many:
                 writer.start_object()
@@ -220,7 +281,7 @@ def regress_response(values: np.ndarray) -> str:
     writer.key("results")
     writer.single_line = True
     writer.start_array()
-    writer.raw_values(format_floats(values))
+    writer.raw_values([single_line_rows(np.asarray(values).ravel())] if np.asarray(values).size else [])
     writer.end_array()
     writer.end_object()
     return writer.text()
