@@ -18,7 +18,11 @@ $pip install --quiet --target "$out/site-packages" --only-binary=:all: --impleme
   "grpcio>=1.60" "protobuf>=6.31.1" "prometheus-client>=0.20" "aiohttp>=3.9"
 # The config protos need protobuf only; their package metadata would pull TensorFlow: --no-deps.
 $pip install --quiet --target "$out/site-packages" --no-deps "tensorflow-serving-api==${TFS_API_VERSION:-2.21.0}"
-$pip install --quiet --target "$out/site-packages" --no-deps "$repo"
+# Build tfs-traffic from a scratch copy: setuptools would leave build/ in the repository.
+src=$(mktemp -d)
+trap 'rm -rf "$src"' EXIT
+git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 cp --parents -t "$src") 2>/dev/null || cp -r "$repo/." "$src"
+$pip install --quiet --target "$out/site-packages" --no-deps "$src"
 find "$out/site-packages" -name __pycache__ -prune -exec rm -rf {} +
 rm -rf "$out/site-packages/bin"
 du -sh "$out/site-packages"
