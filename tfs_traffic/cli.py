@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfs_traffic.commands.queries",
     "tfs_traffic.commands.k8s",
     "tfs_traffic.commands.sim",
+    "tfs_traffic.commands.sidecar",
 )
 
 DESCRIPTION = """\
