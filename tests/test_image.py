@@ -247,43 +247,6 @@ def test_push_failure_is_one_line(
     assert line.startswith(f"tfs-traffic: error: push of {tag} failed: ")
 
 
-def test_sidecar_image_from_its_dockerfile(api: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "sidecar").mkdir()
-    (tmp_path / "sidecar" / "Dockerfile").write_text(
-        f'FROM {BASE_TAG}\nCOPY . /src\nUSER 10002\nENTRYPOINT ["/bin/sh"]\n'
-    )
-    (tmp_path / "tfs_traffic").mkdir()
-    (tmp_path / "tfs_traffic" / "sidecar.py").write_text("print('sidecar')\n")
-    (tmp_path / ".venv" / "lib").mkdir(parents=True)
-    (tmp_path / ".venv" / "lib" / "big").write_bytes(b"x" * 1000)
-    (tmp_path / "notes.tmp").write_text("scratch")
-    (tmp_path / ".dockerignore").write_text("*.tmp\n")
-    assert cli.main(["image", "build", "--sidecar", "--tag", "localhost/sidecar:test", "--context", str(tmp_path)]) == 0
-    out = capsys.readouterr()
-    image_id = out.out.strip().splitlines()[-1]
-    assert image_id == api.inspect_image("localhost/sidecar:test")["Id"]
-    files = image_filesystem(api, "localhost/sidecar:test")
-    assert files["/src/tfs_traffic/sidecar.py"].data == b"print('sidecar')\n"
-    assert "/src/sidecar/Dockerfile" in files
-    assert not [p for p in files if p.startswith("/src/.venv") or p.endswith(".tmp")]  # never sent
-    assert api.inspect_image("localhost/sidecar:test")["Config"]["User"] == "10002"
-
-
-def test_sidecar_build_failure_is_one_line(api: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "sidecar").mkdir()
-    (tmp_path / "sidecar" / "Dockerfile").write_text(f"FROM {BASE_TAG}\nCOPY no-such-file /x\n")
-    assert cli.main(["image", "build", "--sidecar", "--tag", "localhost/sidecar:bad", "--context", str(tmp_path)]) == 1
-    line = _one_error_line(capsys.readouterr().err)
-    assert line.startswith("tfs-traffic: error: image build failed: ")
-    assert "no-such-file" in line
-
-
-def test_missing_sidecar_dockerfile_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["image", "build", "--sidecar", "--tag", "localhost/s:1", "--context", str(tmp_path)]) == 2
-    line = _one_error_line(capsys.readouterr().err)
-    assert "no sidecar/Dockerfile in" in line and "--context" in line
-
-
 @pytest.fixture
 def not_a_registry() -> Iterator[str]:
     """A 127.0.0.1 port that answers in plain text: pulling from it fails at once, with no retry."""

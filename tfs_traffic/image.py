@@ -8,7 +8,6 @@ context is a tar file written here, with every file's mode set in the tar: the D
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -17,7 +16,7 @@ import re
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,22 +36,24 @@ ENTRYPOINT_PATH = "/usr/bin/tf_serving_entrypoint.sh"
 BINARY_PATH = "/usr/bin/tensorflow_model_server"
 CA_BUNDLE_PATH = "/etc/ssl/certs/ca-certificates.crt"
 CA_MODES = ("bundle", "apt")
-SIDECAR_DOCKERFILE = "sidecar/Dockerfile"
-# Never sent as sidecar build context, whatever .dockerignore says: they are large and never needed.
-ALWAYS_EXCLUDED = (".git", ".venv", "build/cache", ".mypy_cache", ".ruff_cache", ".pytest_cache", "out")
 # Label keys (OCI annotations and ours). The patch series hash has no OCI key, so it gets our own.
 LABEL_VERSION = "org.opencontainers.image.version"
 LABEL_TFS_VERSION = "io.github.tfs-traffic.tf-serving-version"
 LABEL_PATCHES_SHA256 = "io.github.tfs-traffic.patch-series-sha256"
 LABEL_REVISION = "org.opencontainers.image.revision"
+LABEL_PYTHON_PACKAGES = "io.github.tfs-traffic.python-packages"
 BUILD_TIMEOUT_SECONDS = 3600
 _LABEL_KEY = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 
 Progress = Callable[[str], None]
 
 
-def _stderr(line: str) -> None:
+def progress_line(line: str) -> None:
+    """The default progress sink: stderr, so stdout keeps only the scriptable result."""
     print(line, file=sys.stderr, flush=True)
+
+
+_stderr = progress_line
 
 
 @dataclass
@@ -112,13 +113,12 @@ def series_patches(series_dir: Path) -> list[Path]:
 
 def image_labels(spec: ServerImageSpec, created: dt.datetime | None = None) -> dict[str, str]:
     """OCI labels plus ours; unknown values are left out rather than written as 'unknown'."""
-    created = created or dt.datetime.now(dt.UTC)
     labels = {
         "org.opencontainers.image.title": "tensorflow_model_server",
         "org.opencontainers.image.description": "TensorFlow Serving with per-version call metrics (tfs-traffic)",
         "org.opencontainers.image.source": "https://github.com/tensorflow/serving",
         "org.opencontainers.image.licenses": "Apache-2.0",
-        "org.opencontainers.image.created": created.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "org.opencontainers.image.created": _created(created),
         "org.opencontainers.image.base.name": spec.base,
         "io.github.tfs-traffic.version": __version__,
     }
@@ -130,12 +130,37 @@ def image_labels(spec: ServerImageSpec, created: dt.datetime | None = None) -> d
     if spec.patches_sha256:
         labels[LABEL_PATCHES_SHA256] = spec.patches_sha256
     labels.update(spec.extra_labels)
+    return _checked_labels(labels)
+
+
+def _checked_labels(labels: dict[str, str]) -> dict[str, str]:
     for key, value in labels.items():
         if not _LABEL_KEY.match(key):
             raise UsageError(f"bad label key {key!r}: use lower-case letters, digits, dots and dashes")
         if "\n" in value or "\r" in value:
             raise UsageError(f"label {key} has a line break in its value")
     return labels
+
+
+def _created(created: dt.datetime | None = None) -> str:
+    created = created or dt.datetime.now(dt.UTC)
+    return created.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def sidecar_labels(base: str | None, packages: Mapping[str, str], created: dt.datetime | None = None) -> dict[str, str]:
+    """OCI labels of the sidecar image; the Python packages it carries are listed for audits."""
+    labels = {
+        "org.opencontainers.image.title": "tfs-traffic-sidecar",
+        "org.opencontainers.image.description": "Per-version call metrics for a stock TF Serving (tfs-traffic sidecar)",
+        "org.opencontainers.image.licenses": "Apache-2.0",
+        "org.opencontainers.image.version": __version__,
+        "org.opencontainers.image.created": _created(created),
+        "io.github.tfs-traffic.version": __version__,
+        LABEL_PYTHON_PACKAGES: " ".join(f"{name}=={version}" for name, version in sorted(packages.items())),
+    }
+    if base:
+        labels["org.opencontainers.image.base.name"] = base
+    return _checked_labels(labels)
 
 
 def _template_env() -> jinja2.Environment:
@@ -396,43 +421,79 @@ def build_server_image(
     return result
 
 
-def _dockerignore(context_dir: Path) -> list[str]:
-    path = context_dir / ".dockerignore"
-    if not path.is_file():
-        return []
-    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+def write_directory_context(directory: Path, out: IO[bytes]) -> None:
+    """Tar the prepared build context `directory` to `out`, normalised for reproducible layers.
+
+    Every entry is root-owned with mtime 0; directories and executables get 0755, other files 0644,
+    whatever the build host's umask and user, so the image's files do not depend on who built it.
+    """
+    from tfs_traffic.sidecarimage import context_files
+
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, path in context_files(directory):
+            info = tar.gettarinfo(str(path), arcname=name)
+            executable = info.isdir() or bool(info.mode & 0o111)
+            info.mode = 0o755 if executable else 0o644
+            info.uid, info.gid, info.uname, info.gname, info.mtime = 0, 0, "", "", 0
+            if info.isfile():
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
 
 
-@contextlib.contextmanager
-def _context_tar(context_dir: Path, dockerfile: str) -> Iterator[IO[bytes]]:
-    from docker.utils import tar
+def daemon_arch(client: Any) -> str:
+    """The daemon's CPU architecture as wheel tags name it: a build without --platform targets it."""
+    from docker.errors import DockerException
 
-    exclude = [*_dockerignore(context_dir), *ALWAYS_EXCLUDED]
-    archive = tar(str(context_dir), exclude=exclude, dockerfile=(dockerfile, None))
+    from tfs_traffic.sidecarimage import docker_arch
+
     try:
-        yield archive
-    finally:
-        archive.close()
+        arch = str(client.version().get("Arch") or "amd64")
+    except DockerException as e:
+        raise ToolError(f"cannot reach the Docker API: {_first_line(e)}") from None
+    return docker_arch(arch)
 
 
 def build_sidecar_image(
     tag: str,
-    context_dir: Path,
-    dockerfile: str = SIDECAR_DOCKERFILE,
+    source: Path,
+    base: str | None = None,
+    wheels: Path | None = None,
     push_image: bool = False,
     progress: Progress = _stderr,
     client: Any = None,
 ) -> BuildResult:
-    """Build the sidecar image from `context_dir/dockerfile` (the repository root by default)."""
+    """Prepare the sidecar's build context from the checkout `source`, build it and optionally push it.
+
+    `base` overrides the Dockerfile's `ARG BASE` (a CPython 3.11 image with `python3` on PATH);
+    `wheels` makes pip install from that directory only (offline builds).
+    """
+    from tfs_traffic import sidecarimage
+
     check_tag(tag)
-    if not (context_dir / dockerfile).is_file():
-        raise UsageError(
-            f"no {dockerfile} in {context_dir.resolve()}: run from the tfs-traffic repository or pass --context DIR"
-        )
+    dockerfile = sidecarimage.dockerfile_path(source).read_text()
+    if base is not None and (not base or any(c.isspace() for c in base)):
+        raise UsageError(f"bad base image reference {base!r}")
     client = client or api_client()
-    with _context_tar(context_dir, dockerfile) as archive:
-        progress(f"building {tag} from {context_dir / dockerfile}")
-        image_id = stream_build(client, progress, fileobj=archive, custom_context=True, dockerfile=dockerfile, tag=tag)
+    arch = daemon_arch(client)
+    with tempfile.TemporaryDirectory(prefix="tfs-traffic-sidecar-") as scratch:
+        prepared = sidecarimage.prepare_context(source, Path(scratch), arch=arch, wheels=wheels, progress=progress)
+        effective_base = base or sidecarimage.default_base(dockerfile)
+        labels = sidecar_labels(effective_base, prepared.packages)
+        with tempfile.TemporaryFile(prefix="tfs-traffic-context-") as context:
+            write_directory_context(prepared.directory, context)
+            context.seek(0)
+            progress(f"building {tag} on {effective_base or 'the Dockerfile base'}")
+            image_id = stream_build(
+                client,
+                progress,
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                buildargs={"BASE": base} if base else None,
+                labels=labels,
+            )
     result = BuildResult(image_id=image_id, tag=tag)
     if push_image:
         result.digest = push(client, tag, progress)

@@ -15,7 +15,11 @@ printed last on stdout, then repository@digest after --push.
                  image's contract (MODEL_NAME, MODEL_BASE_PATH=/models, ports 8500/8501, extra
                  arguments forwarded), a non-root user (uid 10001) and Prometheus metrics on by
                  default at /monitoring/prometheus/metrics on the REST port; or, with --sidecar,
-                 build the sidecar image from sidecar/Dockerfile.
+                 build the sidecar image from sidecar/Dockerfile: the build host's pip unpacks
+                 the sidecar's packages for CPython 3.11 (no TensorFlow) into the build context,
+                 the Dockerfile only COPYs them (no RUN step; the default base has no pip).
+  sidecar-context
+                 write that build context to a directory, for `docker build DIR` or buildx.
   build-server   the whole pipeline behind `make build-image`: fetch tensorflow/serving at a
                  release tag, apply patches/<version>, build the server with bazel (in the
                  tensorflow/serving:<version>-devel image via tools/run_in_docker.sh, or with a
@@ -28,6 +32,8 @@ examples:
       --tag registry.example.com/ml/tfserving:2.20.0-calls --tf-serving-version 2.20.0 --patch-series patches/2.20.0
   DOCKER_HOST=unix:///run/podman/podman.sock tfs-traffic image build --binary ./tensorflow_model_server --tag tfs:dev
   tfs-traffic image build --sidecar --tag registry.example.com/ml/tfs-traffic-sidecar:0.1.0 --push
+  tfs-traffic image build --sidecar --tag tfs-sidecar:dev --base python:3.11-slim-bookworm --wheels ./wheelhouse
+  tfs-traffic image sidecar-context out/sidecar --arch aarch64 && docker build --platform linux/arm64 out/sidecar
   tfs-traffic image build-server --version 2.20.0 --tag registry.example.com/ml/tfserving:2.20.0-calls \\
       --bazel-options='--jobs=8 --copt=-march=native' --push
 
@@ -59,7 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     what = build.add_mutually_exclusive_group(required=True)
     what.add_argument("--binary", type=Path, metavar="PATH", help="the tensorflow_model_server binary to pack")
-    what.add_argument("--sidecar", action="store_true", help="build the sidecar image from sidecar/Dockerfile")
+    what.add_argument(
+        "--sidecar", action="store_true", help="build the sidecar image from sidecar/Dockerfile of the checkout"
+    )
     build.add_argument("--tag", required=True, metavar="T", help="image name:tag, e.g. registry/ml/tfserving:2.20.0")
     build.add_argument("--push", action="store_true", help="push the image after the build and print its digest")
     _add_pack_arguments(build)
@@ -67,14 +75,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--patch-series", type=Path, metavar="DIR", help="the applied series, e.g. patches/2.20.0 (its sha256 → label)"
     )
-    build.add_argument(
-        "--context",
-        type=Path,
-        default=Path("."),
-        metavar="DIR",
-        help="--sidecar: build context, the tfs-traffic repository (default: .)",
-    )
+    _add_sidecar_arguments(build)
     build.set_defaults(run=run_build)
+
+    context = actions.add_parser(
+        "sidecar-context",
+        help="write the sidecar image's build context (Dockerfile, site-packages/) to a directory",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    context.add_argument("out", type=Path, metavar="DIR", help="directory to fill (its site-packages/ is replaced)")
+    context.add_argument(
+        "--arch", choices=("x86_64", "aarch64"), default="x86_64", help="CPU of the image's wheels (default x86_64)"
+    )
+    _add_sidecar_arguments(context)
+    context.set_defaults(run=run_sidecar_context)
 
     server = actions.add_parser(
         "build-server",
@@ -123,8 +139,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=lambda args: _usage(parser))
 
 
+def _add_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="sidecar: the tfs-traffic checkout with sidecar/ and the tfs_traffic package (default: .)",
+    )
+    parser.add_argument(
+        "--wheels",
+        type=Path,
+        metavar="DIR",
+        help="sidecar: install wheels from DIR only (pip --no-index --find-links DIR), for offline builds",
+    )
+
+
 def _add_pack_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base", default="ubuntu:22.04", metavar="IMAGE", help="base image (default ubuntu:22.04)")
+    parser.add_argument(
+        "--base",
+        metavar="IMAGE",
+        help="base image (default ubuntu:22.04; with --sidecar, the Dockerfile's ARG BASE: distroless Python 3.11)",
+    )
     parser.add_argument(
         "--ca-certificates",
         choices=("bundle", "apt"),
@@ -144,12 +180,16 @@ def run_build(args: argparse.Namespace) -> int:
     from tfs_traffic.errors import UsageError
 
     if args.sidecar:
-        if args.binary or args.tf_serving_version or args.patch_series:
-            raise UsageError("--sidecar takes no --binary, --tf-serving-version or --patch-series")
-        result = image.build_sidecar_image(args.tag, args.context, push_image=args.push)
+        if args.binary or args.tf_serving_version or args.patch_series or args.ca_bundle:
+            raise UsageError("--sidecar takes no --binary, --tf-serving-version, --patch-series or --ca-bundle")
+        result = image.build_sidecar_image(
+            args.tag, args.source, base=args.base, wheels=args.wheels, push_image=args.push
+        )
     else:
+        if args.wheels or args.source != Path("."):
+            raise UsageError("--source and --wheels go with --sidecar")
         spec = image.ServerImageSpec(
-            base=args.base,
+            base=args.base or image.DEFAULT_BASE,
             tf_serving_version=args.tf_serving_version,
             patches_sha256=image.patch_series_sha256(args.patch_series) if args.patch_series else None,
             ca_certificates=args.ca_certificates,
@@ -157,6 +197,16 @@ def run_build(args: argparse.Namespace) -> int:
         )
         result = image.build_server_image(args.binary, args.tag, spec, push_image=args.push)
     image.print_result(result)
+    return 0
+
+
+def run_sidecar_context(args: argparse.Namespace) -> int:
+    from tfs_traffic import image, sidecarimage
+
+    prepared = sidecarimage.prepare_context(
+        args.source, args.out, arch=args.arch, wheels=args.wheels, progress=image.progress_line
+    )
+    print(prepared.directory)
     return 0
 
 
@@ -178,7 +228,7 @@ def run_build_server(args: argparse.Namespace) -> int:
         build_with=args.build_with,
         devel_image=args.devel_image,
         push=args.push,
-        base=args.base,
+        base=args.base or image.DEFAULT_BASE,
         ca_certificates=args.ca_certificates,
         ca_bundle=args.ca_bundle,
         patch_tool=args.patch_with,
