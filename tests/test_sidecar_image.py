@@ -82,8 +82,8 @@ def built(podman: PodmanService, wheels: Path) -> dict[str, Any]:
 def test_prints_the_image_id_last_and_streams_progress(built: dict[str, Any]) -> None:
     assert built["stdout"].splitlines() == [built["inspect"]["Id"]]
     stderr = built["stderr"]
-    assert "COPY site-packages /opt/tfs-traffic/site-packages" in stderr  # the build's own output, streamed
-    assert re.search(r"site-packages/: [0-9.]+ MB, .*grpcio ", stderr)
+    assert "COPY rootfs/ /" in stderr  # the build's own output, streamed
+    assert re.search(r"site-packages: [0-9.]+ MB, .*grpcio ", stderr)
 
 
 def test_config_runs_the_sidecar_as_non_root(built: dict[str, Any]) -> None:

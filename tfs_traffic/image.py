@@ -481,6 +481,7 @@ def build_sidecar_image(
         prepared = sidecarimage.prepare_context(source, Path(scratch), arch=arch, wheels=wheels, progress=progress)
         effective_base = base or sidecarimage.default_base(dockerfile)
         labels = sidecar_labels(effective_base, prepared.packages)
+        (prepared.directory / "Dockerfile").write_text(sidecarimage.with_labels(dockerfile, labels))
         with tempfile.TemporaryFile(prefix="tfs-traffic-context-") as context:
             write_directory_context(prepared.directory, context)
             context.seek(0)
@@ -492,7 +493,6 @@ def build_sidecar_image(
                 custom_context=True,
                 tag=tag,
                 buildargs={"BASE": base} if base else None,
-                labels=labels,
             )
     result = BuildResult(image_id=image_id, tag=tag)
     if push_image:

@@ -1,10 +1,10 @@
-"""The sidecar image's build context: its run-time packages unpacked into `site-packages/`.
+"""The sidecar image's build context: its run-time packages unpacked into a site-packages directory.
 
 The sidecar runs on a distroless Python base, which has neither pip nor a shell, and Podman's Docker API
 cannot execute `RUN` steps on some hosts. So nothing is installed *in* the image: the build host's pip
 installs binary wheels for the image's interpreter (`--target --platform --python-version --abi
---only-binary=:all:`, no code of the packages runs) into `site-packages/`, and the Dockerfile only
-COPYs that directory and points PYTHONPATH at it. This works the same with Docker, BuildKit and
+--only-binary=:all:`, no code of the packages runs) into `rootfs/opt/tfs-traffic/site-packages`, and
+the Dockerfile only COPYs rootfs/ and points PYTHONPATH there. This works the same with Docker, BuildKit and
 Podman, and for another architecture than the build host's.
 
 What goes in is exactly what `python -m tfs_traffic.sidecar` imports: grpcio, protobuf,
@@ -15,6 +15,7 @@ TensorFlow; its `apis/` package imports TensorFlow and is removed).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -36,7 +37,9 @@ TFS_API_VERSION = "2.21.0"
 PYTHON_VERSION = "3.11"
 GLIBC_MINOR = 36
 ARCHES = ("x86_64", "aarch64")
-SITE_PACKAGES = "site-packages"
+# Where the image keeps what the context's rootfs/ holds (the Dockerfile: COPY rootfs/ /).
+SITE_PACKAGES = "opt/tfs-traffic/site-packages"
+EXAMPLE_CONFIG = "etc/tfs-traffic/example.config"
 # Parts of installed packages the sidecar never loads: TensorFlow-dependent stubs, console scripts, bytecode.
 PRUNED = ("tensorflow_serving/apis", "bin")
 # Copied from the checkout into the scratch tree the tfs-traffic wheel is built from.
@@ -50,6 +53,7 @@ class SidecarContext:
     """A prepared build context directory, and what pip put into it."""
 
     directory: Path
+    site_packages: Path
     packages: dict[str, str]  # distribution name -> version
     size_bytes: int
 
@@ -167,6 +171,12 @@ def tree_size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def with_labels(dockerfile: str, labels: dict[str, str]) -> str:
+    """The Dockerfile with one LABEL instruction appended (one build step, whatever the label count)."""
+    pairs = " \\\n      ".join(f"{key}={json.dumps(value)}" for key, value in labels.items())
+    return dockerfile.rstrip("\n") + f"\nLABEL {pairs}\n"
+
+
 def dockerfile_path(source: Path) -> Path:
     path = source / "sidecar" / "Dockerfile"
     if not path.is_file():
@@ -189,7 +199,7 @@ def prepare_context(
     wheels: Path | None = None,
     progress: Progress | None = None,
 ) -> SidecarContext:
-    """Fill `out` with the sidecar's build context: Dockerfile, example.config and site-packages/.
+    """Fill `out` with the sidecar's build context: the Dockerfile and rootfs/ (site-packages, example.config).
 
     `source` is the tfs-traffic checkout (sidecar/ and the tfs_traffic package are taken from it);
     `wheels`, when given, is the only place pip looks for wheels (offline builds).
@@ -200,16 +210,18 @@ def prepare_context(
         raise UsageError(f"--wheels {wheels}: no such directory")
     specs = requirements(source)
     out.mkdir(parents=True, exist_ok=True)
-    site = out / SITE_PACKAGES
-    shutil.rmtree(site, ignore_errors=True)
-    for item in (dockerfile, source / "sidecar" / "example.config"):
-        if item.is_file():
-            shutil.copy2(item, out / item.name)
+    shutil.rmtree(out / "rootfs", ignore_errors=True)
+    site = out / "rootfs" / SITE_PACKAGES
+    shutil.copy2(dockerfile, out / "Dockerfile")
+    example = source / "sidecar" / "example.config"
+    if example.is_file():
+        (out / "rootfs" / EXAMPLE_CONFIG).parent.mkdir(parents=True)
+        shutil.copy2(example, out / "rootfs" / EXAMPLE_CONFIG)
     with tempfile.TemporaryDirectory(prefix="tfs-traffic-wheels-") as wheelhouse:
+        say(f"installing {', '.join(specs)} for CPython {PYTHON_VERSION} on {arch} into /{SITE_PACKAGES}")
+        install_target(site, specs, arch, wheels)
         say(f"building the tfs-traffic wheel from {source.resolve()}")
         own = build_tfs_traffic_wheel(source, Path(wheelhouse))
-        say(f"installing {', '.join(specs)} for CPython {PYTHON_VERSION} on {arch} into {SITE_PACKAGES}/")
-        install_target(site, specs, arch, wheels)
         say(f"installing {own.name} and tensorflow-serving-api=={TFS_API_VERSION} (--no-deps)")
         install_target(site, [str(own), f"tensorflow-serving-api=={TFS_API_VERSION}"], arch, wheels, deps=False)
     _prune(site)
@@ -218,10 +230,10 @@ def prepare_context(
     packages = installed_packages(site)
     size = tree_size(site)
     say(
-        f"{SITE_PACKAGES}/: {size / 1e6:.1f} MB, "
+        f"site-packages: {size / 1e6:.1f} MB, "
         + ", ".join(f"{name} {version}" for name, version in sorted(packages.items()))
     )
-    return SidecarContext(directory=out, packages=packages, size_bytes=size)
+    return SidecarContext(directory=out, site_packages=site, packages=packages, size_bytes=size)
 
 
 def context_files(context: Path) -> list[tuple[str, Path]]:

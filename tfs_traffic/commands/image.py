@@ -80,12 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     context = actions.add_parser(
         "sidecar-context",
-        help="write the sidecar image's build context (Dockerfile, site-packages/) to a directory",
+        help="write the sidecar image's build context (Dockerfile, rootfs/ with site-packages) to a directory",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    context.add_argument("out", type=Path, metavar="DIR", help="directory to fill (its site-packages/ is replaced)")
+    context.add_argument("out", type=Path, metavar="DIR", help="directory to fill (its rootfs/ is replaced)")
     context.add_argument(
         "--arch", choices=("x86_64", "aarch64"), default="x86_64", help="CPU of the image's wheels (default x86_64)"
     )
