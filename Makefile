@@ -10,7 +10,7 @@ TFS_API_VERSION := 2.21.0
 # a static busybox for locally built base images, g++ for the patch code, h2load and wrk for benchmarks.
 DEBIAN_PACKAGES := prometheus podman busybox-static g++ nghttp2-client wrk libgmock-dev
 
-.PHONY: help setup system-deps test lint unit demo bench render clean
+.PHONY: help setup system-deps test lint unit demo bench render clean patch-check bench-patch
 
 help:
 	@echo "make demo   - run the retirement report on a simulated week of fleet history"
@@ -49,6 +49,14 @@ bench: setup
 
 render: setup
 	$(BIN)/tfs-traffic render --out .
+
+# Dry run of the C++ patch series on a TF Serving source tree: make patch-check TF_SERVING_SRC=DIR
+patch-check: setup
+	@test -n "$(TF_SERVING_SRC)" || { echo "usage: make patch-check TF_SERVING_SRC=DIR [TF_SERVING_VERSION=V]"; exit 2; }
+	$(BIN)/tfs-traffic patch check --source "$(TF_SERVING_SRC)" $(if $(TF_SERVING_VERSION),--version $(TF_SERVING_VERSION))
+
+bench-patch: setup
+	$(PY) -m bench patch
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache
