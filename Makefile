@@ -48,7 +48,8 @@ bench: setup
 	$(PY) -m bench
 
 render: setup
-	$(BIN)/tfs-traffic render --out .
+	$(BIN)/tfs-traffic queries render --out queries
+	$(BIN)/tfs-traffic k8s render --values k8s/values.example.yaml --out k8s/examples
 
 # Dry run of the C++ patch series on a TF Serving source tree: make patch-check TF_SERVING_SRC=DIR
 patch-check: setup

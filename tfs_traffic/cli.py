@@ -17,7 +17,14 @@ from tfs_traffic.errors import ToolError
 # Order is the order of `tfs-traffic --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, e.g. "tfs_traffic.commands.report",
+    "tfs_traffic.commands.report",
+    "tfs_traffic.commands.backfill",
+    "tfs_traffic.commands.demo",
+    "tfs_traffic.commands.export",
     "tfs_traffic.commands.patch",
+    "tfs_traffic.commands.queries",
+    "tfs_traffic.commands.k8s",
+    "tfs_traffic.commands.sim",
 )
 
 DESCRIPTION = """\

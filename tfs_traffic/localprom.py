@@ -62,17 +62,44 @@ def promtool() -> str:
     return path
 
 
-def create_blocks(openmetrics_file: Path, tsdb_dir: Path) -> None:
-    """Backfill an OpenMetrics file into TSDB blocks under `tsdb_dir`."""
+def create_blocks(openmetrics_file: Path, tsdb_dir: Path, max_block_duration: float | None = None) -> None:
+    """Backfill an OpenMetrics file into TSDB blocks under `tsdb_dir`.
+
+    promtool re-reads the whole file once per block it cuts (2h by default), so long histories
+    want a larger `max_block_duration` (seconds; promtool rounds it down to 2h * 3^n).
+    """
     tsdb_dir.mkdir(parents=True, exist_ok=True)
+    extra = [f"--max-block-duration={int(max_block_duration)}s"] if max_block_duration else []
     proc = subprocess.run(
-        [promtool(), "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(openmetrics_file), str(tsdb_dir)],
+        [
+            promtool(),
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--quiet",
+            *extra,
+            str(openmetrics_file),
+            str(tsdb_dir),
+        ],
         capture_output=True,
         text=True,
     )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ToolError(f"promtool could not backfill {openmetrics_file}: {last}")
+
+
+# Block ranges promtool can cut (2h * 3^n, up to 486h).
+BLOCK_RANGES = tuple(7200 * 3**n for n in range(6))
+
+
+def block_duration_for(span: float) -> int:
+    """The smallest block range that holds `span` seconds (at most 486h): promtool then reads its
+    input once or twice instead of once per 2h block."""
+    for size in BLOCK_RANGES:
+        if size >= span:
+            return size
+    return BLOCK_RANGES[-1]
 
 
 def free_port() -> int:
@@ -181,7 +208,10 @@ def backfilled_prometheus(
     """Write `series`, backfill them into `workdir/tsdb` and return a (not yet started) Prometheus."""
     workdir.mkdir(parents=True, exist_ok=True)
     om = workdir / "history.om"
+    series = list(series)
+    times = [ts for _, _, samples in series for ts, _ in samples]
     with om.open("w") as out:
         write_openmetrics(out, series)
-    create_blocks(om, workdir / "tsdb")
+    span = (max(times) - min(times)) if times else 0
+    create_blocks(om, workdir / "tsdb", max_block_duration=block_duration_for(span))
     return LocalPrometheus(workdir / "tsdb", rule_files=rule_files, extra_args=extra_args)

@@ -1,0 +1,178 @@
+"""`tfs-traffic report`: which loaded model versions can be unloaded safely, and why."""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tfs_traffic.errors import UsageError
+
+DESCRIPTION = """\
+For every model version that is AVAILABLE now, say keep, retire or unknown — and why — from the
+per-version call counters in Prometheus (patched TF Serving and/or the tfs-traffic sidecar).
+
+The first matching check decides:
+  keep     traffic                    calls in the window (default: any call; see --min-calls, --max-qps)
+  keep     only-version               the model's only AVAILABLE version
+  keep     latest                     its highest AVAILABLE version (unversioned requests go there)
+  keep     label:NAME | label:keep    a version_labels entry in --models-config, or --keep M:V
+  unknown  not-observed-long-enough   it became AVAILABLE inside the window
+  unknown  scrape-gaps                an instance serving it has too many missing samples
+  retire   idle                       none of the above: safe to unload
+
+Results go to stdout (or --output), notes to stderr. Exit status: 0 when the report ran (whatever
+it found), 2 for usage errors, 1 when Prometheus could not be queried.
+"""
+
+EPILOG = """\
+examples:
+  tfs-traffic report --prometheus http://prometheus:9090
+  tfs-traffic report --prometheus http://prometheus:9090 --window 14d --format json
+  tfs-traffic report --prometheus https://mimir.example/prometheus --header X-Scope-OrgID=ml \\
+      --bearer-token-file /var/run/secrets/token --format html --output report.html
+  tfs-traffic report --prometheus URL --models-config models.config --emit-config models.new.config
+  tfs-traffic report --prometheus URL --keep resnet:3 --min-calls 100 --at 2025-06-30T00:00:00Z
+"""
+
+
+def _one_line_error(parser: argparse.ArgumentParser, message: str) -> Any:
+    print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
+    sys.exit(2)
+
+
+def register(subparsers: Any) -> None:
+    from tfs_traffic.promapi import add_access_arguments
+
+    parser = subparsers.add_parser(
+        "report",
+        help="which model versions are idle and safe to unload",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.error = lambda message: _one_line_error(parser, message)
+    add_access_arguments(parser)
+    what = parser.add_argument_group("what to judge")
+    what.add_argument("--window", default="7d", metavar="DURATION", help="look-back window (default: %(default)s)")
+    what.add_argument(
+        "--at", default="now", metavar="TIME", help="end of the window: RFC 3339 or Unix seconds (default: now)"
+    )
+    what.add_argument(
+        "--models-config",
+        metavar="FILE",
+        help="TF Serving models config (text ModelServerConfig): its version_labels keep versions",
+    )
+    what.add_argument(
+        "--keep", action="append", default=[], metavar="MODEL:VERSION", help="always keep this version (repeatable)"
+    )
+    threshold = what.add_mutually_exclusive_group()
+    threshold.add_argument(
+        "--min-calls", type=float, metavar="N", help="keep for traffic only with at least N calls in the window"
+    )
+    threshold.add_argument(
+        "--max-qps", type=float, metavar="X", help="keep for traffic only if the busiest hour exceeded X calls/s"
+    )
+    what.add_argument(
+        "--max-gap-ratio",
+        type=float,
+        default=0.05,
+        metavar="R",
+        help="tolerated share of the window with missing samples per instance (default: %(default)s)",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument("--format", choices=("table", "json", "csv", "markdown", "html"), default="table")
+    out.add_argument("--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
+    out.add_argument(
+        "--emit-config",
+        metavar="FILE",
+        help="write a models config serving only the versions not to retire (needs --models-config); "
+        "prints a unified diff",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import difflib
+    import math
+
+    from tfs_traffic import modelconfig, report_render
+    from tfs_traffic import report as rep
+    from tfs_traffic.durations import parse_duration, parse_time
+    from tfs_traffic.files import write_atomic
+    from tfs_traffic.promapi import PrometheusClient, access_from_args
+
+    # Every input is checked before the first query.
+    if args.emit_config and not args.models_config:
+        raise UsageError("--emit-config needs --models-config (the config to rewrite)")
+    window = parse_duration(args.window)
+    at = parse_time(args.at)
+    for flag, value in (("--min-calls", args.min_calls), ("--max-qps", args.max_qps)):
+        if value is not None and (math.isnan(value) or value < 0):
+            raise UsageError(f"{flag} must be a number >= 0, got {value}")
+    if not 0 <= args.max_gap_ratio < 1:
+        raise UsageError(f"--max-gap-ratio must be in [0, 1), got {args.max_gap_ratio}")
+    keep: set[tuple[str, str]] = set()
+    for item in args.keep:
+        model, sep, version = item.rpartition(":")
+        if not sep or not model or not version:
+            raise UsageError(f"--keep expects MODEL:VERSION, got {item!r}")
+        keep.add((model, version))
+    config = None
+    labels: dict[tuple[str, str], list[str]] = {}
+    configured: list[str] = []
+    original_text = ""
+    if args.models_config:
+        config = modelconfig.load(args.models_config)
+        original_text = Path(args.models_config).read_text()
+        for entry in modelconfig.entries(config):
+            configured.append(entry.name)
+            for version, names in entry.labels_by_version().items():
+                labels[(entry.name, str(version))] = names
+    access = access_from_args(args)
+    options = rep.Options(
+        at=at,
+        window=window,
+        min_calls=args.min_calls,
+        max_qps=args.max_qps,
+        max_gap_ratio=args.max_gap_ratio,
+        labels=labels,
+        keep=frozenset(keep),
+        hourly=args.format == "html",
+    )
+    print(
+        f"tfs-traffic: querying {rep.redact_url(access.url)} over {args.window} ending {rep.rfc3339(at)}",
+        file=sys.stderr,
+    )
+    result = rep.run(PrometheusClient(access), options)
+    color = args.format == "table" and not args.output and sys.stdout.isatty()
+    text = report_render.render(result, args.format, color=color)
+
+    new_config_text = None
+    if config is not None and args.emit_config:
+        versions = rep.config_versions(result, configured)
+        new_config_text = modelconfig.to_text(modelconfig.with_specific_versions(config, versions))
+        for entry in modelconfig.entries(config):
+            if entry.name in configured and entry.name not in versions:
+                print(f"tfs-traffic: note: no version of {entry.name} is AVAILABLE now; left as it is", file=sys.stderr)
+    if args.output:
+        write_atomic(args.output, text)
+        print(f"tfs-traffic: wrote {args.format} report to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    print(f"tfs-traffic: {report_render.summary(result)}", file=sys.stderr)
+    if new_config_text is not None:
+        write_atomic(args.emit_config, new_config_text)
+        diff = "".join(
+            difflib.unified_diff(
+                original_text.splitlines(keepends=True),
+                new_config_text.splitlines(keepends=True),
+                fromfile=args.models_config,
+                tofile=args.emit_config,
+            )
+        )
+        stream = sys.stdout if (args.output or args.format == "table") else sys.stderr
+        print(f"tfs-traffic: wrote {args.emit_config}", file=sys.stderr)
+        stream.write(diff or "(no change)\n")
+        stream.flush()
+    return 0
