@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tfs_traffic import contract, patchunit, tfexport
+from tfs_traffic import contract, modelconfig, patchunit, simcore, tfexposition
 from tfs_traffic.localprom import LocalPrometheus
 from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
 
@@ -39,18 +39,16 @@ collect
 """
 
 
-def _collects(output: str) -> list[list[tfexport.Metric]]:
-    chunks = output.split("end\n")
-    assert chunks[-1] == "", output
-    return [tfexport.parse_driver_output(chunk) for chunk in chunks[:-1]]
+def _collects(output: str) -> list[list[tfexposition.Family]]:
+    return patchunit.collected_families(output)
 
 
-def _by_name(metrics: list[tfexport.Metric]) -> dict[str, tfexport.Metric]:
-    return {m.name: m for m in metrics}
+def _by_name(families: list[tfexposition.Family]) -> dict[str, tfexposition.Family]:
+    return {f.tf_name: f for f in families}
 
 
-def _values(metric: tfexport.Metric) -> dict[tuple[str, ...], int]:
-    return dict(metric.points)
+def _values(family: tfexposition.Family) -> dict[tuple[str, ...], int]:
+    return {key: int(value) for key, value in family.points.items()}
 
 
 @pytest.fixture(scope="module", params=SERIES)
@@ -77,10 +75,10 @@ def test_metric_names_kinds_and_labels_follow_the_contract(driver_output: str) -
     first, _ = _collects(driver_output)
     metrics = _by_name(first)
     assert sorted(metrics) == sorted([contract.TF_CALLS, contract.TF_AVAILABLE])
-    assert metrics[contract.TF_CALLS].kind == "cumulative"
-    assert metrics[contract.TF_AVAILABLE].kind == "gauge"
+    assert metrics[contract.TF_CALLS].kind == tfexposition.COUNTER
+    assert metrics[contract.TF_AVAILABLE].kind == tfexposition.GAUGE
     for metric in metrics.values():
-        assert metric.label_names == (contract.MODEL, contract.VERSION)
+        assert tuple(metric.label_names) == (contract.MODEL, contract.VERSION)
 
 
 def test_available_version_has_call_count_from_zero(driver_output: str) -> None:
@@ -133,16 +131,36 @@ def expected_page() -> str:
 
 def test_exposition_matches_the_contract(driver_output: str) -> None:
     _, second = _collects(driver_output)
-    assert tfexport.prometheus_name(contract.TF_CALLS) == contract.PATCHED_CALLS
-    assert tfexport.prometheus_name(contract.TF_AVAILABLE) == contract.PATCHED_AVAILABLE
-    assert tfexport.render(second) == expected_page()
+    assert tfexposition.metric_name(contract.TF_CALLS) == contract.PATCHED_CALLS
+    assert tfexposition.metric_name(contract.TF_AVAILABLE) == contract.PATCHED_AVAILABLE
+    assert tfexposition.render(second) == expected_page()
 
 
-def test_render_follows_the_exporter_rules() -> None:
-    metric = tfexport.Metric("/a/b-c.d", "gauge", ("x-y", "9z"), ((('q"\\', "v"), 7),))
-    assert tfexport.render([metric]) == '# TYPE :a:b:c:d gauge\n:a:b:c:d{x_y="q\\"\\\\",_9z="v"} 7\n'
-    assert tfexport.render([tfexport.Metric("/x", "cumulative", (), ())]) == "# TYPE :x counter\n"
-    assert tfexport.prometheus_name("3/x") == "_3:x"
+def test_the_simulator_serves_the_same_page(driver_output: str, tmp_path: Path) -> None:
+    """`tfs-traffic sim` keeps the patched metrics itself; after the same story its page must match."""
+    for model, versions in (("half_plus_two", (1, 2)), ("resnet", (10,))):
+        for version in versions:
+            (tmp_path / model / str(version)).mkdir(parents=True)
+
+    def config(half_plus_two_versions: str) -> object:
+        return modelconfig.parse_text(
+            f"""model_config_list {{
+              config {{ name: "half_plus_two" base_path: "{tmp_path}/half_plus_two" model_platform: "tensorflow"
+                        model_version_policy {{ specific {{ {half_plus_two_versions} }} }} }}
+              config {{ name: "resnet" base_path: "{tmp_path}/resnet" model_platform: "tensorflow" }}
+            }}"""
+        )
+
+    core = simcore.ServerCore(config("versions: 1 versions: 2"), log=lambda msg: None)
+    for model, version, times in (("half_plus_two", 2, 5), ("half_plus_two", 1, 1), ("resnet", 10, 3)):
+        for _ in range(times):
+            core.count_call(core.resolve(model, version))
+    core.reload_config(config("versions: 2"))  # unloads half_plus_two 1
+
+    patched = {contract.TF_CALLS, contract.TF_AVAILABLE}
+    sim_page = tfexposition.render(f for f in core.families() if f.tf_name in patched)
+    _, second = _collects(driver_output)
+    assert tfexposition.render(second) == sim_page
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tfs_traffic import tfexposition
 from tfs_traffic.errors import ToolError
 
 UNIT_DIR = "tensorflow_serving/servables/tensorflow"
@@ -185,3 +186,28 @@ def run(binary: Path, stdin: str = "", args: Sequence[str] = (), timeout: float 
     if result.returncode != 0:
         raise ToolError(f"{binary.name} exited {result.returncode}: {result.stderr[-2000:]}{result.stdout[-2000:]}")
     return result.stdout
+
+
+def collected_families(driver_output: str) -> list[list[tfexposition.Family]]:
+    """The families each `collect` of tests/cpp/traffic_metrics_driver.cc printed, in order.
+
+    TF's MetricKind `cumulative` is a counter and `gauge` a gauge, as the exporter maps them.
+    """
+    chunks = driver_output.split("end\n")
+    if chunks[-1]:
+        raise ToolError(f"driver output does not end with a collect: {chunks[-1][-200:]!r}")
+    result = []
+    for chunk in chunks[:-1]:
+        families: dict[str, tuple[str, tuple[str, ...]]] = {}
+        points: dict[str, dict[tuple[str, ...], int]] = {}
+        for line in chunk.splitlines():
+            fields = line.split("\t")
+            if fields[0] == "metric":
+                _, name, kind, _value_type, label_names, _description = fields
+                kind = {"cumulative": tfexposition.COUNTER, "gauge": tfexposition.GAUGE}.get(kind, tfexposition.UNTYPED)
+                families[name] = (kind, tuple(label_names.split(",")) if label_names else ())
+                points.setdefault(name, {})
+            elif fields[0] == "point":
+                points.setdefault(fields[1], {})[tuple(fields[2:-1])] = int(fields[-1])
+        result.append([tfexposition.Family(n, k, labels, points[n]) for n, (k, labels) in families.items()])
+    return result
