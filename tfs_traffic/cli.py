@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfs_traffic.commands.backfill",
     "tfs_traffic.commands.demo",
     "tfs_traffic.commands.export",
+    "tfs_traffic.commands.patch",
     "tfs_traffic.commands.image",
     "tfs_traffic.commands.queries",
     "tfs_traffic.commands.k8s",
