@@ -296,8 +296,8 @@ def run(client: PrometheusClient, options: Options) -> Report:
             per_series.setdefault(tuple(sorted(metric.items())), {})[name] = value
     any_counter = bool(per_series)
     by_source: dict[tuple[str, str], dict[str, float]] = {}
-    for labels, inputs in per_series.items():
-        metric = dict(labels)
+    for series_labels, inputs in per_series.items():
+        metric = dict(series_labels)
         ident = _ident({"metric": metric})
         series_calls = promql.combine_calls(inputs)
         if ident is not None and series_calls is not None:
