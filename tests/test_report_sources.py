@@ -112,3 +112,30 @@ def test_no_call_counters_at_all_is_never_retire(prometheus_factory: Any) -> Non
     report, _ = run_report(prometheus_factory(series).url)
     got = {x.model_version: (x.verdict, x.reason, x.calls) for x in report.versions}
     assert got == {"1": ("unknown", "no-call-data", None), "2": ("keep", "latest", None)}
+
+
+def test_history_exactly_one_window_long(tmp_path: Any) -> None:
+    """The first scrape lands 40 s after the window's start: a version there from the beginning
+    with a gap is `scrape-gaps`, not `not-observed-long-enough`; an idle one is still `idle`."""
+    fleet = {
+        "days": 7,
+        "replicas": [{"name": "a", "scrape_offset": 40}],
+        "models": [{"name": "m", "versions": [1, 2, 3]}, {"name": "n", "versions": [1, 2]}],
+        "events": [{"gap": "a", "from": "2d", "to": "2d12h"}],
+    }
+    with fleet_prometheus(fleet, tmp_path) as (_, _, prom):
+        gaps, _ = run_report(prom.url)
+        tolerant, _ = run_report(prom.url, max_gap_ratio=0.1)
+    assert {(x.model_name, x.model_version): x.reason for x in gaps.versions} == {
+        ("m", "1"): "scrape-gaps",
+        ("m", "2"): "scrape-gaps",
+        ("m", "3"): "latest",
+        ("n", "1"): "scrape-gaps",
+        ("n", "2"): "latest",
+    }
+    assert by_version(gaps)[("m", "1")].available_at_window_start is True
+    assert {(x.model_name, x.model_version): x.verdict for x in tolerant.versions if x.reason != "latest"} == {
+        ("m", "1"): "retire",
+        ("m", "2"): "retire",
+        ("n", "1"): "retire",
+    }

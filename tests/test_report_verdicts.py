@@ -41,6 +41,11 @@ SITUATIONS: dict[str, Any] = {
             "versions": [{"version": 1, "unloaded": "end-1d", "replicas": ALL}]
             + [{"version": v, "replicas": ALL} for v in (2, 3)],
         },
+        {
+            "name": "unloadedtop",
+            "versions": [{"version": v, "replicas": ALL} for v in (1, 2)]
+            + [{"version": 3, "unloaded": "end-1d", "replicas": ALL}],
+        },
         {"name": "reset", "versions": [{"version": v, "replicas": ["d"]} for v in (1, 2, 3, 4)]},
         {
             "name": "bornreset",
@@ -106,6 +111,8 @@ def verdict(report: rep.Report, model: str, version: str) -> tuple[str, str]:
         ("gappy", "2", ("keep", "traffic")),  # traffic is checked before coverage
         ("gappy", "3", ("keep", "latest")),
         ("onereplica", "1", ("keep", "traffic")),
+        ("unloadedtop", "2", ("keep", "latest")),  # the highest AVAILABLE version, not the highest ever
+        ("unloadedtop", "1", ("retire", "idle")),
         ("sixdays", "1", ("keep", "traffic")),
         ("stopped", "1", ("retire", "idle")),
         ("reset", "1", ("keep", "traffic")),
@@ -211,3 +218,19 @@ def test_fixed_number_of_queries(situations: Any, tmp_path_factory: pytest.TempP
     assert big_requests == small_requests == 5
     assert html_requests == 6  # the sparklines' hourly range query
     assert with_html.versions[0].hourly_calls == [0.0] * 168
+
+
+def test_recording_rule_expression_agrees_with_the_report(situations: Any) -> None:
+    """`promql.calls` (one expression, for recording rules) gives the report's numbers, which the
+    report computes from `promql.calls_inputs` in Python (fewer passes over the window)."""
+    from fleet_helpers import END_TS, WEEK
+
+    from tfs_traffic import contract, promql
+    from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+
+    prom, report, _ = situations
+    answer = PrometheusClient(PrometheusAccess(url=prom.url)).query(promql.calls(contract.PATCHED_CALLS, WEEK), END_TS)
+    expression = {(s["metric"]["model_name"], s["metric"]["model_version"]): float(s["value"][1]) for s in answer}
+    from_report = {(v.model_name, v.model_version): v.calls_by_source["patched"] for v in report.versions}
+    assert set(from_report) <= set(expression)
+    assert from_report == pytest.approx({k: expression[k] for k in from_report})

@@ -16,6 +16,7 @@ History is written as OpenMetrics and turned into TSDB blocks with promtool, in 
 the block duration so large histories never need one huge file and blocks never overlap.
 """
 
+import bisect
 import hashlib
 import json
 import math
@@ -52,6 +53,7 @@ class _Calls:
         self.rates = [(start + t.start, start + t.stop, t.rate, t.shape, t) for t in items if t.rate > 0]
         self.bursts = sorted((start + t.at, t.calls) for t in items if t.calls)
         self.seed = seed
+        self.idle = not self.rates and not self.bursts
         self._day_factor: dict[tuple[int, int], float] = {}
 
     def _factor(self, index: int, day: int) -> float:
@@ -214,10 +216,14 @@ def iter_series(scenario: Scenario, lo: float = -math.inf, hi: float = math.inf)
                     gauge: list[tuple[float, float]] = []
                     for cell in cells:
                         base_count = calls.count(cell.created)
-                        for t in times:
-                            if cell.created <= t < cell.process_end:
-                                counter.append((t, float(calls.count(min(t, cell.unloaded)) - base_count)))
-                                gauge.append((t, 1.0 if t < cell.unloaded else 0.0))
+                        in_cell = times[
+                            bisect.bisect_left(times, cell.created) : bisect.bisect_left(times, cell.process_end)
+                        ]
+                        if calls.idle:
+                            counter.extend((t, 0.0) for t in in_cell)
+                        else:
+                            counter.extend((t, float(calls.count(min(t, cell.unloaded)) - base_count)) for t in in_cell)
+                        gauge.extend((t, 1.0 if t < cell.unloaded else 0.0) for t in in_cell)
                     # Series are identified by labels: cells of successive processes are one series.
                     yield contract.PATCHED_CALLS, {**p_labels, **labels}, counter
                     yield contract.PATCHED_AVAILABLE, {**p_labels, **labels}, gauge
@@ -315,14 +321,19 @@ def is_current(out: Path, scenario: Scenario) -> bool:
     return bool(stamp.get("fingerprint") == fingerprint(scenario) and (out / "tsdb").is_dir())
 
 
+OWNED = ".tfs-traffic-backfill"  # marks a TSDB directory this module created (and may replace)
+
+
 def _prepare_tsdb(out: Path) -> Path:
+    """An empty `out/tsdb`; an earlier one is replaced only if this module made it."""
     tsdb = out / "tsdb"
+    (out / STAMP).unlink(missing_ok=True)
     if tsdb.exists() and any(tsdb.iterdir()):
-        if not (out / STAMP).exists():
+        if not (tsdb / OWNED).exists():
             raise UsageError(f"{tsdb} exists and was not written by tfs-traffic backfill: choose another --out")
         shutil.rmtree(tsdb)
-    (out / STAMP).unlink(missing_ok=True)
     tsdb.mkdir(parents=True, exist_ok=True)
+    (tsdb / OWNED).write_text("written by tfs-traffic backfill; replaced by the next backfill into this directory\n")
     return tsdb
 
 

@@ -38,6 +38,10 @@ def _format_value(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def _format_ts(ts: float) -> str:
+    return str(int(ts)) if float(ts).is_integer() else f"{ts:.3f}"
+
+
 def write_openmetrics(out: IO[str], series: Iterable[Series]) -> int:
     """Write series as OpenMetrics samples with timestamps in seconds, each sorted by time.
 
@@ -46,10 +50,9 @@ def write_openmetrics(out: IO[str], series: Iterable[Series]) -> int:
     """
     count = 0
     for name, labels, samples in series:
-        head = name + format_labels(labels)
-        for ts, value in sorted(samples):
-            out.write(f"{head} {_format_value(value)} {ts:.3f}\n".replace(".000\n", "\n"))
-            count += 1
+        head = name + format_labels(labels) + " "
+        out.write("".join([f"{head}{_format_value(v)} {_format_ts(ts)}\n" for ts, v in sorted(samples)]))
+        count += len(samples)
     out.write("# EOF\n")
     return count
 

@@ -110,7 +110,7 @@ class PrometheusClient:
             read=0,
             status=access.retries,
             backoff_factor=0.5,
-            status_forcelist=(502, 503, 504),
+            status_forcelist=(429, 502, 503, 504),
             allowed_methods=None,
             raise_on_status=False,
         )

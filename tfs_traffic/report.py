@@ -47,8 +47,9 @@ class Options:
 
     @property
     def step(self) -> float:
-        """Coverage resolution: about 2016 steps per window (5 min over 7 days), never below 60 s."""
-        return float(max(60, math.ceil(self.window / 2016)))
+        """Coverage resolution: about 1008 steps per window (10 min over 7 days), never below 60 s.
+        Each step costs a vector evaluation; the threshold (5 % = 50 steps) needs no finer grid."""
+        return float(max(60, math.ceil(self.window / 1008)))
 
 
 @dataclass
@@ -220,8 +221,8 @@ def _has_traffic(calls: float | None, max_qps: float | None, options: Options) -
 
 
 @dataclass
-class _Queries:
-    """The report's PromQL, built once from the options (also shown by --explain-like tooling)."""
+class Queries:
+    """The report's PromQL for given options: one query per quantity, both sources in each."""
 
     inventory: str
     coverage: str
@@ -231,14 +232,14 @@ class _Queries:
     hourly: str
 
 
-def build_queries(options: Options) -> _Queries:
+def build_queries(options: Options) -> Queries:
     gauges, counters = promql.AVAILABLE_SOURCES, promql.CALL_SOURCES
     w = options.window
-    return _Queries(
+    return Queries(
         inventory=promql.by_source({s: promql.available(m) for s, m in gauges.items()}),
         coverage=promql.by_source({s: promql.available_steps(m, w, options.step) for s, m in gauges.items()}),
-        start_state=promql.by_source({s: promql.state_before_window(m, w) for s, m in gauges.items()}),
-        calls=promql.by_source({s: promql.calls(m, w) for s, m in counters.items()}),
+        start_state=promql.by_source({s: promql.state_at_window_start(m, w) for s, m in gauges.items()}),
+        calls=promql.by_source({s: promql.calls_inputs(m, w) for s, m in counters.items()}),
         qps=promql.by_source({s: promql.max_hourly_qps(m, w) for s, m in counters.items()}),
         hourly=promql.by_source({s: promql.hourly_calls(m) for s, m in counters.items()}),
     )
@@ -285,16 +286,24 @@ def run(client: PrometheusClient, options: Options) -> Report:
             at_start.setdefault(ident, set()).add(replica_key(sample["metric"]))
 
     # Calls and the busiest hour per version and source; max over sources.
-    by_source: dict[tuple[str, str], dict[str, float]] = {}
-    any_counter = False
+    per_series: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
     for sample in query(q.calls):
-        any_counter = True
-        ident = _ident(sample)
-        if ident is not None:
-            source = sample["metric"].get(promql.SOURCE_LABEL, "?")
-            value = _value(sample)
-            if not math.isnan(value):
-                by_source.setdefault(ident, {})[source] = max(0.0, value)
+        metric = dict(sample["metric"])
+        name = metric.pop(promql.INPUT_LABEL, "")
+        metric.pop("__name__", None)  # last_over_time() keeps it, the other functions drop it
+        value = _value(sample)
+        if not math.isnan(value):
+            per_series.setdefault(tuple(sorted(metric.items())), {})[name] = value
+    any_counter = bool(per_series)
+    by_source: dict[tuple[str, str], dict[str, float]] = {}
+    for series_labels, inputs in per_series.items():
+        metric = dict(series_labels)
+        ident = _ident({"metric": metric})
+        series_calls = promql.combine_calls(inputs)
+        if ident is not None and series_calls is not None:
+            source = metric.get(promql.SOURCE_LABEL, "?")
+            totals = by_source.setdefault(ident, {})
+            totals[source] = totals.get(source, 0.0) + max(0.0, series_calls)
     qps: dict[tuple[str, str], float] = {}
     for sample in query(q.qps):
         ident = _ident(sample)

@@ -133,6 +133,8 @@ def sparkline(values: Sequence[float], width: int = 160, height: int = 28) -> st
         f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{html.escape(title)}">'
         f"<title>{html.escape(title)}</title>"
+        f'<polygon fill="currentColor" fill-opacity="0.15" stroke="none" '
+        f'points="0,{height - 2} {points} {(n - 1) * step:.1f},{height - 2}"/>'
         f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{points}"/></svg>'
     )
 
@@ -144,7 +146,7 @@ table{border-collapse:collapse;font-size:.92rem}
 th,td{padding:.35rem .7rem;border-bottom:1px solid #e3e6ec;text-align:left}
 th{background:#f5f6f8;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .keep{color:#1a7f37}.retire{color:#cf222e;font-weight:700}.unknown{color:#9a6700}
-.spark{color:#3b6fd8;vertical-align:middle} tr.retire .spark{color:#cf222e}
+.spark{color:#3b6fd8;vertical-align:middle} tr.row-retire td{background:#fff6f6} tr.row-retire .spark{color:#cf222e}
 ul.legend{color:#5b6475;font-size:.88rem}
 """
 
@@ -156,7 +158,7 @@ def render_html(report: Report) -> str:
     for v in report.versions:
         spark = sparkline(v.hourly_calls or [])
         rows.append(
-            f'<tr class="{v.verdict}"><td>{html.escape(v.model_name)}</td>'
+            f'<tr class="row-{v.verdict}"><td>{html.escape(v.model_name)}</td>'
             f'<td class="num">{html.escape(v.model_version)}</td>'
             f'<td class="{v.verdict}">{v.verdict}</td><td>{html.escape(v.reason)}</td>'
             f'<td class="num">{_calls(v.calls)}</td><td class="num">{_qps(v.max_hourly_qps)}</td>'
@@ -187,7 +189,7 @@ def render_html(report: Report) -> str:
 """
 
 
-def render(report: Report, fmt: str, color: bool = False) -> str:
+def render(report: Report, fmt: str, color: bool = False, width: int | None = None) -> str:
     if fmt == "json":
         return render_json(report)
     if fmt == "csv":
@@ -196,4 +198,4 @@ def render(report: Report, fmt: str, color: bool = False) -> str:
         return render_markdown(report)
     if fmt == "html":
         return render_html(report)
-    return render_table(report, color=color)
+    return render_table(report, width=width, color=color)

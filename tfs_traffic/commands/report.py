@@ -18,6 +18,7 @@ The first matching check decides:
   keep     label:NAME | label:keep    a version_labels entry in --models-config, or --keep M:V
   unknown  not-observed-long-enough   it became AVAILABLE inside the window
   unknown  scrape-gaps                an instance serving it has too many missing samples
+  unknown  no-call-data               no call counter in Prometheus at all (never a retire)
   retire   idle                       none of the above: safe to unload
 
 Results go to stdout (or --output), notes to stderr. Exit status: 0 when the report ran (whatever
@@ -94,6 +95,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import difflib
     import math
+    import shutil
 
     from tfs_traffic import modelconfig, report_render
     from tfs_traffic import report as rep
@@ -145,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     )
     result = rep.run(PrometheusClient(access), options)
     color = args.format == "table" and not args.output and sys.stdout.isatty()
-    text = report_render.render(result, args.format, color=color)
+    width = shutil.get_terminal_size((160, 24)).columns if color else 160
+    text = report_render.render(result, args.format, color=color, width=width)
 
     new_config_text = None
     if config is not None and args.emit_config:
@@ -160,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
-    print(f"tfs-traffic: {report_render.summary(result)}", file=sys.stderr)
+    if args.output or args.format != "table":  # the table's caption says it already
+        print(f"tfs-traffic: {report_render.summary(result)}", file=sys.stderr)
     if new_config_text is not None:
         write_atomic(args.emit_config, new_config_text)
         diff = "".join(
