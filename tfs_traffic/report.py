@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tfs_traffic import contract, promql
 from tfs_traffic.durations import rfc3339
+from tfs_traffic.forecast import Forecast, daily_totals, forecast_idle
 from tfs_traffic.promapi import PrometheusClient
 
 KEEP, RETIRE, UNKNOWN = "keep", "retire", "unknown"
@@ -44,6 +45,8 @@ class Options:
     labels: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # from version_labels
     keep: frozenset[tuple[str, str]] = frozenset()  # --keep M:V
     hourly: bool = False  # also fetch hourly calls (the HTML sparklines): one more query
+    forecast: bool = False  # also fit daily totals for an idle date (tfs_traffic.forecast): one more query
+    forecast_horizon: float = 30 * 86400  # "idle within" this long after `at`
 
     @property
     def step(self) -> float:
@@ -66,6 +69,7 @@ class VersionReport:
     calls_by_source: dict[str, float]
     available_at_window_start: bool
     hourly_calls: list[float] | None = None
+    forecast: Forecast | None = None
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -98,6 +102,19 @@ class Report:
     def counts(self) -> dict[str, int]:
         return {v: sum(1 for x in self.versions if x.verdict == v) for v in VERDICTS}
 
+    def idle_soon(self) -> list[VersionReport]:
+        """Versions whose traffic is projected to reach zero within the forecast horizon."""
+        deadline = self.evaluated_at + self.options.forecast_horizon
+        return [v for v in self.versions if v.forecast is not None and v.forecast.idle_at <= deadline]
+
+    def _forecast_json(self, version: VersionReport) -> dict[str, Any]:
+        f = version.forecast
+        return {
+            "forecast_idle_at": None if f is None else rfc3339(f.idle_at),
+            "forecast_calls_per_day_trend": None if f is None else round(f.slope_per_day, 3),
+            "forecast_kendall_tau": None if f is None else round(f.tau, 3),
+        }
+
     def as_json(self) -> dict[str, Any]:
         return {
             "evaluated_at": rfc3339(self.evaluated_at),
@@ -111,7 +128,20 @@ class Report:
                 "max_gap_ratio": self.options.max_gap_ratio,
             },
             "summary": self.counts(),
-            "versions": [v.as_json() for v in self.versions],
+            "versions": [
+                {**v.as_json(), **self._forecast_json(v)} if self.options.forecast else v.as_json()
+                for v in self.versions
+            ],
+            **(
+                {
+                    "forecast": {
+                        "horizon_seconds": int(self.options.forecast_horizon),
+                        "idle_within_horizon": [f"{v.model_name}:{v.model_version}" for v in self.idle_soon()],
+                    }
+                }
+                if self.options.forecast
+                else {}
+            ),
         }
 
 
@@ -325,6 +355,11 @@ def run(client: PrometheusClient, options: Options) -> Report:
                 if 0 <= index < hours and not math.isnan(float(value)):
                     row[index] = max(row[index], float(value))
 
+    trends: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    if options.forecast:
+        sent += 1
+        trends = daily_totals(client, at, window)
+
     available_by_model: dict[str, list[str]] = {}
     for model, version in serving:
         available_by_model.setdefault(model, []).append(version)
@@ -366,6 +401,7 @@ def run(client: PrometheusClient, options: Options) -> Report:
                 calls_by_source=dict(sources),
                 available_at_window_start=bool(started),
                 hourly_calls=hourly.get(ident, [0.0] * max(1, int(window // 3600))) if options.hourly else None,
+                forecast=forecast_idle(trends.get(ident, [])) if options.forecast else None,
             )
         )
     return Report(at, window, client.access.url, options, versions, queries=sent)
