@@ -136,6 +136,12 @@ def by_source(exprs: Mapping[str, str]) -> str:
     return " or ".join(f"({with_source(expr, source)})" for source, expr in exprs.items())
 
 
+def max_of_sources(exprs: Mapping[str, str], by: str = BY_VERSION) -> str:
+    """The max over sources per `by` group, in PromQL: for range queries, where the report's
+    Python-side max is not available (export, forecast)."""
+    return f"max by ({by}) ({by_source(exprs)})"
+
+
 # The metrics of each source, in the order the report lists them.
 CALL_SOURCES: Mapping[str, str] = {"patched": contract.PATCHED_CALLS, "sidecar": contract.SIDECAR_CALLS}
 AVAILABLE_SOURCES: Mapping[str, str] = {"patched": contract.PATCHED_AVAILABLE, "sidecar": contract.SIDECAR_AVAILABLE}
