@@ -5,6 +5,10 @@ One run covers concurrency 1/16/64, 1 KiB and 1 MiB requests, sim latency 0 and 
 as a ratio to the direct run measured right before it. The load tools are C programs (Debian's
 nghttp2-client and wrk), so the client does not compete for the GIL with what it measures — but
 all of it (sim, sidecar, load tool) shares this machine's cores, which the results reflect.
+
+Each sidecar run also reports the CPU time its processes spent per call (from /proc), next to the
+stand-in's own CPU per direct call: where both are CPU-bound on a small machine the throughput
+ratio follows from these two numbers, and they say how many cores a sidecar needs per request rate.
 """
 
 import os
@@ -27,6 +31,7 @@ SIZES = {"1KiB": 1 << 10, "1MiB": 1 << 20}
 LATENCIES = (0.0, 2.0)
 WORKERS = (1, 2)
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
+WARM_UP = 0.3  # h2load seconds before it counts; its calls cost CPU too
 
 
 def grpc_body(size: int, directory: Path) -> Path:
@@ -77,7 +82,7 @@ def h2load(target: str, body: Path, concurrency: int, directory: Path) -> tuple[
             "-m1",
             "-D",
             f"{DURATION:g}",
-            "--warm-up-time=300ms",
+            f"--warm-up-time={WARM_UP * 1000:g}ms",
             f"--log-file={log}",
             "-H",
             "content-type: application/grpc",
@@ -129,6 +134,18 @@ def _percentile(values: list[float], pct: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and its descendants (Linux /proc; 0 where unreadable)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return total
+    return total + sum(_cpu_seconds(int(child)) for child in children)
+
+
 def _check(target: str, body: Path) -> None:
     data = body.read_bytes()[5:]
     with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", -1)]) as channel:
@@ -144,9 +161,12 @@ def main() -> None:
     config = write_models(root, {"m": [1]})
     bodies = {name: (grpc_body(size, root), rest_script(size, root)) for name, size in SIZES.items()}
     print(f"cores: {os.cpu_count()}; {DURATION:.0f}s per run; ratios are sidecar / direct of the same run set")
-    header = f"{'latency':>7} {'proto':>5} {'size':>5} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p99':>7}"
+    print("cpu: CPU microseconds per call, of the stand-in (direct runs) and of all sidecar processes (sidecar runs)")
+    header = (
+        f"{'latency':>7} {'proto':>5} {'size':>5} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p99':>7} {'cpu':>5}"
+    )
     for w in WORKERS:
-        header += f" | w{w} rps/d {'p50+ms':>7} {'p99/d':>5}"
+        header += f" | w{w} rps/d {'p50+ms':>7} {'p99/d':>5} {'cpu':>5}"
     print(header)
     rows = []
     try:
@@ -169,17 +189,27 @@ def main() -> None:
                                     return h2load(grpc_target, grpc_file, conc, root)  # noqa: B023
                                 return wrk(rest_base + "/v1/models/m:predict", lua, conc)  # noqa: B023
 
-                            direct = measure(sim.grpc, sim.rest)
+                            def cpu_per_call(
+                                pid: int, target: tuple[str, str]
+                            ) -> tuple[tuple[float, float, float], float]:
+                                before = _cpu_seconds(pid)
+                                got = measure(*target)
+                                calls = got[0] * (DURATION + (WARM_UP if proto == "grpc" else 0.0))  # noqa: B023
+                                return got, (_cpu_seconds(pid) - before) / calls * 1e6 if calls else float("nan")
+
+                            assert sim.proc is not None
+                            direct, direct_cpu = cpu_per_call(sim.proc.pid, (sim.grpc, sim.rest))
                             line = (
                                 f"{latency:>5.0f}ms {proto:>5} {name:>5} {conc:>4} | "
-                                f"{direct[0]:>10.0f} {direct[1]:>7.2f} {direct[2]:>7.2f}"
+                                f"{direct[0]:>10.0f} {direct[1]:>7.2f} {direct[2]:>7.2f} {direct_cpu:>5.0f}"
                             )
                             for w, sidecar in sidecars.items():
-                                got = measure(sidecar.grpc, sidecar.rest)
+                                assert sidecar.proc is not None
+                                got, cpu = cpu_per_call(sidecar.proc.pid, (sidecar.grpc, sidecar.rest))
                                 ratio = got[0] / direct[0] if direct[0] else float("nan")
                                 rows.append((latency, proto, name, conc, w, ratio, got[1] - direct[1]))
                                 p99 = got[2] / direct[2] if direct[2] else float("nan")
-                                line += f" | {ratio:>7.2f} {got[1] - direct[1]:>+7.2f} {p99:>5.2f}"
+                                line += f" | {ratio:>7.2f} {got[1] - direct[1]:>+7.2f} {p99:>5.2f} {cpu:>5.0f}"
                             print(line, flush=True)
             finally:
                 for sidecar in sidecars.values():
