@@ -8,15 +8,17 @@ STAMP := $(VENV)/.installed
 TFS_API_VERSION := 2.21.0
 # Debian packages the tests and the demo use: a real Prometheus and promtool, Podman's Docker API,
 # a static busybox for locally built base images, g++ for the patch code, h2load and wrk for benchmarks.
-DEBIAN_PACKAGES := prometheus podman busybox-static g++ nghttp2-client wrk
+DEBIAN_PACKAGES := prometheus podman busybox-static docker-registry g++ nghttp2-client wrk libgmock-dev
 
-.PHONY: help setup system-deps test lint unit demo bench render clean
+.PHONY: help setup system-deps test lint unit demo bench render clean patch-check bench-patch
 
 help:
 	@echo "make demo   - run the retirement report on a simulated week of fleet history"
 	@echo "make test   - lint (ruff, mypy) and run the test suite against real components"
 	@echo "make bench  - benchmarks, printed as ratios measured in the same run"
 	@echo "make render - regenerate queries/ and k8s/ from the package"
+	@echo "make build-image TF_SERVING_VERSION=2.20.0 IMAGE=REPO/NAME:TAG [BAZEL_OPTIONS=..] [PUSH=1] [BUILD_WITH=docker|bazel]"
+	@echo "             - patched TF Serving from source, packed into a runtime image (see build/)"
 
 setup: system-deps $(STAMP)
 
@@ -50,6 +52,20 @@ bench: setup
 render: setup
 	$(BIN)/tfs-traffic queries render --out queries
 	$(BIN)/tfs-traffic k8s render --values k8s/values.example.yaml --out k8s/examples
+
+# Dry run of the C++ patch series on a TF Serving source tree: make patch-check TF_SERVING_SRC=DIR
+patch-check: setup
+	@test -n "$(TF_SERVING_SRC)" || { echo "usage: make patch-check TF_SERVING_SRC=DIR [TF_SERVING_VERSION=V]"; exit 2; }
+	$(BIN)/tfs-traffic patch check --source "$(TF_SERVING_SRC)" $(if $(TF_SERVING_VERSION),--version $(TF_SERVING_VERSION))
+
+bench-patch: setup
+	$(PY) -m bench patch
+
+# A patched TF Serving image (build/build-image.sh); docker-registry above serves its push tests.
+# Variables given on the command line reach the script's environment (GNU make exports them).
+.PHONY: build-image
+build-image: $(STAMP)
+	@TFS_TRAFFIC=$(BIN)/tfs-traffic $(SHELL) build/build-image.sh
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

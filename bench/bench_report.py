@@ -1,6 +1,6 @@
 """Report time for 2,000 versions over 30 days of 60 s samples, on a real Prometheus.
 
-The history (~173M samples: a counter and a gauge per version) is generated and backfilled in
+The history (~161M samples: a counter and a gauge per version) is generated and backfilled in
 18-hour chunks, each its own promtool run and its own TSDB block, and cached under out/bench/
 keyed by the scenario, so a second run goes straight to the measurements.
 """

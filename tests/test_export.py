@@ -177,3 +177,21 @@ def test_forecast_rules() -> None:
     assert forecast_idle([(T0 + i * DAY, y) for i, y in enumerate([5, 9, 4, 8, 5, 9])]) is None  # noisy
     assert forecast_idle(day[:3]) is None  # too few days
     assert forecast_idle([(T0 + i * DAY, 0.0) for i in range(6)]) is None  # already idle
+
+
+def test_parquet_export_of_the_demo_prometheus(tmp_path) -> None:
+    """The issue's must-show: export --format parquet on the demo's history reads back in pandas."""
+    from tfs_traffic import backfill, scenario
+    from tfs_traffic.localprom import LocalPrometheus
+
+    demo = scenario.load("demo")
+    result = backfill.ensure(demo, tmp_path / "demo")
+    out = tmp_path / "demo.parquet"
+    with LocalPrometheus(result.tsdb) as prom:
+        done = run_cli("export", "--prometheus", prom.url, "--at", str(demo.end), "--window", "7d", "--step", "1h",
+                       "--format", "parquet", "--output", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == ["timestamp", "namespace", "model_name", "model_version", "qps", "available"]
+    assert set(frame.model_name) >= {"resnet", "bert", "fraud", "ranker"}
+    assert len(frame) > 1000 and frame.qps.max() > 1 and set(frame.available.dropna()) <= {0, 1}

@@ -218,3 +218,19 @@ def test_fixed_number_of_queries(situations: Any, tmp_path_factory: pytest.TempP
     assert big_requests == small_requests == 6  # 5, and whether the recording rules cover the window
     assert html_requests == 7  # the sparklines' hourly range query
     assert with_html.versions[0].hourly_calls == [0.0] * 168
+
+
+def test_recording_rule_expression_agrees_with_the_report(situations: Any) -> None:
+    """`promql.calls` (one expression, for recording rules) gives the report's numbers, which the
+    report computes from `promql.calls_inputs` in Python (fewer passes over the window)."""
+    from fleet_helpers import END_TS, WEEK
+
+    from tfs_traffic import contract, promql
+    from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+
+    prom, report, _ = situations
+    answer = PrometheusClient(PrometheusAccess(url=prom.url)).query(promql.calls(contract.PATCHED_CALLS, WEEK), END_TS)
+    expression = {(s["metric"]["model_name"], s["metric"]["model_version"]): float(s["value"][1]) for s in answer}
+    from_report = {(v.model_name, v.model_version): v.calls_by_source["patched"] for v in report.versions}
+    assert set(from_report) <= set(expression)
+    assert from_report == pytest.approx({k: expression[k] for k in from_report})

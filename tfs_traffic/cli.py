@@ -21,8 +21,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tfs_traffic.commands.backfill",
     "tfs_traffic.commands.demo",
     "tfs_traffic.commands.export",
+    "tfs_traffic.commands.patch",
+    "tfs_traffic.commands.image",
     "tfs_traffic.commands.queries",
     "tfs_traffic.commands.k8s",
+    "tfs_traffic.commands.sim",
+    "tfs_traffic.commands.sidecar",
 )
 
 DESCRIPTION = """\

@@ -38,4 +38,6 @@ def windowed_dataset(
     ds = tf.data.Dataset.from_tensor_slices(values)
     ds = ds.window(size, shift=1, drop_remainder=True).flat_map(lambda w: w.batch(size))
     ds = ds.map(lambda w: (tf.expand_dims(w[:window], -1), w[window:]))
+    # window()/flat_map() hide the length; stating it lets Keras count steps per epoch.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(values) - size + 1))
     return ds.batch(batch_size)

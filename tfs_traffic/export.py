@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from tfs_traffic import contract
+from tfs_traffic import contract, promql
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.promapi import PrometheusClient
 
@@ -44,13 +44,11 @@ def _model_matcher(models: Sequence[str]) -> str:
 
 def qps_query(rate_window: float, models: Sequence[str] = ()) -> str:
     """Calls per second per version: each source summed across replicas, then the max of the sources."""
-    by = ", ".join(GROUP_LABELS)
-    matcher = _model_matcher(models)
-    parts = [
-        f'label_replace(sum by ({by}) (rate({metric}{{{matcher}}}[{int(rate_window)}s])), "source", "{i}", "", "")'
-        for i, metric in enumerate(contract.CALL_METRICS)
-    ]
-    return f"max by ({by}) ({' or '.join(parts)})"
+    by, matcher = ", ".join(GROUP_LABELS), _model_matcher(models)
+    return promql.max_of_sources(
+        {s: f"sum by ({by}) (rate({m}{{{matcher}}}[{promql.d(rate_window)}]))" for s, m in promql.CALL_SOURCES.items()},
+        by,
+    )
 
 
 def available_query(models: Sequence[str] = ()) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from tfs_traffic.errors import ToolError
+from tfs_traffic.errors import ToolError, UsageError
 
 
 @contextlib.contextmanager
@@ -36,3 +36,13 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_writer(path, "wb" if isinstance(data, bytes) else "w") as handle:
         handle.write(data)
+
+
+def read_user_text(path: str | os.PathLike[str], what: str) -> str:
+    """The text of a file the user named; UsageError ("cannot read <what> <path>: ...") otherwise."""
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise UsageError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not text") from None

@@ -69,14 +69,11 @@ def forecast_idle(daily_totals: Sequence[tuple[float, float]]) -> Forecast | Non
 
 def daily_totals_query() -> str:
     """Calls per version in the day ending at each evaluation time; sources combined with max."""
-    from tfs_traffic import contract
+    from tfs_traffic import promql
 
-    by = f"{contract.MODEL}, {contract.VERSION}"
-    parts = [
-        f'label_replace(sum by ({by}) (increase({metric}[1d])), "source", "{i}", "", "")'
-        for i, metric in enumerate(contract.CALL_METRICS)
-    ]
-    return f"max by ({by}) ({' or '.join(parts)})"
+    return promql.max_of_sources(
+        {s: f"sum by ({promql.BY_VERSION}) (increase({m}[1d]))" for s, m in promql.CALL_SOURCES.items()}
+    )
 
 
 def daily_totals(

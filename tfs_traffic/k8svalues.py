@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from tfs_traffic import contract
 from tfs_traffic.errors import UsageError
+from tfs_traffic.files import read_user_text
 
 # DNS-1035 label (what a Service name must be), short enough to take suffixes like "-dashboard-...".
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -365,12 +366,7 @@ def parse_values(data: Any, source: str = "values") -> Values:
 def load_values(path: str | Path) -> Values:
     """Read and validate a values file."""
     source = Path(path).name
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise UsageError(f"cannot read values file {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"values file {path} is not text") from None
+    text = read_user_text(path, "values file")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -100,13 +100,10 @@ def max_of_sources(patched: str, sidecar: str, config: MixinConfig = DEFAULT) ->
     """Per-version max of two per-source vectors that carry the same grouping labels.
 
     `or` alone would drop the sidecar's element wherever the patched one exists (label sets match
-    once the metric name is gone), so each side is tagged with its source first (the report's
-    `promql.by_source`, one query for both).
+    once the metric name is gone), so each side is tagged with its source first: the report's
+    `promql.max_of_sources`.
     """
-    tagged = "\n  or\n  ".join(
-        f"({promql.with_source(expr, source)})" for source, expr in (("patched", patched), ("sidecar", sidecar))
-    )
-    return f"max by ({config.by()}) (\n  {tagged}\n)"
+    return promql.max_of_sources({"patched": patched, "sidecar": sidecar}, by=config.by())
 
 
 def sidecar_calls_selector(config: MixinConfig = DEFAULT, *extra: str) -> str:
@@ -242,13 +239,16 @@ def report_queries(window: float, step: float) -> dict[str, str]:
     """The report's costly long-window queries (`report.Queries` fields) over the hourly series.
 
     Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
-    ("rules"), coverage per gauge series. Coverage is scaled from minutes to the report's `step`, so
-    the report divides it by its expected step count as it does for the raw query.
+    ("rules"), coverage per gauge series. The calls are already counted, so they are handed to the
+    report's `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is
+    the max). Coverage is scaled from minutes to the report's `step`, so the report divides it by
+    its expected step count as it does for the raw query.
     """
     w = format_duration(window)
     by = promql.BY_VERSION
+    calls = promql.with_source(f"sum by ({by}) ({window_calls(w)})", "rules")
     return {
-        "calls": promql.with_source(f"sum by ({by}) ({window_calls(w)})", "rules"),
+        "calls": f'label_replace({calls}, "{promql.INPUT_LABEL}", "max", "", "")',
         "qps": promql.with_source(f"max by ({by}) ({window_max_hourly_qps(w)})", "rules"),
         "hourly": promql.with_source(f"sum by ({by}) (last_over_time({CALLS_1H}[1h]))", "rules"),
         "coverage": f"sum_over_time({AVAILABLE_MINUTES_1H}[{w}]) * {60 / step:g}",

@@ -65,13 +65,9 @@ def parse_text(text: str, source: str = "<models config>") -> Any:
 
 def load(path: str | Path) -> Any:
     """Read and parse a models config file."""
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise UsageError(f"cannot read models config {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"models config {path} is not text") from None
-    return parse_text(text, str(path))
+    from tfs_traffic.files import read_user_text
+
+    return parse_text(read_user_text(path, "models config"), str(path))
 
 
 def entries(message: Any) -> list[ModelEntry]:

@@ -53,6 +53,41 @@ def calls_per_series(counter: str, window: float, lookback: float = DEFAULT_LOOK
     )
 
 
+INPUT_LABEL = "tfs_input"
+
+
+def calls_inputs(counter: str, window: float, lookback: float = DEFAULT_LOOKBACK) -> str:
+    """The inputs of `calls_per_series` as one query, each result tagged `tfs_input` = `max`, `min`,
+    `resets`, `increase` or `before`, for `combine_calls` to apply the same rules in Python.
+
+    Same answer, but Prometheus reads the window four times instead of eight (PromQL evaluates
+    every branch of `or` and shares no subexpression): the report uses this; recording rules,
+    which run incrementally, can use `calls`.
+    """
+    w = d(window)
+    parts = {
+        "max": f"max_over_time({counter}[{w}])",
+        "min": f"min_over_time({counter}[{w}])",
+        "resets": f"resets({counter}[{w}])",
+        "increase": f"increase({counter}[{w}])",
+        "before": f"last_over_time({counter}[{d(lookback)}] offset {w})",
+    }
+    return " or ".join(f'label_replace({expr}, "{INPUT_LABEL}", "{name}", "", "")' for name, expr in parts.items())
+
+
+def combine_calls(inputs: Mapping[str, float]) -> float | None:
+    """Calls of one series from its `calls_inputs` values: the rules of `calls_per_series`."""
+    if "max" not in inputs:
+        return None
+    top, before = inputs["max"], inputs.get("before")
+    if inputs.get("resets", 0) == 0:
+        if before is not None and inputs.get("min", top) >= before:
+            return top - before
+        return top
+    increase = inputs.get("increase", 0.0)
+    return max(increase, top) if before is None else increase
+
+
 def calls(counter: str, window: float, lookback: float = DEFAULT_LOOKBACK) -> str:
     """Calls in the window per version, summed over replicas (and the sidecar's `api`/`code`:
     any call that names a version, even a failed one, shows that a client uses it)."""
@@ -99,6 +134,12 @@ def with_source(expr: str, source: str) -> str:
 def by_source(exprs: Mapping[str, str]) -> str:
     """One query for several sources of the same quantity, each result tagged with its source."""
     return " or ".join(f"({with_source(expr, source)})" for source, expr in exprs.items())
+
+
+def max_of_sources(exprs: Mapping[str, str], by: str = BY_VERSION) -> str:
+    """The max over sources per `by` group, in PromQL: for range queries, where the report's
+    Python-side max is not available (export, forecast)."""
+    return f"max by ({by}) ({by_source(exprs)})"
 
 
 # The metrics of each source, in the order the report lists them.

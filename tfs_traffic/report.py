@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tfs_traffic import contract, mixin, promql
 from tfs_traffic.durations import format_duration, rfc3339
+from tfs_traffic.forecast import Forecast, daily_totals, forecast_idle
 from tfs_traffic.promapi import PrometheusClient
 
 KEEP, RETIRE, UNKNOWN = "keep", "retire", "unknown"
@@ -45,12 +46,15 @@ class Options:
     labels: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # from version_labels
     keep: frozenset[tuple[str, str]] = frozenset()  # --keep M:V
     hourly: bool = False  # also fetch hourly calls (the HTML sparklines): one more query
+    forecast: bool = False  # also fit daily totals for an idle date (tfs_traffic.forecast): one more query
+    forecast_horizon: float = 30 * 86400  # "idle within" this long after `at`
     rules: bool = True  # use queries/rules.yml's hourly series when they cover the window (one more query)
 
     @property
     def step(self) -> float:
-        """Coverage resolution: about 2016 steps per window (5 min over 7 days), never below 60 s."""
-        return float(max(60, math.ceil(self.window / 2016)))
+        """Coverage resolution: about 1008 steps per window (10 min over 7 days), never below 60 s.
+        Each step costs a vector evaluation; the threshold (5 % = 50 steps) needs no finer grid."""
+        return float(max(60, math.ceil(self.window / 1008)))
 
 
 @dataclass
@@ -67,6 +71,7 @@ class VersionReport:
     calls_by_source: dict[str, float]
     available_at_window_start: bool
     hourly_calls: list[float] | None = None
+    forecast: Forecast | None = None
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -99,6 +104,19 @@ class Report:
     def counts(self) -> dict[str, int]:
         return {v: sum(1 for x in self.versions if x.verdict == v) for v in VERDICTS}
 
+    def idle_soon(self) -> list[VersionReport]:
+        """Versions whose traffic is projected to reach zero within the forecast horizon."""
+        deadline = self.evaluated_at + self.options.forecast_horizon
+        return [v for v in self.versions if v.forecast is not None and v.forecast.idle_at <= deadline]
+
+    def _forecast_json(self, version: VersionReport) -> dict[str, Any]:
+        f = version.forecast
+        return {
+            "forecast_idle_at": None if f is None else rfc3339(f.idle_at),
+            "forecast_calls_per_day_trend": None if f is None else round(f.slope_per_day, 3),
+            "forecast_kendall_tau": None if f is None else round(f.tau, 3),
+        }
+
     def as_json(self) -> dict[str, Any]:
         return {
             "evaluated_at": rfc3339(self.evaluated_at),
@@ -112,7 +130,20 @@ class Report:
                 "max_gap_ratio": self.options.max_gap_ratio,
             },
             "summary": self.counts(),
-            "versions": [v.as_json() for v in self.versions],
+            "versions": [
+                {**v.as_json(), **self._forecast_json(v)} if self.options.forecast else v.as_json()
+                for v in self.versions
+            ],
+            **(
+                {
+                    "forecast": {
+                        "horizon_seconds": int(self.options.forecast_horizon),
+                        "idle_within_horizon": [f"{v.model_name}:{v.model_version}" for v in self.idle_soon()],
+                    }
+                }
+                if self.options.forecast
+                else {}
+            ),
         }
 
 
@@ -240,7 +271,7 @@ def build_queries(options: Options, recorded: bool = False) -> Queries:
         inventory=promql.by_source({s: promql.available(m) for s, m in gauges.items()}),
         coverage=promql.by_source({s: promql.available_steps(m, w, options.step) for s, m in gauges.items()}),
         start_state=promql.by_source({s: promql.state_at_window_start(m, w) for s, m in gauges.items()}),
-        calls=promql.by_source({s: promql.calls(m, w) for s, m in counters.items()}),
+        calls=promql.by_source({s: promql.calls_inputs(m, w) for s, m in counters.items()}),
         qps=promql.by_source({s: promql.max_hourly_qps(m, w) for s, m in counters.items()}),
         hourly=promql.by_source({s: promql.hourly_calls(m) for s, m in counters.items()}),
     )
@@ -292,16 +323,24 @@ def run(client: PrometheusClient, options: Options) -> Report:
             at_start.setdefault(ident, set()).add(replica_key(sample["metric"]))
 
     # Calls and the busiest hour per version and source; max over sources.
-    by_source: dict[tuple[str, str], dict[str, float]] = {}
-    any_counter = False
+    per_series: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
     for sample in query(q.calls):
-        any_counter = True
-        ident = _ident(sample)
-        if ident is not None:
-            source = sample["metric"].get(promql.SOURCE_LABEL, "?")
-            value = _value(sample)
-            if not math.isnan(value):
-                by_source.setdefault(ident, {})[source] = max(0.0, value)
+        metric = dict(sample["metric"])
+        name = metric.pop(promql.INPUT_LABEL, "")
+        metric.pop("__name__", None)  # last_over_time() keeps it, the other functions drop it
+        value = _value(sample)
+        if not math.isnan(value):
+            per_series.setdefault(tuple(sorted(metric.items())), {})[name] = value
+    any_counter = bool(per_series)
+    by_source: dict[tuple[str, str], dict[str, float]] = {}
+    for series_labels, inputs in per_series.items():
+        metric = dict(series_labels)
+        ident = _ident({"metric": metric})
+        series_calls = promql.combine_calls(inputs)
+        if ident is not None and series_calls is not None:
+            source = metric.get(promql.SOURCE_LABEL, "?")
+            totals = by_source.setdefault(ident, {})
+            totals[source] = totals.get(source, 0.0) + max(0.0, series_calls)
     qps: dict[tuple[str, str], float] = {}
     for sample in query(q.qps):
         ident = _ident(sample)
@@ -322,6 +361,11 @@ def run(client: PrometheusClient, options: Options) -> Report:
                 index = round((float(ts) - start) / 3600)
                 if 0 <= index < hours and not math.isnan(float(value)):
                     row[index] = max(row[index], float(value))
+
+    trends: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    if options.forecast:
+        sent += 1
+        trends = daily_totals(client, at, window)
 
     available_by_model: dict[str, list[str]] = {}
     for model, version in serving:
@@ -364,6 +408,7 @@ def run(client: PrometheusClient, options: Options) -> Report:
                 calls_by_source=dict(sources),
                 available_at_window_start=bool(started),
                 hourly_calls=hourly.get(ident, [0.0] * max(1, int(window // 3600))) if options.hourly else None,
+                forecast=forecast_idle(trends.get(ident, [])) if options.forecast else None,
             )
         )
     return Report(at, window, client.access.url, options, versions, queries=sent)

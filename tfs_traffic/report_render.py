@@ -30,6 +30,22 @@ def _coverage(value: float) -> str:
     return f"{display_coverage(value) * 100:.1f}%"
 
 
+def _idle_by(v: VersionReport) -> str:
+    return "-" if v.forecast is None else rfc3339(v.forecast.idle_at)[:10]
+
+
+def forecast_line(report: Report) -> str:
+    """The "idle within N days" candidates, or "" without --forecast."""
+    if not report.options.forecast:
+        return ""
+    soon = report.idle_soon()
+    horizon = format_duration(report.options.forecast_horizon)
+    if not soon:
+        return f"forecast: no version is projected to go idle within {horizon}"
+    names = ", ".join(f"{v.model_name}:{v.model_version} ({_idle_by(v)})" for v in soon)
+    return f"forecast: idle within {horizon}: {names}"
+
+
 def summary(report: Report) -> str:
     counts = report.counts()
     window = format_duration(report.window_seconds)
@@ -44,16 +60,12 @@ def render_table(report: Report, width: int | None = None, color: bool | None = 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=None, caption=summary(report), show_lines=False, header_style="bold")
-    for name, justify in (
-        ("MODEL", "left"),
-        ("VERSION", "right"),
-        ("VERDICT", "left"),
-        ("REASON", "left"),
-        ("CALLS", "right"),
-        ("MAX QPS", "right"),
-        ("COVERAGE", "right"),
-    ):
+    caption = "\n".join(filter(None, (summary(report), forecast_line(report))))
+    table = Table(title=None, caption=caption, show_lines=False, header_style="bold")
+    forecast = report.options.forecast
+    columns = [("MODEL", "left"), ("VERSION", "right"), ("VERDICT", "left"), ("REASON", "left")]
+    columns += [("CALLS", "right"), ("MAX QPS", "right"), ("COVERAGE", "right")]
+    for name, justify in columns + ([("IDLE BY", "right")] if forecast else []):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     styles = {"keep": "green", "retire": "bold red", "unknown": "yellow"}
     for v in report.versions:
@@ -65,6 +77,7 @@ def render_table(report: Report, width: int | None = None, color: bool | None = 
             _calls(v.calls),
             _qps(v.max_hourly_qps),
             _coverage(v.coverage),
+            *([_idle_by(v)] if forecast else []),
         )
     buffer = io.StringIO()
     console = Console(file=buffer, width=width or 160, force_terminal=bool(color), no_color=not color, highlight=False)
@@ -94,9 +107,11 @@ def _row(v: VersionReport) -> list[str]:
 def render_csv(report: Report) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    forecast = report.options.forecast
+    writer.writerow(COLUMNS + (("forecast_idle_at",) if forecast else ()))
     for v in report.versions:
-        writer.writerow(_row(v))
+        idle_at = "" if v.forecast is None else rfc3339(v.forecast.idle_at)
+        writer.writerow(_row(v) + ([idle_at] if forecast else []))
     return buffer.getvalue()
 
 
@@ -116,6 +131,8 @@ def render_markdown(report: Report) -> str:
             f"| {_md(v.model_name)} | {_md(v.model_version)} | **{v.verdict}** | {_md(v.reason)} | "
             f"{_calls(v.calls)} | {_qps(v.max_hourly_qps)} | {_coverage(v.coverage)} |"
         )
+    if report.options.forecast:
+        lines += ["", forecast_line(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -180,6 +197,7 @@ def render_html(report: Report) -> str:
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
+{f"<p>{html.escape(forecast_line(report))}</p>" if report.options.forecast else ""}
 <ul class="legend">
 <li><b>retire</b> idle: no calls in the window, observed all along, not pinned, not the latest — safe to unload.</li>
 <li><b>keep</b>: traffic, the only or latest version, or pinned by a version label / --keep.</li>

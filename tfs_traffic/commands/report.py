@@ -33,6 +33,7 @@ examples:
       --bearer-token-file /var/run/secrets/token --format html --output report.html
   tfs-traffic report --prometheus URL --models-config models.config --emit-config models.new.config
   tfs-traffic report --prometheus URL --keep resnet:3 --min-calls 100 --at 2025-06-30T00:00:00Z
+  tfs-traffic report --prometheus URL --window 14d --forecast --forecast-horizon 30d
 """
 
 
@@ -79,6 +80,17 @@ def register(subparsers: Any) -> None:
         default=0.05,
         metavar="R",
         help="tolerated share of the window with missing samples per instance (default: %(default)s)",
+    )
+    what.add_argument(
+        "--forecast",
+        action="store_true",
+        help="project when each falling version's daily calls reach zero (Theil-Sen trend; one more query)",
+    )
+    what.add_argument(
+        "--forecast-horizon",
+        default="30d",
+        metavar="DURATION",
+        help="with --forecast, list versions projected idle within this long (default: %(default)s)",
     )
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=("table", "json", "csv", "markdown", "html"), default="table")
@@ -140,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         labels=labels,
         keep=frozenset(keep),
         hourly=args.format == "html",
+        forecast=args.forecast,
+        forecast_horizon=parse_duration(args.forecast_horizon),
     )
     print(
         f"tfs-traffic: querying {rep.redact_url(access.url)} over {args.window} ending {rep.rfc3339(at)}",

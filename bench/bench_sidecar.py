@@ -1,0 +1,233 @@
+"""Sidecar proxy overhead: throughput and p50/p99 latency direct vs through the sidecar.
+
+One run covers concurrency 1/16/64, 1 KiB and 1 MiB requests, sim latency 0 and 2 ms, sidecar
+--workers 1 and 2, gRPC (h2load) and REST (wrk), each for a bounded duration; everything is printed
+as a ratio to the direct run measured right before it. The load tools are C programs (Debian's
+nghttp2-client and wrk), so the client does not compete for the GIL with what it measures — but
+all of it (sim, sidecar, load tool) shares this machine's cores, which the results reflect.
+
+Each sidecar run also reports the CPU time its processes spent per call (from /proc), next to the
+stand-in's own CPU per direct call: where both are CPU-bound on a small machine the throughput
+ratio follows from these two numbers, and they say how many cores a sidecar needs per request rate.
+"""
+
+import os
+import shutil
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sidecar_support import Sidecar, Sim, write_models
+
+DURATION = float(os.environ.get("BENCH_SECONDS", "2"))
+CONCURRENCY = (1, 16, 64)
+SIZES = {"1KiB": 1 << 10, "1MiB": 1 << 20}
+LATENCIES = (0.0, 2.0)
+WORKERS = (1, 2)
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+WARM_UP = 0.3  # h2load seconds before it counts; its calls cost CPU too
+
+
+def grpc_body(size: int, directory: Path) -> Path:
+    """A gRPC-framed PredictRequest whose float tensor takes `size` bytes."""
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "m"
+    tensor = request.inputs["x"]
+    tensor.dtype = 1
+    tensor.tensor_shape.dim.add().size = size // 4
+    tensor.tensor_content = struct.pack("<f", 1.0) * (size // 4)
+    data = request.SerializeToString()
+    path = directory / f"grpc-{size}.bin"
+    path.write_bytes(b"\x00" + struct.pack(">I", len(data)) + data)
+    return path
+
+
+def rest_script(size: int, directory: Path) -> Path:
+    """A wrk script POSTing a JSON predict body of `size` bytes.
+
+    The bulk is one padding string the stand-in ignores: a megabyte of JSON numbers would cost the
+    Python stand-in ~0.4 s per request to parse, measuring its JSON parser instead of the proxy,
+    which forwards the body without reading it.
+    """
+    head = '{"instances": [1.0, 2.0, 5.0], "pad": "'
+    body = head + "x" * max(0, size - len(head) - 2) + '"}'
+    (directory / f"rest-{size}.json").write_text(body)
+    path = directory / f"rest-{size}.lua"
+    path.write_text(
+        f'local f = io.open("{directory / f"rest-{size}.json"}", "rb")\n'
+        "wrk.body = f:read('*a')\nf:close()\n"
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return path
+
+
+def h2load(target: str, body: Path, concurrency: int, directory: Path) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) from h2load's per-request log."""
+    import subprocess
+
+    log = directory / "h2load.log"
+    log.unlink(missing_ok=True)
+    result = subprocess.run(
+        [
+            "h2load",
+            f"-c{concurrency}",
+            "-m1",
+            "-D",
+            f"{DURATION:g}",
+            f"--warm-up-time={WARM_UP * 1000:g}ms",
+            f"--log-file={log}",
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "-d",
+            str(body),
+            f"http://{target}{PREDICT}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DURATION * 5 + 30,
+    )
+    elapsed = [int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines() if line.count("\t") >= 2]
+    if result.returncode != 0 or not elapsed:
+        raise RuntimeError(f"h2load failed: {result.stdout[-500:]} {result.stderr[-500:]}")
+    return len(elapsed) / DURATION, _percentile(elapsed, 50), _percentile(elapsed, 99)
+
+
+def wrk(url: str, script: Path, concurrency: int) -> tuple[float, float, float]:
+    import subprocess
+
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{DURATION:g}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=DURATION * 5 + 30,
+    )
+    out = result.stdout
+    rate = next(float(line.split()[1]) for line in out.splitlines() if line.startswith("Requests/sec"))
+    p50 = _wrk_ms(out, "50%")
+    p99 = _wrk_ms(out, "99%")
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors: {out}")
+    return rate, p50, p99
+
+
+def _wrk_ms(out: str, which: str) -> float:
+    value = next(line.split()[1] for line in out.splitlines() if line.strip().startswith(which))
+    for unit, scale in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * scale
+    return float(value)
+
+
+def _percentile(values: list[float], pct: int) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and its descendants (Linux /proc; 0 where unreadable)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return total
+    return total + sum(_cpu_seconds(int(child)) for child in children)
+
+
+def _check(target: str, body: Path) -> None:
+    data = body.read_bytes()[5:]
+    with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", -1)]) as channel:
+        channel.unary_unary(PREDICT)(data, timeout=30)
+
+
+def main() -> None:
+    for tool in ("h2load", "wrk"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is missing (make setup installs nghttp2-client and wrk)")
+            return
+    root = Path(tempfile.mkdtemp(prefix="bench-sidecar-"))
+    config = write_models(root, {"m": [1]})
+    bodies = {name: (grpc_body(size, root), rest_script(size, root)) for name, size in SIZES.items()}
+    print(f"cores: {os.cpu_count()}; {DURATION:.0f}s per run; ratios are sidecar / direct of the same run set")
+    print("cpu: CPU microseconds per call, of the stand-in (direct runs) and of all sidecar processes (sidecar runs)")
+    header = (
+        f"{'latency':>7} {'proto':>5} {'size':>5} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p99':>7} {'cpu':>5}"
+    )
+    for w in WORKERS:
+        header += f" | w{w} rps/d {'p50+ms':>7} {'p99/d':>5} {'cpu':>5}"
+    print(header)
+    rows = []
+    try:
+        for latency in LATENCIES:
+            sim = Sim(config, root / f"sim-{latency}.log", extra=["--latency-ms", str(latency)]).start()
+            sidecars = {
+                w: Sidecar(config, sim, root / f"sidecar-{latency}-{w}.log", workers=w, poll="15s").start()
+                for w in WORKERS
+            }
+            try:
+                for name, (grpc_file, lua) in bodies.items():
+                    _check(sim.grpc, grpc_file)
+                    for proto in ("grpc", "rest"):
+                        for conc in CONCURRENCY:
+
+                            def measure(
+                                grpc_target: str, rest_base: str, proto: str = proto, conc: int = conc
+                            ) -> tuple[float, float, float]:
+                                if proto == "grpc":
+                                    return h2load(grpc_target, grpc_file, conc, root)  # noqa: B023
+                                return wrk(rest_base + "/v1/models/m:predict", lua, conc)  # noqa: B023
+
+                            def cpu_per_call(
+                                pid: int, target: tuple[str, str]
+                            ) -> tuple[tuple[float, float, float], float]:
+                                before = _cpu_seconds(pid)
+                                got = measure(*target)
+                                calls = got[0] * (DURATION + (WARM_UP if proto == "grpc" else 0.0))  # noqa: B023
+                                return got, (_cpu_seconds(pid) - before) / calls * 1e6 if calls else float("nan")
+
+                            assert sim.proc is not None
+                            direct, direct_cpu = cpu_per_call(sim.proc.pid, (sim.grpc, sim.rest))
+                            line = (
+                                f"{latency:>5.0f}ms {proto:>5} {name:>5} {conc:>4} | "
+                                f"{direct[0]:>10.0f} {direct[1]:>7.2f} {direct[2]:>7.2f} {direct_cpu:>5.0f}"
+                            )
+                            for w, sidecar in sidecars.items():
+                                assert sidecar.proc is not None
+                                got, cpu = cpu_per_call(sidecar.proc.pid, (sidecar.grpc, sidecar.rest))
+                                ratio = got[0] / direct[0] if direct[0] else float("nan")
+                                rows.append((latency, proto, name, conc, w, ratio, got[1] - direct[1]))
+                                p99 = got[2] / direct[2] if direct[2] else float("nan")
+                                line += f" | {ratio:>7.2f} {got[1] - direct[1]:>+7.2f} {p99:>5.2f} {cpu:>5.0f}"
+                            print(line, flush=True)
+            finally:
+                for sidecar in sidecars.values():
+                    sidecar.stop()
+                sim.stop()
+        target = [r for r in rows if r[0] == 2.0]
+        met = [r for r in target if r[5] >= 0.9 and r[6] <= 0.5]
+        print(
+            f"\ntarget at 2 ms model time (>= 0.9x throughput, <= +0.5 ms p50): met in {len(met)} of {len(target)} "
+            "configurations"
+        )
+        for r in target:
+            if r not in met:
+                print(f"  short: {r[1]} {r[2]} c={r[3]} workers={r[4]}: {r[5]:.2f}x throughput, p50 {r[6]:+.2f} ms")
+    finally:
+        time.sleep(0.1)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

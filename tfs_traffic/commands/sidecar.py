@@ -1,0 +1,86 @@
+"""`tfs-traffic sidecar`: per-version traffic and availability for a stock TF Serving."""
+
+import argparse
+from typing import Any
+
+from tfs_traffic.contract import SIDECAR_PORT
+
+DESCRIPTION = """\
+Per-version metrics for a stock TF Serving, without rebuilding it.
+
+The status poller reads model names and version labels from TF Serving's models config file
+(re-read when it changes), asks the upstream's ModelService.GetModelStatus over gRPC for every
+model, and exports tfserving_model_version_available and tfserving_sidecar_upstream_up.
+
+With --listen-grpc and/or --listen-rest it is also a transparent proxy: clients call the sidecar,
+which forwards raw bytes to TF Serving (no re-serialisation, metadata, deadlines and status codes
+unchanged) and counts each Predict, Classify, Regress and MultiInference call under the version
+that served it: tfserving_model_calls_total and tfserving_model_call_duration_seconds.
+It needs grpcio, protobuf, prometheus-client and aiohttp only: no TensorFlow.
+"""
+
+EPILOG = f"""\
+examples:
+  # status only, beside TF Serving in the same pod
+  tfs-traffic sidecar --models-config /models/models.config --upstream-grpc 127.0.0.1:8500
+
+  # proxy: clients use :9500 (gRPC) and :9501 (REST) instead of :8500/:8501
+  tfs-traffic sidecar --models-config /models/models.config \\
+      --upstream-grpc 127.0.0.1:8500 --upstream-rest 127.0.0.1:8501 \\
+      --listen-grpc 0.0.0.0:9500 --listen-rest 0.0.0.0:9501 --workers 2
+
+Metrics are served on --metrics-addr (default :{SIDECAR_PORT}) at /metrics, summed over all workers.
+Addresses are HOST:PORT, [IPV6]:PORT or :PORT (all interfaces).
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sidecar",
+        help="per-version call counts and availability for a stock TF Serving (status poller and proxy)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models-config", required=True, metavar="FILE", help="TF Serving's models config file")
+    parser.add_argument("--upstream-grpc", required=True, metavar="HOST:PORT", help="TF Serving's gRPC address")
+    parser.add_argument(
+        "--upstream-rest", metavar="HOST:PORT", help="TF Serving's REST address (needed by --listen-rest)"
+    )
+    parser.add_argument("--listen-grpc", metavar="ADDR", help="proxy gRPC on this address")
+    parser.add_argument("--listen-rest", metavar="ADDR", help="proxy REST on this address")
+    parser.add_argument(
+        "--metrics-addr", default=f":{SIDECAR_PORT}", metavar="ADDR", help="serve /metrics here (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--poll-interval", default="15s", metavar="DURATION", help="GetModelStatus interval (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="proxy processes sharing the listen ports (default: 1)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="log warnings only")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from tfs_traffic.durations import parse_duration
+    from tfs_traffic.sidecar import main
+
+    options = main.SidecarOptions(
+        models_config=args.models_config,
+        upstream_grpc=args.upstream_grpc,
+        upstream_rest=args.upstream_rest,
+        listen_grpc=args.listen_grpc,
+        listen_rest=args.listen_rest,
+        metrics_addr=args.metrics_addr,
+        poll_interval=parse_duration(args.poll_interval),
+        workers=args.workers,
+        log_level=logging.WARNING if args.quiet else logging.INFO,
+    )
+    return main.run(options)

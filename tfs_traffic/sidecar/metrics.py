@@ -1,0 +1,99 @@
+"""The sidecar's Prometheus metrics (design.md section 4), in one process or aggregated over workers.
+
+With `--workers N` every worker counts into prometheus_client's multiprocess files (one mmap file
+per process in a private temporary directory) and the supervisor serves one scrape that sums them.
+Counters and histograms sum across processes; the two gauges are written by the supervisor alone
+and use the `max` mode, which over a single writer is simply its value.
+
+The data path never builds label strings per call: `CallMetrics` caches the labelled child of each
+(model, version, api, code), a set kept small by the cardinality rules in `view.py`.
+"""
+
+import os
+from typing import Any
+
+from tfs_traffic import contract
+
+# Upstream round trips, from a fast local model to slow batch jobs.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def enable_multiprocess(directory: str) -> None:
+    """Count into multiprocess files under `directory` (before any metric is created)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    from prometheus_client import values
+
+    # prometheus_client picks its value class when first imported; pick again now the variable is set.
+    values.ValueClass = values.get_value_class()
+
+
+def scrape_registry() -> Any:
+    """The registry to serve: all processes' files in multiprocess mode, else the default one."""
+    import prometheus_client
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return prometheus_client.REGISTRY
+
+
+class StatusMetrics:
+    """The poller's gauges: version availability and upstream health."""
+
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import REGISTRY, Gauge
+
+        registry = REGISTRY if registry is None else registry
+        self.available = Gauge(
+            contract.SIDECAR_AVAILABLE,
+            "1 while GetModelStatus reports the version AVAILABLE, else 0 (kept at 0 after unload).",
+            [contract.MODEL, contract.VERSION],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.up = Gauge(
+            contract.SIDECAR_UP,
+            "1 when the sidecar's last status poll of the upstream succeeded.",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+
+
+class CallMetrics:
+    """Call counter and duration histogram with cached children (the proxy's hot path)."""
+
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Histogram
+
+        registry = REGISTRY if registry is None else registry
+        self._calls = Counter(
+            contract.SIDECAR_CALLS.removesuffix("_total"),
+            "Proxied Predict/Classify/Regress/MultiInference calls by resolved version, api and status code.",
+            [contract.MODEL, contract.VERSION, "api", "code"],
+            registry=registry,
+        )
+        self._duration = Histogram(
+            contract.SIDECAR_DURATION,
+            "Upstream round-trip time of proxied inference calls.",
+            [contract.MODEL, contract.VERSION, "api"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self._call_children: dict[tuple[str, str, str, str], Any] = {}
+        self._duration_children: dict[tuple[str, str, str], Any] = {}
+
+    def record(self, model: str, version: str, api: str, code: str, seconds: float) -> None:
+        """Count one call and observe its duration; labels must already be bounded."""
+        key = (model, version, api, code)
+        child = self._call_children.get(key)
+        if child is None:
+            child = self._call_children[key] = self._calls.labels(model, version, api, code)
+        child.inc()
+        dkey = (model, version, api)
+        timer = self._duration_children.get(dkey)
+        if timer is None:
+            timer = self._duration_children[dkey] = self._duration.labels(model, version, api)
+        timer.observe(seconds)

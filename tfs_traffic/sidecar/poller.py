@@ -1,0 +1,190 @@
+"""The status poller: which versions the upstream has AVAILABLE, from GetModelStatus over gRPC.
+
+TF Serving has no API that lists its models, so the names and version labels come from its models
+config file, re-read whenever the file changes (no restart). Status comes from
+`ModelService.GetModelStatus` over gRPC — never REST, whose GETs count in upstream's own
+`request_count` — sent and read as raw bytes with `wire.py`, so no TensorFlow is needed.
+"""
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tfs_traffic import modelconfig
+from tfs_traffic.errors import UsageError
+from tfs_traffic.sidecar import wire
+from tfs_traffic.sidecar.metrics import StatusMetrics
+from tfs_traffic.sidecar.view import ModelView, View
+
+log = logging.getLogger("tfs_traffic.sidecar")
+
+STATUS_METHOD = "/tensorflow.serving.ModelService/GetModelStatus"
+
+# Options for every channel to the upstream: no message size limit (TF Serving sets none either),
+# and quick reconnects so service resumes within a second or so when the upstream comes back.
+UPSTREAM_CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
+@dataclass(frozen=True)
+class ConfiguredModel:
+    name: str
+    labels: dict[str, int]
+
+
+class ConfigWatcher:
+    """Re-reads the models config when its metadata or content changes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[int, int, int] | None = None
+        self._digest = b""
+        self.models: list[ConfiguredModel] = []
+
+    def _read(self) -> list[ConfiguredModel]:
+        return [ConfiguredModel(e.name, dict(e.version_labels)) for e in modelconfig.load_entries(self.path)]
+
+    def load(self) -> list[ConfiguredModel]:
+        """First read: a missing or malformed file is a usage error."""
+        self.refresh(strict=True)
+        return self.models
+
+    def refresh(self, strict: bool = False) -> bool:
+        """True when the models or labels changed. A broken file keeps the last good config."""
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            if strict:
+                raise UsageError(f"cannot read models config {self.path}: {e.strerror or e}") from None
+            return False
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._stamp:
+            return False
+        try:
+            digest = hashlib.sha256(self.path.read_bytes()).digest()
+        except OSError:
+            return False
+        self._stamp = stamp
+        if digest == self._digest:
+            return False
+        try:
+            models = self._read()
+        except UsageError as e:
+            if strict:
+                raise
+            log.warning("models config unchanged in memory: %s", e)
+            return False
+        self._digest = digest
+        changed = models != self.models
+        if changed and not strict:
+            log.info("models config reloaded: %d model(s)", len(models))
+        self.models = models
+        return changed
+
+
+class StatusPoller:
+    """Polls GetModelStatus for every configured model and exports the gauges."""
+
+    def __init__(
+        self,
+        watcher: ConfigWatcher,
+        upstream_grpc: str,
+        metrics: StatusMetrics,
+        publish: Callable[[View], None] = lambda view: None,
+        timeout: float = 5.0,
+    ) -> None:
+        import grpc
+
+        self._grpc = grpc
+        self.watcher = watcher
+        self.metrics = metrics
+        self.publish = publish
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(upstream_grpc, options=UPSTREAM_CHANNEL_OPTIONS)
+        self._status = self._channel.unary_unary(STATUS_METHOD)
+        self._exported: dict[str, set[int]] = {}  # versions with a gauge series, per model
+        self._seen: dict[str, set[int]] = {}  # versions ever AVAILABLE, per model
+        self._available: dict[str, frozenset[int]] = {}
+        self.up: bool | None = None
+        self.view = View()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _ask(self, names: list[str]) -> dict[str, list[wire.VersionStatus] | None]:
+        """GetModelStatus for each name, concurrently. None for a model whose poll failed."""
+        grpc = self._grpc
+        futures = [(name, self._status.future(wire.status_request(name), timeout=self.timeout)) for name in names]
+        out: dict[str, list[wire.VersionStatus] | None] = {}
+        for name, future in futures:
+            try:
+                out[name] = wire.model_status(future.result())
+            except grpc.RpcError as e:
+                # NOT_FOUND is an answer: the upstream has no version of it (yet).
+                out[name] = [] if e.code() == grpc.StatusCode.NOT_FOUND else None
+                if out[name] is None:
+                    log.debug("GetModelStatus(%s) failed: %s %s", name, e.code(), e.details())
+        return out
+
+    def _probe(self) -> bool:
+        """With no models configured, the upstream is up if it answers at all."""
+        grpc = self._grpc
+        try:
+            self._status(wire.status_request(""), timeout=self.timeout)
+        except grpc.RpcError as e:
+            return e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        return True
+
+    def poll(self) -> View:
+        """One round: ask, update the gauges and the view, publish it."""
+        models = self.watcher.models
+        names = [m.name for m in models]
+        answers = self._ask(names) if names else {}
+        up = all(a is not None for a in answers.values()) if names else self._probe()
+        gauge = self.metrics.available
+        for name, statuses in answers.items():
+            if statuses is None:
+                continue  # keep the last known state while the upstream does not answer
+            available = frozenset(s.version for s in statuses if s.available)
+            self._available[name] = available
+            self._seen.setdefault(name, set()).update(available)
+            exported = self._exported.setdefault(name, set())
+            for status in statuses:
+                gauge.labels(name, str(status.version)).set(1 if status.available else 0)
+                exported.add(status.version)
+            for version in exported - {s.version for s in statuses}:
+                gauge.labels(name, str(version)).set(0)
+        for name in set(self._exported) - set(names):  # dropped from the config: kept at 0
+            for version in self._exported[name]:
+                gauge.labels(name, str(version)).set(0)
+            self._available.pop(name, None)
+        self.metrics.up.set(1 if up else 0)
+        if up != self.up:
+            log.info("upstream %s", "up" if up else "down (status poll failed)")
+        self.up = up
+        self.view = View(
+            {
+                m.name: ModelView(
+                    labels=dict(m.labels),
+                    available=self._available.get(m.name, frozenset()),
+                    seen=set(self._seen.get(m.name, ())),
+                )
+                for m in models
+            }
+        )
+        self.publish(self.view)
+        return self.view
+
+
+def describe(view: View) -> dict[str, Any]:
+    """A small summary for logs."""
+    return {name: sorted(m.available) for name, m in view.models.items()}

@@ -1,0 +1,121 @@
+"""A proxy worker process: the gRPC and REST proxies on one asyncio loop.
+
+The supervisor (`main.py`) starts N of these; they share the listen ports through SO_REUSEPORT,
+count into prometheus_client's multiprocess files, and follow the poller's view through a JSON file
+that the supervisor replaces atomically whenever it changes.
+"""
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from tfs_traffic.sidecar import metrics
+from tfs_traffic.sidecar.view import View
+
+log = logging.getLogger("tfs_traffic.sidecar")
+
+VIEW_CHECK_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    index: int
+    parent_pid: int
+    multiproc_dir: str
+    view_path: str
+    upstream_grpc: str
+    upstream_rest: str | None
+    listen_grpc: str | None  # host:port
+    listen_rest: tuple[str, int] | None
+    reuse_port: bool
+    log_level: int = logging.INFO
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when the supervisor dies (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)
+
+
+def read_view(path: str) -> View:
+    try:
+        return View.from_json(Path(path).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return View()
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino
+
+
+def _tell(ready: Connection | None, message: tuple[str, Any]) -> None:
+    """Report to the supervisor, which may no longer listen (a restarted worker)."""
+    if ready is not None:
+        with contextlib.suppress(OSError):
+            ready.send(message)
+            ready.close()
+
+
+async def serve(config: WorkerConfig, ready: Connection | None) -> None:
+    """Run the proxies until SIGTERM or until the supervisor goes away."""
+    from tfs_traffic.sidecar import grpc_proxy, rest_proxy
+
+    holder = grpc_proxy.ViewHolder(read_view(config.view_path))
+    stamp = _stamp(config.view_path)
+    calls = metrics.CallMetrics()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    closers: list[Any] = []
+    try:
+        if config.listen_grpc:
+            server, channel, _ = await grpc_proxy.start_server(
+                config.listen_grpc, config.upstream_grpc, holder, calls, config.reuse_port
+            )
+            closers.append(lambda: server.stop(1.0))
+            closers.append(channel.close)
+        if config.listen_rest and config.upstream_rest:
+            proxy = rest_proxy.RestProxy(config.upstream_rest, holder, calls)
+            host, port = config.listen_rest
+            runner = await rest_proxy.start_server(host, port, proxy, config.reuse_port)
+            closers.append(runner.cleanup)
+            closers.append(proxy.close)
+    except Exception as e:
+        _tell(ready, ("error", f"{type(e).__name__}: {e}"))
+        raise SystemExit(1) from None
+    _tell(ready, ("ready", os.getpid()))
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), VIEW_CHECK_SECONDS)
+        if os.getppid() != config.parent_pid:
+            break
+        new_stamp = _stamp(config.view_path)
+        if new_stamp != stamp:
+            stamp = new_stamp
+            view = read_view(config.view_path)
+            view.carry_learned(holder.view)
+            holder.view = view
+    for close in closers:
+        with contextlib.suppress(Exception):
+            await close()
+
+
+def main(config: WorkerConfig, ready: Connection | None = None) -> None:
+    """Process entry point (spawned by the supervisor)."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+    logging.basicConfig(level=config.log_level, format="tfs-traffic sidecar[worker %(process)d]: %(message)s")
+    metrics.enable_multiprocess(config.multiproc_dir)
+    asyncio.run(serve(config, ready))
