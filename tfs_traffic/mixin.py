@@ -242,7 +242,9 @@ def report_queries(window: float, step: float) -> dict[str, str]:
     ("rules"), coverage per gauge series. The calls are already counted, so they are handed to the
     report's `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is
     the max). Coverage is scaled from minutes to the report's `step`, so the report divides it by
-    its expected step count as it does for the raw query.
+    its expected step count as it does for the raw query; it can miss the last hour (the hourly
+    group has not run for it yet) and include the hour before the window, so a version loaded a day
+    ago looks up to an hour younger: the safe side (`unknown` sooner than `retire`).
     """
     w = format_duration(window)
     by = promql.BY_VERSION
