@@ -15,15 +15,12 @@ import hashlib
 import json
 import os
 import shutil
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import requests
 
-from bench.bench_report import CHUNK, fleet
+from bench.bench_report import CHUNK, fleet, timed
 from tfs_traffic import backfill, mixin, scenario
 from tfs_traffic import report as rep
 from tfs_traffic.localprom import LocalPrometheus
@@ -35,15 +32,6 @@ MODELS = int(os.environ.get("BENCH_MODELS", "200"))
 VERSIONS = int(os.environ.get("BENCH_VERSIONS", "10"))
 DAYS = int(os.environ.get("BENCH_DAYS", "30"))
 STAMP = "rules.json"
-
-
-def timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
 
 
 def blocks_loaded(prom: LocalPrometheus) -> float:
