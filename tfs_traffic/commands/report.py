@@ -2,7 +2,6 @@
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from tfs_traffic.errors import UsageError
@@ -112,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from tfs_traffic import modelconfig, report_render
     from tfs_traffic import report as rep
     from tfs_traffic.durations import parse_duration, parse_time
-    from tfs_traffic.files import write_atomic
+    from tfs_traffic.files import read_user_text, write_atomic
     from tfs_traffic.promapi import PrometheusClient, access_from_args
 
     # Every input is checked before the first query.
@@ -136,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
     configured: list[str] = []
     original_text = ""
     if args.models_config:
-        config = modelconfig.load(args.models_config)
-        original_text = Path(args.models_config).read_text()
+        original_text = read_user_text(args.models_config, "models config")
+        config = modelconfig.parse_text(original_text, args.models_config)
         for entry in modelconfig.entries(config):
             configured.append(entry.name)
             for version, names in entry.labels_by_version().items():
