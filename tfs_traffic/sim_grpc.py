@@ -5,7 +5,6 @@ Messages are tensorflow-serving-api's own. Tensors are decoded only as far as th
 by default (`AsProtoField`: dtype, shape, packed `float_val`), assembled as bytes in one go.
 """
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from tfs_traffic import simmodel
 from tfs_traffic.simcore import State
 from tfs_traffic.simerrors import Code, SimError
 from tfs_traffic.simmodel import DT_FLOAT, DT_STRING, Tensor
-from tfs_traffic.simservice import SimService, Spec, spec_from_proto
+from tfs_traffic.simservice import SimService, Spec, Transport, spec_from_proto
 
 GRPC_CODES: dict[Code, grpc.StatusCode] = {Code(c.value[0]): c for c in grpc.StatusCode}
 
@@ -91,16 +90,7 @@ def fill_model_spec(target: Any, name: str, signature_name: str | None, version:
     target.version.value = version
 
 
-class _Base:
-    def __init__(self, service: SimService, latency_s: float) -> None:
-        self.service = service
-        self.protos = service.protos
-        self.latency_s = latency_s
-
-    async def _model_time(self) -> None:
-        if self.latency_s > 0:
-            await asyncio.sleep(self.latency_s)
-
+class _Base(Transport):
     async def _fail(self, context: Any, error: SimError) -> Any:
         await context.abort(GRPC_CODES[error.code], error.grpc_message())
 

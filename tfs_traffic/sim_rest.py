@@ -11,7 +11,6 @@ URL grammar, JSON request handling and error bodies follow TF Serving 2.20:
   upstream does; `model_call_count` only inference after resolution (see simservice).
 """
 
-import asyncio
 import base64
 import binascii
 import json
@@ -27,7 +26,7 @@ from aiohttp import web
 from tfs_traffic import simmodel, tfexposition, tfjson
 from tfs_traffic.simerrors import Code, SimError
 from tfs_traffic.simmodel import DT_FLOAT, DT_STRING, Tensor
-from tfs_traffic.simservice import SimService, Spec
+from tfs_traffic.simservice import SimService, Spec, Transport
 
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 _V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
@@ -356,17 +355,8 @@ def input_from_json(protos: Any, doc: dict) -> Any:
     return request_input
 
 
-class RestApi:
+class RestApi(Transport):
     """aiohttp handlers over a SimService."""
-
-    def __init__(self, service: SimService, latency_s: float) -> None:
-        self.service = service
-        self.protos = service.protos
-        self.latency_s = latency_s
-
-    async def _model_time(self) -> None:
-        if self.latency_s > 0:
-            await asyncio.sleep(self.latency_s)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0]

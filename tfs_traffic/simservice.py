@@ -7,6 +7,7 @@ or not it then fails), then run half_plus_two (`simmodel`). Model time (`--laten
 by the async front ends after a successful run.
 """
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -132,3 +133,16 @@ class SimService:
             packed.Pack(simmodel.signature_def_map(self.protos))
             self._metadata_any = packed
         return resolved, self._metadata_any
+
+
+class Transport:
+    """What the gRPC and REST front ends share: the service and the simulated model time."""
+
+    def __init__(self, service: SimService, latency_s: float) -> None:
+        self.service = service
+        self.protos = service.protos
+        self.latency_s = latency_s
+
+    async def _model_time(self) -> None:
+        if self.latency_s > 0:
+            await asyncio.sleep(self.latency_s)
