@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tfs_traffic import contract, modelconfig, patchunit, simcore, tfexposition
+from tfs_traffic import contract, exposition, modelconfig, patchunit
 from tfs_traffic.localprom import LocalPrometheus
 from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+from tfs_traffic.sim.core import ServerCore
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCHES = ROOT / "patches"
@@ -39,15 +40,15 @@ collect
 """
 
 
-def _collects(output: str) -> list[list[tfexposition.Family]]:
+def _collects(output: str) -> list[list[exposition.Family]]:
     return patchunit.collected_families(output)
 
 
-def _by_name(families: list[tfexposition.Family]) -> dict[str, tfexposition.Family]:
+def _by_name(families: list[exposition.Family]) -> dict[str, exposition.Family]:
     return {f.tf_name: f for f in families}
 
 
-def _values(family: tfexposition.Family) -> dict[tuple[str, ...], int]:
+def _values(family: exposition.Family) -> dict[tuple[str, ...], int]:
     return {key: int(value) for key, value in family.points.items()}
 
 
@@ -75,8 +76,8 @@ def test_metric_names_kinds_and_labels_follow_the_contract(driver_output: str) -
     first, _ = _collects(driver_output)
     metrics = _by_name(first)
     assert sorted(metrics) == sorted([contract.TF_CALLS, contract.TF_AVAILABLE])
-    assert metrics[contract.TF_CALLS].kind == tfexposition.COUNTER
-    assert metrics[contract.TF_AVAILABLE].kind == tfexposition.GAUGE
+    assert metrics[contract.TF_CALLS].kind == exposition.COUNTER
+    assert metrics[contract.TF_AVAILABLE].kind == exposition.GAUGE
     for metric in metrics.values():
         assert tuple(metric.label_names) == (contract.MODEL, contract.VERSION)
 
@@ -131,9 +132,9 @@ def expected_page() -> str:
 
 def test_exposition_matches_the_contract(driver_output: str) -> None:
     _, second = _collects(driver_output)
-    assert tfexposition.metric_name(contract.TF_CALLS) == contract.PATCHED_CALLS
-    assert tfexposition.metric_name(contract.TF_AVAILABLE) == contract.PATCHED_AVAILABLE
-    assert tfexposition.render(second) == expected_page()
+    assert exposition.metric_name(contract.TF_CALLS) == contract.PATCHED_CALLS
+    assert exposition.metric_name(contract.TF_AVAILABLE) == contract.PATCHED_AVAILABLE
+    assert exposition.render(second) == expected_page()
 
 
 def test_the_simulator_serves_the_same_page(driver_output: str, tmp_path: Path) -> None:
@@ -151,16 +152,16 @@ def test_the_simulator_serves_the_same_page(driver_output: str, tmp_path: Path) 
             }}"""
         )
 
-    core = simcore.ServerCore(config("versions: 1 versions: 2"), log=lambda msg: None)
+    core = ServerCore(config("versions: 1 versions: 2"), log=lambda msg: None)
     for model, version, times in (("half_plus_two", 2, 5), ("half_plus_two", 1, 1), ("resnet", 10, 3)):
         for _ in range(times):
             core.count_call(core.resolve(model, version))
     core.reload_config(config("versions: 2"))  # unloads half_plus_two 1
 
     patched = {contract.TF_CALLS, contract.TF_AVAILABLE}
-    sim_page = tfexposition.render(f for f in core.families() if f.tf_name in patched)
+    sim_page = exposition.render(f for f in core.families() if f.tf_name in patched)
     _, second = _collects(driver_output)
-    assert tfexposition.render(second) == sim_page
+    assert exposition.render(second) == sim_page
 
 
 @pytest.fixture
