@@ -1,8 +1,8 @@
 """The C++ metrics unit, extracted from the patch files, compiled with g++ and run for real.
 
-`tfs_traffic.patchunit` rebuilds model_traffic_metrics.{h,cc} from the `+` lines of the series'
+`tfs_traffic.patches.unit` rebuilds model_traffic_metrics.{h,cc} from the `+` lines of the series'
 new-file diffs, compiles them against tensorflow-cpu's pip headers and libtensorflow_framework,
-and links tests/cpp/traffic_metrics_driver.cc, which records calls, flips availability and prints
+and links tests/patches/cpp/traffic_metrics_driver.cc, which records calls, flips availability and prints
 what TensorFlow's CollectionRegistry collects. The unit's own upstream-style gtest from the patch
 is built and run too. Builds are cached under out/cpp-cache by content hash.
 """
@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tfs_traffic import contract, exposition, modelconfig, patchunit
+from tfs_traffic import contract, exposition, modelconfig
 from tfs_traffic.localprom import LocalPrometheus
+from tfs_traffic.patches import unit
 from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
 from tfs_traffic.sim.core import ServerCore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PATCHES = ROOT / "patches"
-DRIVER = ROOT / "tests" / "cpp" / "traffic_metrics_driver.cc"
+DRIVER = ROOT / "tests" / "patches" / "cpp" / "traffic_metrics_driver.cc"
 CACHE = ROOT / "out" / "cpp-cache"
 # One series of each unit variant: int64_t (TF Serving >= 2.8) and TF's own int64 (2.4 to 2.7).
 SERIES = ("2.20.0", "2.4.4")
@@ -41,7 +42,7 @@ collect
 
 
 def _collects(output: str) -> list[list[exposition.Family]]:
-    return patchunit.collected_families(output)
+    return unit.collected_families(output)
 
 
 def _by_name(families: list[exposition.Family]) -> dict[str, exposition.Family]:
@@ -54,16 +55,16 @@ def _values(family: exposition.Family) -> dict[tuple[str, ...], int]:
 
 @pytest.fixture(scope="module", params=SERIES)
 def driver_output(request: pytest.FixtureRequest) -> str:
-    binary = patchunit.build(PATCHES / request.param, DRIVER, CACHE, name="traffic_metrics_driver")
-    return patchunit.run(binary, SCRIPT)
+    binary = unit.build(PATCHES / request.param, DRIVER, CACHE, name="traffic_metrics_driver")
+    return unit.run(binary, SCRIPT)
 
 
 def test_every_series_ships_one_of_two_unit_variants() -> None:
     """All series carry the same unit; only the spelling of the 64-bit type follows their TF release."""
     variants = {}
     for series in sorted(p for p in PATCHES.iterdir() if (p / "series").exists()):
-        sources = patchunit.unit_sources(series)
-        variants.setdefault(sources[patchunit.UNIT_SOURCE], []).append(series.name)
+        sources = unit.unit_sources(series)
+        variants.setdefault(sources[unit.UNIT_SOURCE], []).append(series.name)
     assert len(variants) == 2, list(variants.values())
     modern, legacy = sorted(variants, key=lambda text: "int64_t" not in text)
     assert modern.replace("int64_t", "int64").replace("#include <cstdint>\n", "") == legacy.replace(
@@ -217,14 +218,14 @@ def test_prometheus_scrapes_the_exposition(served_page: str, tmp_path: Path) -> 
 @pytest.mark.parametrize("series", SERIES)
 def test_the_units_own_gtest_passes(series: str) -> None:
     """model_traffic_metrics_test.cc, as the patch adds it, built with Debian's googletest and run."""
-    binary = patchunit.build(
+    binary = unit.build(
         PATCHES / series,
         None,
         CACHE,
         name="model_traffic_metrics_test",
         extra_link=("-lgmock_main", "-lgmock", "-lgtest", "-lpthread"),
     )
-    output = patchunit.run(binary)
+    output = unit.run(binary)
     assert "[  PASSED  ] 4 tests." in output, output
     assert "FAILED" not in output
 
@@ -236,4 +237,4 @@ def test_new_files_rebuilds_added_files_only() -> None:
         "diff --git a/x/old.cc b/x/old.cc\nindex 2222222..3333333 100644\n--- a/x/old.cc\n+++ b/x/old.cc\n"
         "@@ -1,1 +1,2 @@\n context\n+added\n"
     )
-    assert patchunit.new_files(patch) == {"x/new.h": "line one\n\n"}
+    assert unit.new_files(patch) == {"x/new.h": "line one\n\n"}
