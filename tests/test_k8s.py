@@ -19,8 +19,8 @@ import yaml
 from tfs_traffic import cli, k8s, modelconfig
 from tfs_traffic.errors import UsageError
 from tfs_traffic.k8svalues import parse_values
-from tfs_traffic.localprom import promtool
-from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.local import promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_VALUES = ROOT / "k8s" / "values.example.yaml"

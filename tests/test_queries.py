@@ -10,7 +10,7 @@ import yaml
 
 from tfs_traffic import dashboards, mixin
 from tfs_traffic.cli import main
-from tfs_traffic.localprom import promtool
+from tfs_traffic.prometheus.local import promtool
 from tfs_traffic.render_queries import ALERTS_FILE, RULES_FILE, rendered_files
 
 QUERIES = Path(__file__).resolve().parent.parent / "queries"

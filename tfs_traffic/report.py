@@ -11,7 +11,7 @@ Verdicts follow design.md section 5; the first matching check decides:
     unknown  no-call-data              Prometheus holds no call counter at all (outside the contract)
     retire   idle                      none of the above
 
-All numbers come from a fixed set of PromQL queries (see `tfs_traffic.promql`), whatever the
+All numbers come from a fixed set of PromQL queries (see `tfs_traffic.prometheus.promql`), whatever the
 number of versions; both sources (patched server, sidecar) are combined with max, never sum.
 """
 
@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tfs_traffic import contract, mixin, promql
+from tfs_traffic import contract, mixin
 from tfs_traffic.durations import format_duration, rfc3339
 from tfs_traffic.forecast import Forecast, daily_totals, forecast_idle
-from tfs_traffic.promapi import PrometheusClient
+from tfs_traffic.prometheus import promql
+from tfs_traffic.prometheus.api import PrometheusClient
 
 KEEP, RETIRE, UNKNOWN = "keep", "retire", "unknown"
 VERDICTS = (KEEP, RETIRE, UNKNOWN)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tfs_traffic.errors import ToolError
-from tfs_traffic.localprom import LocalPrometheus, promtool
+from tfs_traffic.prometheus.local import LocalPrometheus, promtool
 from tfs_traffic.render_queries import rule_file_text
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from tfs_traffic import contract, exposition, modelconfig
-from tfs_traffic.localprom import LocalPrometheus
 from tfs_traffic.patches import unit
-from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.local import LocalPrometheus
 from tfs_traffic.sim.core import ServerCore
 
 ROOT = Path(__file__).resolve().parents[2]
