@@ -350,7 +350,7 @@ def test_autoscaling_renders_a_scaled_object_on_the_recording_rule(tmp_path: Pat
 
 def test_scaler_query_sums_this_deployments_models_on_a_real_prometheus(prometheus_factory) -> None:
     """The ScaledObject's query, run on recorded series: only this namespace's served models count."""
-    from tfs_traffic import mixin
+    from tfs_traffic.queries import mixin
 
     config = """model_config_list {
       config { name: "ranker.v2-eu" base_path: "/models/ranker" }
