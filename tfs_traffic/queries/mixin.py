@@ -236,16 +236,14 @@ def window_coverage(window: str, config: MixinConfig = DEFAULT, *, recorded: boo
     return f"clamp_max(sum_over_time(\n{_indent(coverage_per_hour(config))}[{window}:1h]\n) / {_hours(window)}, 1)"
 
 
-def report_queries(window: float, step: float) -> dict[str, str]:
+def report_queries(window: float) -> dict[str, str]:
     """The report's costly long-window queries (`report.Queries` fields) over the hourly series.
 
     Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
-    ("rules"), coverage per gauge series. The calls are already counted, so they are handed to the
-    report's `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is
-    the max). Coverage is scaled from minutes to the report's `step`, so the report divides it by
-    its expected step count as it does for the raw query; it can miss the last hour (the hourly
-    group has not run for it yet) and include the hour before the window, so a version loaded a day
-    ago looks up to an hour younger: the safe side (`unknown` sooner than `retire`).
+    ("rules"). The calls are already counted, so they are handed to the report's
+    `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is the
+    max). Coverage is not among them: the report's fleet-wide coverage is one aggregated pass over
+    the raw gauges (hourly pieces per replica cannot tell which steps some replica covered).
     """
     w = format_duration(window)
     by = promql.BY_VERSION
@@ -254,7 +252,6 @@ def report_queries(window: float, step: float) -> dict[str, str]:
         "calls": f'label_replace({calls}, "{promql.INPUT_LABEL}", "max", "", "")',
         "qps": promql.with_source(f"max by ({by}) ({window_max_hourly_qps(w)})", "rules"),
         "hourly": promql.with_source(f"sum by ({by}) (last_over_time({CALLS_1H}[1h]))", "rules"),
-        "coverage": f"sum_over_time({AVAILABLE_MINUTES_1H}[{w}]) * {60 / step:g}",
     }
 
 
