@@ -10,11 +10,13 @@ query, and the report takes the max per version (one request seen by the sidecar
 server counts once).
 """
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tfs_traffic import contract
 from tfs_traffic.durations import format_duration
+from tfs_traffic.errors import UsageError
 
 BY_VERSION = f"{contract.MODEL}, {contract.VERSION}"
 SOURCE_LABEL = "tfs_source"
@@ -147,6 +149,25 @@ def duration(seconds: float) -> str:
     """A Prometheus duration; milliseconds when `seconds` is not whole."""
     ms = round(seconds * 1000)
     return d(ms / 1000) if ms % 1000 == 0 else f"{ms}ms"
+
+
+_MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
+
+
+def check_matchers(text: str) -> str:
+    """`text` as PromQL label matchers (`a="1", b=~"x.*"`, braces optional), normalised; a
+    UsageError naming the problem otherwise, before any query is sent."""
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    body = body.strip().rstrip(",")
+    if not body:
+        return ""
+    if not re.fullmatch(f"{_MATCHER}(?:,{_MATCHER})*", body):
+        raise UsageError(
+            f'--selector expects PromQL label matchers like \'cluster="eu-1",namespace="ml"\', got {text!r}'
+        )
+    return body
 
 
 def select(metric: str, matchers: str = "", *extra: str) -> str:

@@ -484,7 +484,7 @@ def run(client: PrometheusClient, options: Options) -> Report:
     trends: dict[tuple[str, str], list[tuple[float, float]]] = {}
     if options.forecast:
         sent += 1
-        trends = daily_totals(client, at, window)
+        trends = daily_totals(client, at, window, options.selector)
 
     available_by_model: dict[str, list[str]] = {}
     for model, version in serving:
