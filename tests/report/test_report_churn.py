@@ -7,6 +7,11 @@ the window — backfilled once into a real Prometheus and copied into a real Vic
 other `increase`, lookback and staleness rules). Both must give the same verdicts and calls.
 """
 
+import csv
+import io
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,3 +170,49 @@ def test_selector_narrows_to_one_cluster(engines: dict[str, str], engine: str) -
         ("geo", "3"): ("keep", "latest", 0),
     }
     assert requests == 5  # no recording-rule check: recorded series have no cluster label
+
+
+def test_cli_formats_show_the_last_call(engines: dict[str, str], capsys: Any) -> None:
+    from fleet_helpers import END
+
+    from tfs_traffic import cli
+
+    common = ["report", "--prometheus", engines["victoriametrics"], "--at", END]
+    assert cli.main([*common, "--format", "json", "--selector", '{cluster="us-1"}', "--lookback", "10d"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["selector"] == 'cluster="us-1"' and data["lookback_seconds"] == 10 * 86400
+    last = {v["model_version"]: (v["last_call_at"], v["note"]) for v in data["versions"]}
+    assert last == {"1": (None, None), "2": (END, None), "3": (None, None)}
+    assert cli.main([*common]) == 0
+    table = capsys.readouterr().out
+    assert "LAST CALL" in table and "8d ago" in table and "none in 30d" in table
+    assert "note: monthly:1 retire: last called 8d ago (2025-03-01T01:00:00Z)" in table
+    assert cli.main([*common, "--format", "csv"]) == 0
+    rows = {(r["model_name"], r["model_version"]): r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert rows[("monthly", "1")]["last_call_at"] == "2025-03-01T01:00:00Z" and rows[("monthly", "1")]["note"]
+    assert cli.main([*common, "--format", "markdown"]) == 0
+    assert "| monthly | 1 | **retire** | idle | 0 | 0 | 100.0% | 8d ago |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("selector", ["cluster=eu-1", 'cluster="eu-1" namespace="ml"', "up{a='b'}"])
+def test_bad_selector_is_one_line(selector: str) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfs_traffic.cli",
+            "report",
+            "--prometheus",
+            "http://127.0.0.1:9",
+            "--selector",
+            selector,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f'tfs-traffic: error: --selector expects PromQL label matchers like \'cluster="eu-1",namespace="ml"\', '
+        f"got {selector!r}"
+    ]

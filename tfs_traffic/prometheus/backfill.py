@@ -10,6 +10,10 @@
   (`api="predict"`, `code="OK"`; a series appears at its first call, as prometheus_client does),
   `tfserving_model_version_available` (kept at 0 after an unload) and `tfserving_sidecar_upstream_up`.
 - `up` for each target: 0 while a scrape fails (a gap, or the process is down), else 1.
+- a pod exists over its replica's [from, to) (rollouts, autoscaled pods): its first scrape is the
+  first one at or after `from` (counters start at 0 when it starts, so that scrape may already
+  hold calls), its last the last one before `to`; after that it has no sample and no `up`, as a
+  pod Kubernetes deleted (the calls between its last scrape and `to` are never seen).
 
 Calls are deterministic: a rate's cumulative integral, floored, so tests can state exact counts.
 History is written as OpenMetrics and turned into TSDB blocks with promtool, in chunks aligned to

@@ -464,9 +464,27 @@ def parse(data: Any, source: str, days: float | None = None, end: float | None =
     )
 
 
-# The demo fleet: four models, fifteen versions, three replicas (tfserving-2 is a shard of its own
-# for `ranker`), and one of each situation the report must tell apart. The history ends at a fixed
-# time so the demo's TSDB is reused from one run to the next.
+# The demo fleet: five models, nineteen versions, three long-lived replicas (tfserving-2 is a shard
+# of its own for `ranker`), a Deployment rolled twice and autoscaled pods for `search`, and one of
+# each situation the report must tell apart. The history ends at a fixed time so the demo's TSDB is
+# reused from one run to the next.
+SEARCH_PODS: list[dict[str, Any]] = [
+    {"name": "search-0a", "pod": "search-7c9f4-2xkqm", "ip": "10.0.1.1", "to": "end-4d23h55m"},
+    {"name": "search-0b", "pod": "search-7c9f4-8wz5n", "ip": "10.0.1.2", "scrape_offset": 23, "to": "end-4d23h55m"},
+    {"name": "search-1a", "pod": "search-5d8b6-qj7rt", "ip": "10.0.2.1", "from": "end-5d", "to": "end-1d23h55m"},
+    {
+        "name": "search-1b",
+        "pod": "search-5d8b6-lm4vc",
+        "ip": "10.0.2.2",
+        "scrape_offset": 23,
+        "from": "end-5d",
+        "to": "end-1d23h55m",
+    },
+    {"name": "search-2a", "pod": "search-6b4d7-hz9sw", "ip": "10.0.3.1", "from": "end-2d"},
+    {"name": "search-2b", "pod": "search-6b4d7-c3pfd", "ip": "10.0.3.2", "scrape_offset": 23, "from": "end-2d"},
+    {"name": "search-hpa", "pod": "search-hpa", "ip": "10.0.4.1", "scrape_offset": 53, "daily": ["9h", "17h"]},
+]
+SEARCH = [p["name"] for p in SEARCH_PODS]
 DEMO: dict[str, Any] = {
     "name": "demo",
     "seed": 7,
@@ -479,6 +497,9 @@ DEMO: dict[str, Any] = {
         {"name": "tfserving-0", "ip": "10.0.0.1"},
         {"name": "tfserving-1", "ip": "10.0.0.2", "scrape_offset": 17},
         {"name": "tfserving-2", "ip": "10.0.0.3", "scrape_offset": 41},
+        # `search`: a Deployment rolled at end-5d and end-2d (each new pod starts five minutes
+        # before the old one is deleted), plus the pods an autoscaler adds from 09:00 to 17:00.
+        *SEARCH_PODS,
     ],
     "models": [
         {
@@ -506,6 +527,11 @@ DEMO: dict[str, Any] = {
             ],
         },
         {"name": "fraud", "versions": [{"version": 7, "replicas": ["tfserving-0", "tfserving-1"]}]},
+        {
+            "name": "search",
+            "versions": [{"version": v, "replicas": SEARCH} for v in (30, 31, 32)]
+            + [{"version": 33, "loaded": "end-2d", "replicas": SEARCH}],
+        },
     ],
     "traffic": [
         {"model": "resnet", "version": 1, "rate": "1/min", "to": "end-7d2h"},
@@ -517,6 +543,9 @@ DEMO: dict[str, Any] = {
         {"model": "bert", "version": 13, "rate": "8/s", "shape": "diurnal"},
         {"model": "ranker", "version": 102, "rate": "5/s", "shape": "diurnal"},
         {"model": "fraud", "version": 7, "rate": "0.5/s", "to": "end-7d6h"},
+        {"model": "search", "version": 31, "calls": 2, "at": "end-7d12h", "replicas": ["search-0a"]},
+        {"model": "search", "version": 32, "rate": "3/s", "shape": "diurnal"},
+        {"model": "search", "version": 33, "rate": "1/min", "from": "end-2d"},
     ],
     "events": [
         {"restart": "tfserving-1", "at": "end-4d3h"},

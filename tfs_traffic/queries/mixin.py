@@ -236,19 +236,24 @@ def window_coverage(window: str, config: MixinConfig = DEFAULT, *, recorded: boo
     return f"clamp_max(sum_over_time(\n{_indent(coverage_per_hour(config))}[{window}:1h]\n) / {_hours(window)}, 1)"
 
 
-def report_queries(window: float) -> dict[str, str]:
+def report_queries(window: float, lookback: float = 0.0) -> dict[str, str]:
     """The report's costly long-window queries (`report.Queries` fields) over the hourly series.
 
     Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
     ("rules"). The calls are already counted, so they are handed to the report's
     `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is the
-    max). Coverage is not among them: the report's fleet-wide coverage is one aggregated pass over
-    the raw gauges (hourly pieces per replica cannot tell which steps some replica covered).
+    max). The last call is the end of the last hour with recorded calls within `lookback` (as far
+    back as the rules were recorded or backfilled).
     """
     w = format_duration(window)
     by = promql.BY_VERSION
     calls = promql.with_source(f"sum by ({by}) ({window_calls(w)})", "rules")
+    since = format_duration(max(window, lookback))
+    # The end of each hour with recorded calls (evaluation times are not aligned to the hour, so
+    # each 1h step looks back an hour for the sample that covers it).
+    last_call = f"(max by ({by}) (last_over_time({CALLS_1H}[1h]) > 0) * 0 + time())"
     return {
+        "last_call": f"max_over_time({last_call}[{since}:1h])",
         "calls": f'label_replace({calls}, "{promql.INPUT_LABEL}", "max", "", "")',
         "qps": promql.with_source(f"max by ({by}) ({window_max_hourly_qps(w)})", "rules"),
         "hourly": promql.with_source(f"sum by ({by}) (last_over_time({CALLS_1H}[1h]))", "rules"),

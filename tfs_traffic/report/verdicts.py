@@ -331,7 +331,7 @@ def build_queries(options: Options, recorded: bool = False, inventory_series: in
         last_call=promql.maxed(last, by),
     )
     if recorded:  # calls and busiest hour from the hourly recording rules (tfs_traffic.queries.mixin)
-        queries = dataclasses.replace(queries, **mixin.report_queries(w))
+        queries = dataclasses.replace(queries, **mixin.report_queries(w, options.lookback))
     return queries
 
 
@@ -341,13 +341,24 @@ def _regex(values: Sequence[str]) -> str:
     return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def coverage_query(options: Options, inventory_series: int, down_pods: Sequence[str] | None, any_up: bool) -> str:
+def coverage_query(
+    options: Options,
+    inventory_series: int,
+    down_pods: Sequence[str] | None,
+    any_up: bool,
+    recorded: bool = False,
+    down_models: Sequence[str] | None = None,
+) -> str:
     """Fleet-wide observation per version, and scrape gaps per replica and version, in one query.
 
     `down_pods`: the pods with a failed scrape in the window (None: some such target has no pod
     label), the only ones that can be in a gap while `up` exists; without any `up` (`any_up`
     False) every replica can. Each part is a sum over pieces of the window sized to stay within
-    Prometheus' --query.max-samples.
+    Prometheus' --query.max-samples. `recorded`: the observed steps come from the hourly share of
+    AVAILABLE minutes (`mixin.AVAILABLE_1H`, a whole pass over the gauges saved); a version counts
+    observed only in hours the rules saw it, so at most the partial hours at its ends differ, and
+    in the hours of several namespaces the best one (a lower bound: the safe side). The gap steps
+    nobody else covered are checked against the raw gauges of `down_models` only (None: all).
     """
     gauges, step, by = promql.AVAILABLE_SOURCES, options.step, promql.BY_VERSION
     observed = promql.fleet_available(gauges, options.selector)
@@ -357,6 +368,12 @@ def coverage_query(options: Options, inventory_series: int, down_pods: Sequence[
     per_piece = PIECE_BUDGET // (copies * _series_estimate(inventory_series))
     parts = promql.pieces(options.at, options.window, step, per_piece)
     out = {"observed": promql.summed([f"count_over_time(({observed}){p.subquery(step)})" for p in parts], by)}
+    if recorded:
+        share = f"sum_over_time({mixin.AVAILABLE_1H}[{promql.d(options.window)}])"
+        out["observed"] = f"max by ({by}) ({share}) * {3600 / step:g}"
+        if down_models is not None:
+            selector = ",".join(x for x in (options.selector, f"model_name=~{_regex(down_models or ['^$'])}") if x)
+            observed = promql.fleet_available(gauges, selector)
     if gap_part:
         gap = promql.in_gap(gauges, options.selector, options.window, any_up, *narrow)
         out["gap"] = promql.summed(
@@ -377,10 +394,10 @@ def _note(last_call_at: float | None, options: Options) -> str | None:
 
 
 def ago(at: float, when: float) -> str:
-    """`when` relative to `at`: "45m ago", "5h ago", "9d ago"."""
+    """`when` relative to `at`: "<1h ago" (the last call's resolution is an hour), "5h ago", "9d ago"."""
     seconds = max(0.0, at - when)
     if seconds < 3600:
-        return f"{int(seconds // 60)}m ago"
+        return "<1h ago"
     if seconds < 2 * 86400:
         return f"{int(seconds // 3600)}h ago"
     return f"{int(seconds // 86400)}d ago"
@@ -426,7 +443,13 @@ def run(client: PrometheusClient, options: Options) -> Report:
 
     # Coverage: fleet-wide observed steps, gap steps per replica, gap steps nobody else covered.
     steps = expected_steps(at, window, options.step)
-    shares = split(query(coverage_query(options, inventory_series, None if "" in down else down, any_up)))
+    down_pods = None if "" in down else down
+    # The models the down pods serve now; a down pod that serves nothing now (deleted since): all.
+    now = [s["metric"] for s in inventory.get("now", [])]
+    down_models: list[str] | None = sorted({m.get(contract.MODEL, "") for m in now if m.get("pod") in down})
+    if set(down) - {m.get("pod") for m in now}:
+        down_models = None
+    shares = split(query(coverage_query(options, inventory_series, down_pods, any_up, recorded, down_models)))
     observed = {ident: _value(s) for s in shares.get("observed", []) if (ident := _ident(s)) is not None}
     uncovered = {ident: _value(s) for s in shares.get("uncovered", []) if (ident := _ident(s)) is not None}
     worst_gap: dict[tuple[str, str], float] = {}
