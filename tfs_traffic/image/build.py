@@ -9,7 +9,6 @@ it with `tfs_traffic.image.pack`. Every failure is one line (a ToolError) that n
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import shlex
@@ -24,6 +23,7 @@ from typing import Any
 
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.image import pack
+from tfs_traffic.patches import series as patch_series
 
 DEFAULT_SOURCE_URL = "https://github.com/tensorflow/serving.git"
 BAZEL_TARGET = "tensorflow_serving/model_servers:tensorflow_model_server"
@@ -95,21 +95,9 @@ def validate(request: BuildRequest) -> None:
             )
 
 
-def _patches_module() -> Any | None:
-    """`tfs_traffic.patches.series` (issue #3: series lookup and `tfs-traffic patch apply`) once it is installed."""
-    try:
-        return importlib.import_module("tfs_traffic.patches.series")
-    except ModuleNotFoundError as e:
-        if e.name != "tfs_traffic.patches.series":
-            raise
-        return None
-
-
 def _use_patch_module(request: BuildRequest) -> Any | None:
-    module = _patches_module()
-    if request.patch_tool == "tfs-traffic" and module is None:
-        raise ToolError("this tfs-traffic has no `patch` command yet (issue #3): use --patch-with git")
-    return module if request.patch_tool in ("auto", "tfs-traffic") else None
+    """The code behind `tfs-traffic patch` (series lookup and apply), unless --patch-with git asks for git apply."""
+    return patch_series if request.patch_tool in ("auto", "tfs-traffic") else None
 
 
 def series_dir(request: BuildRequest) -> Path:
@@ -118,7 +106,7 @@ def series_dir(request: BuildRequest) -> Path:
     if module is not None:
         series = module.series_for(request.version, module.load_series(request.patches_dir))
         return Path(series.path)
-    # SEAM (issue #3): until tfs_traffic.patches.series is on main, the series is patches/<version>.
+    # --patch-with git: the series is patches/<version>.
     patches_dir = request.patches_dir or Path("patches")
     directory = patches_dir / request.version
     if not (directory / "series").is_file():
@@ -270,7 +258,7 @@ def apply_patches(request: BuildRequest, source: Path, series: Path, say: Progre
         say(f"applying {series} with tfs-traffic's patch code")
         module.apply(source, request.version, request.patches_dir)
     else:
-        # SEAM (issue #3): until `tfs-traffic patch apply` is on main, apply the series with git apply.
+        # --patch-with git: each patch with git apply.
         patches = pack.series_patches(series)
         say(f"applying {len(patches)} patch(es) from {series} with git apply")
         for patch in patches:
