@@ -10,7 +10,7 @@ import pytest
 from tfs_traffic import contract
 from tfs_traffic.export import chunks, fetch_rows, step_grid
 from tfs_traffic.forecast import DAY, daily_totals, forecast_idle
-from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 MIN = 60
@@ -48,7 +48,7 @@ HISTORY = [
 
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory):
-    from tfs_traffic.localprom import backfilled_prometheus
+    from tfs_traffic.prometheus.local import backfilled_prometheus
 
     server = backfilled_prometheus(HISTORY, tmp_path_factory.mktemp("export")).start()
     yield server
@@ -181,8 +181,8 @@ def test_forecast_rules() -> None:
 
 def test_parquet_export_of_the_demo_prometheus(tmp_path) -> None:
     """The issue's must-show: export --format parquet on the demo's history reads back in pandas."""
-    from tfs_traffic import backfill, scenario
-    from tfs_traffic.localprom import LocalPrometheus
+    from tfs_traffic.prometheus import backfill, scenario
+    from tfs_traffic.prometheus.local import LocalPrometheus
 
     demo = scenario.load("demo")
     result = backfill.ensure(demo, tmp_path / "demo")

@@ -19,8 +19,8 @@ import yaml
 from tfs_traffic import cli, k8s, modelconfig
 from tfs_traffic.errors import UsageError
 from tfs_traffic.k8svalues import parse_values
-from tfs_traffic.localprom import promtool
-from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.local import promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_VALUES = ROOT / "k8s" / "values.example.yaml"
@@ -350,7 +350,7 @@ def test_autoscaling_renders_a_scaled_object_on_the_recording_rule(tmp_path: Pat
 
 def test_scaler_query_sums_this_deployments_models_on_a_real_prometheus(prometheus_factory) -> None:
     """The ScaledObject's query, run on recorded series: only this namespace's served models count."""
-    from tfs_traffic import mixin
+    from tfs_traffic.queries import mixin
 
     config = """model_config_list {
       config { name: "ranker.v2-eu" base_path: "/models/ranker" }

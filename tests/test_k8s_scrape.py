@@ -23,7 +23,7 @@ import yaml
 
 from tfs_traffic import cli, k8s
 from tfs_traffic.k8svalues import parse_values
-from tfs_traffic.localprom import LocalPrometheus, promtool
+from tfs_traffic.prometheus.local import LocalPrometheus, promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_VALUES = ROOT / "k8s" / "values.example.yaml"

@@ -16,7 +16,7 @@ import pytest
 from fleet_helpers import END, END_TS, fleet_prometheus
 
 from tfs_traffic import cli, modelconfig
-from tfs_traffic.localprom import LocalPrometheus, free_port
+from tfs_traffic.prometheus.local import LocalPrometheus, free_port
 
 FLEET: dict[str, Any] = {
     "replicas": ["a", "b"],

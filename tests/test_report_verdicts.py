@@ -225,8 +225,9 @@ def test_recording_rule_expression_agrees_with_the_report(situations: Any) -> No
     report computes from `promql.calls_inputs` in Python (fewer passes over the window)."""
     from fleet_helpers import END_TS, WEEK
 
-    from tfs_traffic import contract, promql
-    from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+    from tfs_traffic import contract
+    from tfs_traffic.prometheus import promql
+    from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
 
     prom, report, _ = situations
     answer = PrometheusClient(PrometheusAccess(url=prom.url)).query(promql.calls(contract.PATCHED_CALLS, WEEK), END_TS)

@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from tfs_traffic import contract, promql
+from tfs_traffic import contract
 from tfs_traffic.errors import ToolError, UsageError
-from tfs_traffic.promapi import PrometheusClient
+from tfs_traffic.prometheus import promql
+from tfs_traffic.prometheus.api import PrometheusClient
 
 MAX_POINTS_PER_SERIES = 11_000
 GROUP_LABELS = ("namespace", contract.MODEL, contract.VERSION)
@@ -246,7 +247,7 @@ def export_dataframe(
     >>> frame = export_dataframe("http://localhost:9090", window="7d")  # doctest: +SKIP
     """
     from tfs_traffic.durations import parse_duration, parse_time
-    from tfs_traffic.promapi import PrometheusAccess
+    from tfs_traffic.prometheus.api import PrometheusAccess
 
     client = PrometheusClient(PrometheusAccess(url=prometheus.rstrip("/"), headers=dict(headers or {})))
     rows = fetch_rows(client, parse_time(at), parse_duration(window), parse_duration(step), models)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tfs_traffic.promapi import PrometheusClient
+    from tfs_traffic.prometheus.api import PrometheusClient
 
 DAY = 86400.0
 MIN_POINTS = 4
@@ -69,7 +69,7 @@ def forecast_idle(daily_totals: Sequence[tuple[float, float]]) -> Forecast | Non
 
 def daily_totals_query() -> str:
     """Calls per version in the day ending at each evaluation time; sources combined with max."""
-    from tfs_traffic import promql
+    from tfs_traffic.prometheus import promql
 
     return promql.max_of_sources(
         {s: f"sum by ({promql.BY_VERSION}) (increase({m}[1d]))" for s, m in promql.CALL_SOURCES.items()}

@@ -11,7 +11,7 @@ Verdicts follow design.md section 5; the first matching check decides:
     unknown  no-call-data              Prometheus holds no call counter at all (outside the contract)
     retire   idle                      none of the above
 
-All numbers come from a fixed set of PromQL queries (see `tfs_traffic.promql`), whatever the
+All numbers come from a fixed set of PromQL queries (see `tfs_traffic.prometheus.promql`), whatever the
 number of versions; both sources (patched server, sidecar) are combined with max, never sum.
 """
 
@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tfs_traffic import contract, mixin, promql
+from tfs_traffic import contract
 from tfs_traffic.durations import format_duration, rfc3339
 from tfs_traffic.forecast import Forecast, daily_totals, forecast_idle
-from tfs_traffic.promapi import PrometheusClient
+from tfs_traffic.prometheus import promql
+from tfs_traffic.prometheus.api import PrometheusClient
+from tfs_traffic.queries import mixin
 
 KEEP, RETIRE, UNKNOWN = "keep", "retire", "unknown"
 VERDICTS = (KEEP, RETIRE, UNKNOWN)
@@ -275,7 +277,7 @@ def build_queries(options: Options, recorded: bool = False) -> Queries:
         qps=promql.by_source({s: promql.max_hourly_qps(m, w) for s, m in counters.items()}),
         hourly=promql.by_source({s: promql.hourly_calls(m) for s, m in counters.items()}),
     )
-    if recorded:  # calls, busiest hour and coverage from the hourly recording rules (tfs_traffic.mixin)
+    if recorded:  # calls, busiest hour and coverage from the hourly recording rules (tfs_traffic.queries.mixin)
         queries = dataclasses.replace(queries, **mixin.report_queries(w, options.step))
     return queries
 

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from tfs_traffic.promapi import add_access_arguments
+from tfs_traffic.prometheus.api import add_access_arguments
 
 DESCRIPTION = """\
 Export per-version traffic history from Prometheus as a dataset: one row per
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from tfs_traffic.durations import parse_duration, parse_time
     from tfs_traffic.errors import UsageError
     from tfs_traffic.export import fetch_rows, write_rows
-    from tfs_traffic.promapi import PrometheusClient, access_from_args
+    from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
 
     window, step = parse_duration(args.window), parse_duration(args.step)
     if step > window:

@@ -42,7 +42,7 @@ def _one_line_error(parser: argparse.ArgumentParser, message: str) -> Any:
 
 
 def register(subparsers: Any) -> None:
-    from tfs_traffic.promapi import add_access_arguments
+    from tfs_traffic.prometheus.api import add_access_arguments
 
     parser = subparsers.add_parser(
         "report",
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from tfs_traffic import report as rep
     from tfs_traffic.durations import parse_duration, parse_time
     from tfs_traffic.files import read_user_text, write_atomic
-    from tfs_traffic.promapi import PrometheusClient, access_from_args
+    from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
 
     # Every input is checked before the first query.
     if args.emit_config and not args.models_config:

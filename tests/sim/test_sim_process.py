@@ -15,7 +15,7 @@ import requests
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tfs_traffic.sim import Sim
+from tfs_traffic.sim.server import Sim
 
 
 def config(tmp_path: Path) -> Path:

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import requests
 
-from tfs_traffic import backfill, contract, modelconfig, scenario
+from tfs_traffic import contract, modelconfig
 from tfs_traffic.errors import UsageError
-from tfs_traffic.localprom import LocalPrometheus, write_openmetrics
+from tfs_traffic.prometheus import backfill, scenario
+from tfs_traffic.prometheus.local import LocalPrometheus, write_openmetrics
 
 END = "2025-03-10T00:00:00Z"
 TINY: dict[str, Any] = {

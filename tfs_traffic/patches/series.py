@@ -53,8 +53,8 @@ class Outcome:
 
 
 def default_patches_dir() -> Path:
-    """The packaged series (the repository's patches/ through the tfs_traffic/patches symlink)."""
-    return Path(str(resources.files("tfs_traffic") / "patches"))
+    """The packaged series (the repository's patches/ through the tfs_traffic/patches/releases symlink)."""
+    return Path(str(resources.files("tfs_traffic.patches") / "releases"))
 
 
 def version_key(version: str) -> tuple[int, ...]:

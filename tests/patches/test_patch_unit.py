@@ -1,8 +1,8 @@
 """The C++ metrics unit, extracted from the patch files, compiled with g++ and run for real.
 
-`tfs_traffic.patchunit` rebuilds model_traffic_metrics.{h,cc} from the `+` lines of the series'
+`tfs_traffic.patches.unit` rebuilds model_traffic_metrics.{h,cc} from the `+` lines of the series'
 new-file diffs, compiles them against tensorflow-cpu's pip headers and libtensorflow_framework,
-and links tests/cpp/traffic_metrics_driver.cc, which records calls, flips availability and prints
+and links tests/patches/cpp/traffic_metrics_driver.cc, which records calls, flips availability and prints
 what TensorFlow's CollectionRegistry collects. The unit's own upstream-style gtest from the patch
 is built and run too. Builds are cached under out/cpp-cache by content hash.
 """
@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tfs_traffic import contract, modelconfig, patchunit, simcore, tfexposition
-from tfs_traffic.localprom import LocalPrometheus
-from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+from tfs_traffic import contract, exposition, modelconfig
+from tfs_traffic.patches import unit
+from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.local import LocalPrometheus
+from tfs_traffic.sim.core import ServerCore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PATCHES = ROOT / "patches"
-DRIVER = ROOT / "tests" / "cpp" / "traffic_metrics_driver.cc"
+DRIVER = ROOT / "tests" / "patches" / "cpp" / "traffic_metrics_driver.cc"
 CACHE = ROOT / "out" / "cpp-cache"
 # One series of each unit variant: int64_t (TF Serving >= 2.8) and TF's own int64 (2.4 to 2.7).
 SERIES = ("2.20.0", "2.4.4")
@@ -39,30 +41,30 @@ collect
 """
 
 
-def _collects(output: str) -> list[list[tfexposition.Family]]:
-    return patchunit.collected_families(output)
+def _collects(output: str) -> list[list[exposition.Family]]:
+    return unit.collected_families(output)
 
 
-def _by_name(families: list[tfexposition.Family]) -> dict[str, tfexposition.Family]:
+def _by_name(families: list[exposition.Family]) -> dict[str, exposition.Family]:
     return {f.tf_name: f for f in families}
 
 
-def _values(family: tfexposition.Family) -> dict[tuple[str, ...], int]:
+def _values(family: exposition.Family) -> dict[tuple[str, ...], int]:
     return {key: int(value) for key, value in family.points.items()}
 
 
 @pytest.fixture(scope="module", params=SERIES)
 def driver_output(request: pytest.FixtureRequest) -> str:
-    binary = patchunit.build(PATCHES / request.param, DRIVER, CACHE, name="traffic_metrics_driver")
-    return patchunit.run(binary, SCRIPT)
+    binary = unit.build(PATCHES / request.param, DRIVER, CACHE, name="traffic_metrics_driver")
+    return unit.run(binary, SCRIPT)
 
 
 def test_every_series_ships_one_of_two_unit_variants() -> None:
     """All series carry the same unit; only the spelling of the 64-bit type follows their TF release."""
     variants = {}
     for series in sorted(p for p in PATCHES.iterdir() if (p / "series").exists()):
-        sources = patchunit.unit_sources(series)
-        variants.setdefault(sources[patchunit.UNIT_SOURCE], []).append(series.name)
+        sources = unit.unit_sources(series)
+        variants.setdefault(sources[unit.UNIT_SOURCE], []).append(series.name)
     assert len(variants) == 2, list(variants.values())
     modern, legacy = sorted(variants, key=lambda text: "int64_t" not in text)
     assert modern.replace("int64_t", "int64").replace("#include <cstdint>\n", "") == legacy.replace(
@@ -75,8 +77,8 @@ def test_metric_names_kinds_and_labels_follow_the_contract(driver_output: str) -
     first, _ = _collects(driver_output)
     metrics = _by_name(first)
     assert sorted(metrics) == sorted([contract.TF_CALLS, contract.TF_AVAILABLE])
-    assert metrics[contract.TF_CALLS].kind == tfexposition.COUNTER
-    assert metrics[contract.TF_AVAILABLE].kind == tfexposition.GAUGE
+    assert metrics[contract.TF_CALLS].kind == exposition.COUNTER
+    assert metrics[contract.TF_AVAILABLE].kind == exposition.GAUGE
     for metric in metrics.values():
         assert tuple(metric.label_names) == (contract.MODEL, contract.VERSION)
 
@@ -131,9 +133,9 @@ def expected_page() -> str:
 
 def test_exposition_matches_the_contract(driver_output: str) -> None:
     _, second = _collects(driver_output)
-    assert tfexposition.metric_name(contract.TF_CALLS) == contract.PATCHED_CALLS
-    assert tfexposition.metric_name(contract.TF_AVAILABLE) == contract.PATCHED_AVAILABLE
-    assert tfexposition.render(second) == expected_page()
+    assert exposition.metric_name(contract.TF_CALLS) == contract.PATCHED_CALLS
+    assert exposition.metric_name(contract.TF_AVAILABLE) == contract.PATCHED_AVAILABLE
+    assert exposition.render(second) == expected_page()
 
 
 def test_the_simulator_serves_the_same_page(driver_output: str, tmp_path: Path) -> None:
@@ -151,16 +153,16 @@ def test_the_simulator_serves_the_same_page(driver_output: str, tmp_path: Path) 
             }}"""
         )
 
-    core = simcore.ServerCore(config("versions: 1 versions: 2"), log=lambda msg: None)
+    core = ServerCore(config("versions: 1 versions: 2"), log=lambda msg: None)
     for model, version, times in (("half_plus_two", 2, 5), ("half_plus_two", 1, 1), ("resnet", 10, 3)):
         for _ in range(times):
             core.count_call(core.resolve(model, version))
     core.reload_config(config("versions: 2"))  # unloads half_plus_two 1
 
     patched = {contract.TF_CALLS, contract.TF_AVAILABLE}
-    sim_page = tfexposition.render(f for f in core.families() if f.tf_name in patched)
+    sim_page = exposition.render(f for f in core.families() if f.tf_name in patched)
     _, second = _collects(driver_output)
-    assert tfexposition.render(second) == sim_page
+    assert exposition.render(second) == sim_page
 
 
 @pytest.fixture
@@ -216,14 +218,14 @@ def test_prometheus_scrapes_the_exposition(served_page: str, tmp_path: Path) -> 
 @pytest.mark.parametrize("series", SERIES)
 def test_the_units_own_gtest_passes(series: str) -> None:
     """model_traffic_metrics_test.cc, as the patch adds it, built with Debian's googletest and run."""
-    binary = patchunit.build(
+    binary = unit.build(
         PATCHES / series,
         None,
         CACHE,
         name="model_traffic_metrics_test",
         extra_link=("-lgmock_main", "-lgmock", "-lgtest", "-lpthread"),
     )
-    output = patchunit.run(binary)
+    output = unit.run(binary)
     assert "[  PASSED  ] 4 tests." in output, output
     assert "FAILED" not in output
 
@@ -235,4 +237,4 @@ def test_new_files_rebuilds_added_files_only() -> None:
         "diff --git a/x/old.cc b/x/old.cc\nindex 2222222..3333333 100644\n--- a/x/old.cc\n+++ b/x/old.cc\n"
         "@@ -1,1 +1,2 @@\n context\n+added\n"
     )
-    assert patchunit.new_files(patch) == {"x/new.h": "line one\n\n"}
+    assert unit.new_files(patch) == {"x/new.h": "line one\n\n"}

@@ -2,9 +2,10 @@
 
 import numpy as np
 
-from tfs_traffic import tfexposition, tfjson
-from tfs_traffic.simcore import aspired_versions, parse_version_dir
-from tfs_traffic.tfexposition import COUNTER, GAUGE, HISTOGRAM, Family, Histogram
+from tfs_traffic import exposition
+from tfs_traffic.exposition import COUNTER, GAUGE, HISTOGRAM, Family, Histogram
+from tfs_traffic.sim import tfjson
+from tfs_traffic.sim.core import aspired_versions, parse_version_dir
 
 
 def test_render_follows_prometheus_exporter_rules() -> None:
@@ -20,7 +21,7 @@ def test_render_follows_prometheus_exporter_rules() -> None:
         Family("/x/lat-ency", HISTOGRAM, ("api",), {("p",): Histogram([10.0, 18.0], [1, 0, 2], 1234.5)}),
         Family("9lives", GAUGE, ("a.b",), {("v",): 3}),
     ]
-    assert tfexposition.render(families) == (
+    assert exposition.render(families) == (
         "# TYPE :tensorflow:serving:model_call_count counter\n"
         ':tensorflow:serving:model_call_count{model_name="m",model_version="10"} 0\n'
         ':tensorflow:serving:model_call_count{model_name="m",model_version="2"} 5\n'
@@ -37,8 +38,8 @@ def test_render_follows_prometheus_exporter_rules() -> None:
         "# TYPE _9lives gauge\n"  # sorted by TF name: "/..." < "9lives"
         '_9lives{a_b="v"} 3\n'
     )
-    assert tfexposition.render([]) == "\n"
-    parsed = tfexposition.parse(tfexposition.render(families))
+    assert exposition.render([]) == "\n"
+    parsed = exposition.parse(exposition.render(families))
     assert parsed[":tensorflow:serving:model_call_count"][(("model_name", 'we"ird\\'), ("model_version", "1"))] == 1
 
 

@@ -25,8 +25,9 @@ per version instead of a range over raw counters.
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfs_traffic import contract, promql
+from tfs_traffic import contract
 from tfs_traffic.durations import format_duration, parse_duration
+from tfs_traffic.prometheus import promql
 
 # Recorded series (level:metric:operations). The window is part of the name, so it is fixed.
 CALLS_RATE5M = "model_version:tfs_model_calls:rate5m"
@@ -541,10 +542,3 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
         ),
     ]
     return [{"name": ALERTS_GROUP, "interval": config.interval, "rules": rules}]
-
-
-def dashboards(config: MixinConfig = DEFAULT) -> dict[str, dict[str, Any]]:
-    """File name -> Grafana dashboard JSON model (needs the `render` extra: grafana-foundation-sdk)."""
-    from tfs_traffic.dashboards import build_dashboards
-
-    return build_dashboards(config)

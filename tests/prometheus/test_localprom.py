@@ -4,7 +4,7 @@ import io
 
 import requests
 
-from tfs_traffic.localprom import format_labels, write_openmetrics
+from tfs_traffic.prometheus.local import format_labels, write_openmetrics
 
 T0 = 1_700_000_000
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfs_traffic import tfexposition
+from tfs_traffic import exposition
 from tfs_traffic.errors import ToolError
 
 UNIT_DIR = "tensorflow_serving/servables/tensorflow"
@@ -188,7 +188,7 @@ def run(binary: Path, stdin: str = "", args: Sequence[str] = (), timeout: float 
     return result.stdout
 
 
-def collected_families(driver_output: str) -> list[list[tfexposition.Family]]:
+def collected_families(driver_output: str) -> list[list[exposition.Family]]:
     """The families each `collect` of tests/cpp/traffic_metrics_driver.cc printed, in order.
 
     TF's MetricKind `cumulative` is a counter and `gauge` a gauge, as the exporter maps them.
@@ -204,10 +204,10 @@ def collected_families(driver_output: str) -> list[list[tfexposition.Family]]:
             fields = line.split("\t")
             if fields[0] == "metric":
                 _, name, kind, _value_type, label_names, _description = fields
-                kind = {"cumulative": tfexposition.COUNTER, "gauge": tfexposition.GAUGE}.get(kind, tfexposition.UNTYPED)
+                kind = {"cumulative": exposition.COUNTER, "gauge": exposition.GAUGE}.get(kind, exposition.UNTYPED)
                 families[name] = (kind, tuple(label_names.split(",")) if label_names else ())
                 points.setdefault(name, {})
             elif fields[0] == "point":
                 points.setdefault(fields[1], {})[tuple(fields[2:-1])] = int(fields[-1])
-        result.append([tfexposition.Family(n, k, labels, points[n]) for n, (k, labels) in families.items()])
+        result.append([exposition.Family(n, k, labels, points[n]) for n, (k, labels) in families.items()])
     return result

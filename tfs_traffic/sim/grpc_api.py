@@ -11,11 +11,11 @@ from typing import Any
 import grpc
 import numpy as np
 
-from tfs_traffic import simmodel
-from tfs_traffic.simcore import State
-from tfs_traffic.simerrors import Code, SimError
-from tfs_traffic.simmodel import DT_FLOAT, DT_STRING, Tensor
-from tfs_traffic.simservice import SimService, Spec, Transport, spec_from_proto
+from tfs_traffic.sim import half_plus_two
+from tfs_traffic.sim.core import State
+from tfs_traffic.sim.errors import Code, SimError
+from tfs_traffic.sim.half_plus_two import DT_FLOAT, DT_STRING, Tensor
+from tfs_traffic.sim.service import SimService, Spec, Transport, spec_from_proto
 
 GRPC_CODES: dict[Code, grpc.StatusCode] = {Code(c.value[0]): c for c in grpc.StatusCode}
 
@@ -86,7 +86,7 @@ def fill_model_spec(target: Any, name: str, signature_name: str | None, version:
     target.Clear()
     target.name = name
     if signature_name is not None:
-        target.signature_name = signature_name or simmodel.DEFAULT_SIGNATURE
+        target.signature_name = signature_name or half_plus_two.DEFAULT_SIGNATURE
     target.version.value = version
 
 
@@ -162,7 +162,7 @@ class PredictionServicer(_Base):
         response = self.protos.inference.MultiInferenceResponse()
         for spec, method, _key, y in results:
             result = response.results.add()
-            if method == simmodel.CLASSIFY_METHOD:
+            if method == half_plus_two.CLASSIFY_METHOD:
                 for row in y:
                     result.classification_result.classifications.add().classes.add(score=float(row[0]))
             else:

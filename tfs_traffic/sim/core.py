@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfs_traffic import contract
-from tfs_traffic.simerrors import Code, SimError
-from tfs_traffic.tfexposition import COUNTER, GAUGE, Family
+from tfs_traffic.exposition import COUNTER, GAUGE, Family
+from tfs_traffic.sim.errors import Code, SimError
 
 TF_REQUEST_COUNT = "/tensorflow/serving/request_count"
 _INT64_MAX = 2**63 - 1
@@ -263,7 +263,7 @@ class ServerCore:
             return dict(self._requests)
 
     def families(self) -> list[Family]:
-        """The metric families this server exports, for `tfexposition.render`."""
+        """The metric families this server exports, for `exposition.render`."""
         with self._lock:
             return [
                 Family(contract.TF_CALLS, COUNTER, (contract.MODEL, contract.VERSION), dict(self._calls)),

@@ -3,8 +3,8 @@
 A real TF Serving cannot run here, so this serves TF Serving's gRPC API (PredictionService,
 ModelService), its REST API and its Prometheus page — with the patched per-version metrics of
 design.md section 4 — from a TF Serving model config file, for half_plus_two (y = 0.5x + 2) in every
-version of every model. See `simcore` (versions, labels, resolution, counters), `simservice`
-(service layer), `sim_grpc`, `sim_rest` and `simmodel`.
+version of every model. See `core` (versions, labels, resolution, counters), `service`
+(service layer), `grpc_api`, `rest_api` and `half_plus_two`.
 
 Use it as a subprocess (`tfs-traffic sim --models-config FILE --grpc-addr 127.0.0.1:0 ...` prints
 `grpc=HOST:PORT rest=HOST:PORT` once it serves) or in-process:
@@ -24,11 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tfs_traffic import modelconfig, simprotos, tfexposition
+from tfs_traffic import exposition, modelconfig
 from tfs_traffic.errors import ToolError, UsageError
-from tfs_traffic.simcore import ServerCore
-from tfs_traffic.simerrors import SimError
-from tfs_traffic.simservice import SimService
+from tfs_traffic.sim import protos
+from tfs_traffic.sim.core import ServerCore
+from tfs_traffic.sim.errors import SimError
+from tfs_traffic.sim.service import SimService
 
 DEFAULT_GRPC = "127.0.0.1:8500"
 DEFAULT_REST = "127.0.0.1:8501"
@@ -68,7 +69,7 @@ class Sim:
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.models_config = Path(models_config)
-        self.protos = simprotos.load(light=light_protos)
+        self.protos = protos.load(light=light_protos)
         config = modelconfig.load(self.models_config)
         try:
             self.core = ServerCore(config, log=log)
@@ -121,7 +122,7 @@ class Sim:
         return self.core.request_counts()
 
     def metrics_page(self) -> str:
-        return tfexposition.render(self.core.families())
+        return exposition.render(self.core.families())
 
     def poll_now(self) -> None:
         """Re-read the version directories now instead of waiting for the next poll."""
@@ -134,8 +135,8 @@ class Sim:
         import grpc
         from aiohttp import web
 
-        from tfs_traffic.sim_grpc import add_servicers
-        from tfs_traffic.sim_rest import make_app
+        from tfs_traffic.sim.grpc_api import add_servicers
+        from tfs_traffic.sim.rest_api import make_app
 
         self._stop_event = asyncio.Event()
         server = grpc.aio.server(

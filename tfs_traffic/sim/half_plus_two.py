@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tfs_traffic.simerrors import Code, SimError
+from tfs_traffic.sim.errors import Code, SimError
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"

@@ -8,7 +8,7 @@ URL grammar, JSON request handling and error bodies follow TF Serving 2.20:
 - errors are `{"error": message}` with `ToHTTPStatusCode`'s mapping (NOT_FOUND 404,
   INVALID_ARGUMENT and FAILED_PRECONDITION 400, ...);
 - `request_count{model_name,status}` counts every `/v1/` request, status GETs included, as
-  upstream does; `model_call_count` only inference after resolution (see simservice).
+  upstream does; `model_call_count` only inference after resolution (see `service`).
 """
 
 import base64
@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from tfs_traffic import simmodel, tfexposition, tfjson
-from tfs_traffic.simerrors import Code, SimError
-from tfs_traffic.simmodel import DT_FLOAT, DT_STRING, Tensor
-from tfs_traffic.simservice import SimService, Spec, Transport
+from tfs_traffic import exposition
+from tfs_traffic.sim import half_plus_two, tfjson
+from tfs_traffic.sim.errors import Code, SimError
+from tfs_traffic.sim.half_plus_two import DT_FLOAT, DT_STRING, Tensor
+from tfs_traffic.sim.service import SimService, Spec, Transport
 
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 _V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
@@ -182,7 +183,7 @@ def _has_bool(value: Any) -> bool:
 
 
 def tensors_from_instances(
-    instances: list, infos: dict[str, simmodel.TensorSpec], check_bool: bool = True
+    instances: list, infos: dict[str, half_plus_two.TensorSpec], check_bool: bool = True
 ) -> dict[str, Tensor]:
     """`FillTensorMapFromInstancesList`: row format, batched along a new first dimension."""
     names = sorted(infos)
@@ -265,7 +266,7 @@ def tensors_from_instances(
 
 
 def tensors_from_inputs(
-    value: Any, infos: dict[str, simmodel.TensorSpec], check_bool: bool = True
+    value: Any, infos: dict[str, half_plus_two.TensorSpec], check_bool: bool = True
 ) -> dict[str, Tensor]:
     """`FillTensorMapFromInputsMap`: columnar format."""
     names = sorted(infos)
@@ -361,7 +362,7 @@ class RestApi(Transport):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0]
         if path == PROMETHEUS_PATH:
-            page = tfexposition.render(self.service.core.families())
+            page = exposition.render(self.service.core.families())
             return web.Response(body=page.encode(), headers={"Content-Type": "text/plain"})
         if not _V1.fullmatch(path):
             return web.Response(status=404, body=_NOT_FOUND_HTML.encode(), headers={"Content-Type": "text/html"})
@@ -412,8 +413,8 @@ class RestApi(Transport):
         signature_name = _signature_name(doc)
         spec = Spec(spec.name, spec.version, spec.label, signature_name)
         self.service.resolve(spec)  # GetInfoMap resolves the model before reading the tensors
-        key = signature_name or simmodel.DEFAULT_SIGNATURE
-        sig = simmodel.SIGNATURES.get(key)
+        key = signature_name or half_plus_two.DEFAULT_SIGNATURE
+        sig = half_plus_two.SIGNATURES.get(key)
         if sig is None:
             raise SimError(Code.INVALID_ARGUMENT, f'Serving signature name: "{key}" not found in signature def')
         infos = dict(sig.inputs)
@@ -457,7 +458,7 @@ class RestApi(Transport):
     def _status(self, spec: Spec) -> str:
         if not spec.name:
             raise SimError(Code.INVALID_ARGUMENT, "Missing model name in request.")
-        from tfs_traffic.sim_grpc import model_status_response
+        from tfs_traffic.sim.grpc_api import model_status_response
 
         return tfjson.proto_json(model_status_response(self.protos, self.service, spec))
 
@@ -467,7 +468,7 @@ class RestApi(Transport):
         resolved, _ = self.service.metadata(spec, ["signature_def"])
         model_spec = self.protos.model.ModelSpec(name=resolved.name)
         model_spec.version.value = resolved.version
-        return tfjson.metadata_response(model_spec, simmodel.signature_def_map(self.protos))
+        return tfjson.metadata_response(model_spec, half_plus_two.signature_def_map(self.protos))
 
 
 def make_app(service: SimService, latency_s: float) -> web.Application:

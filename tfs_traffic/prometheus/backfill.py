@@ -27,11 +27,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfs_traffic import contract, localprom, modelconfig
+from tfs_traffic import contract, modelconfig
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.files import write_atomic
-from tfs_traffic.localprom import Series
-from tfs_traffic.scenario import Replica, Scenario, Traffic
+from tfs_traffic.prometheus import local
+from tfs_traffic.prometheus.local import Series
+from tfs_traffic.prometheus.scenario import Replica, Scenario, Traffic
 
 PATCHED_JOB = "tfserving"
 SIDECAR_JOB = "tfs-traffic-sidecar"
@@ -366,10 +367,10 @@ def backfill(
     write_atomic(config_path, models_config_text(scenario))
     lo, hi = scenario.start, scenario.end + 1
     if chunk_seconds is None:
-        size = localprom.block_duration_for(hi - lo)
+        size = local.block_duration_for(hi - lo)
         chunks = [(lo, hi)]
     else:
-        size = localprom.block_duration_for(chunk_seconds)
+        size = local.block_duration_for(chunk_seconds)
         first = math.floor(lo / size) * size
         chunks = [(max(lo, a), min(hi, a + size)) for a in range(int(first), int(hi), size)]
     files: list[Path] = []
@@ -380,11 +381,11 @@ def backfill(
         started = time.perf_counter()
         with path.open("w") as handle:
             counted = _Counted(iter_series(scenario, a, b))
-            samples += localprom.write_openmetrics(handle, counted)
+            samples += local.write_openmetrics(handle, counted)
             series = max(series, counted.n)
         gen += time.perf_counter() - started
         started = time.perf_counter()
-        localprom.create_blocks(path, tsdb, max_block_duration=size)
+        local.create_blocks(path, tsdb, max_block_duration=size)
         blocks += time.perf_counter() - started
         if keep_openmetrics:
             files.append(path)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tfs_traffic import cli, patches
+from tfs_traffic import cli
 from tfs_traffic.errors import ToolError, UsageError
+from tfs_traffic.patches import series as patch_series
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PATCHES = ROOT / "patches"
 
 _FILE = re.compile(r"^diff --git a/(\S+) b/(\S+)$")
@@ -53,7 +54,7 @@ def _hunks(patch_text: str) -> list[tuple[str, int, list[str]]]:
     return hunks
 
 
-def synthesize_tree(series: patches.Series, root: Path, version: str) -> None:
+def synthesize_tree(series: patch_series.Series, root: Path, version: str) -> None:
     """Write the pre-image of every file the series modifies, as far as its hunks pin it down."""
     # Per file: the current lines as references into the original (int) or text added by a patch (str).
     current: dict[str, list[int | str]] = {}
@@ -85,7 +86,7 @@ def synthesize_tree(series: patches.Series, root: Path, version: str) -> None:
         text = "".join(f"{known.get(i, f'// synthetic filler line {i + 1}')}\n" for i in range(max(known) + 1))
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
-    setup = root / patches.SETUP_PY
+    setup = root / patch_series.SETUP_PY
     setup.parent.mkdir(parents=True, exist_ok=True)
     setup.write_text(f"from setuptools import setup\n\n_VERSION = '{version}'\n\nsetup(version=_VERSION)\n")
 
@@ -101,30 +102,30 @@ def _git_init(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def all_series() -> list[patches.Series]:
-    return patches.load_series(PATCHES)
+def all_series() -> list[patch_series.Series]:
+    return patch_series.load_series(PATCHES)
 
 
 def test_packaged_series_are_the_top_level_patches() -> None:
     """One copy: the package reaches patches/ through a symlink, so they cannot drift apart."""
-    link = ROOT / "tfs_traffic" / "patches"
+    link = ROOT / "tfs_traffic" / "patches" / "releases"
     assert link.is_symlink() and link.resolve() == PATCHES.resolve()
-    assert patches.default_patches_dir().resolve() == PATCHES.resolve()
+    assert patch_series.default_patches_dir().resolve() == PATCHES.resolve()
 
 
-def test_series_files_cover_each_release_once(all_series: list[patches.Series]) -> None:
+def test_series_files_cover_each_release_once(all_series: list[patch_series.Series]) -> None:
     releases = [v for s in all_series for v in s.applies_to]
     assert len(releases) == len(set(releases))
     for must in ("2.4.4", "2.5.4", "2.6.5", "2.7.4", "2.8.4", "2.9.3", "2.10.1", "2.11.1", "2.12.2"):
-        assert patches.series_for(must, all_series)
+        assert patch_series.series_for(must, all_series)
     for must in ("2.13.1", "2.14.1", "2.15.1", "2.16.1", "2.17.1", "2.18.1", "2.19.1", "2.20.0"):
-        assert patches.series_for(must, all_series)
-    assert patches.series_for("2.20.0", all_series).name == "2.20.0"
-    assert patches.series_for("2.4.4", all_series).name == "2.4.4"
+        assert patch_series.series_for(must, all_series)
+    assert patch_series.series_for("2.20.0", all_series).name == "2.20.0"
+    assert patch_series.series_for("2.4.4", all_series).name == "2.4.4"
 
 
 @pytest.mark.parametrize("name", ["2.20.0", "2.4.4"])
-def test_check_then_apply_with_git(name: str, all_series: list[patches.Series], tmp_path: Path) -> None:
+def test_check_then_apply_with_git(name: str, all_series: list[patch_series.Series], tmp_path: Path) -> None:
     series = next(s for s in all_series if s.name == name)
     synthesize_tree(series, tmp_path, series.applies_to[-1])
     _git_init(tmp_path)
@@ -135,18 +136,18 @@ def test_check_then_apply_with_git(name: str, all_series: list[patches.Series], 
     assert cli.main(["patch", "apply", "--source", str(tmp_path)]) == 0
     predict = (tmp_path / "tensorflow_serving/servables/tensorflow/predict_impl.cc").read_text()
     assert "RecordModelCall(bundle.id().name, bundle.id().version);" in predict
-    assert (tmp_path / patches.MARKER).is_file()
+    assert (tmp_path / patch_series.MARKER).is_file()
     server_core = (tmp_path / "tensorflow_serving/model_servers/server_core.cc").read_text()
     assert "Subscribe(RecordModelVersionAvailability)" in server_core
 
     with pytest.raises(ToolError, match="already patched"):
-        patches.apply(tmp_path)
+        patch_series.apply(tmp_path)
 
 
-def test_apply_without_git_uses_patch(all_series: list[patches.Series], tmp_path: Path) -> None:
+def test_apply_without_git_uses_patch(all_series: list[patch_series.Series], tmp_path: Path) -> None:
     series = next(s for s in all_series if s.name == "2.20.0")
     synthesize_tree(series, tmp_path, "2.20.0")
-    outcome = patches.apply(tmp_path)
+    outcome = patch_series.apply(tmp_path)
     assert outcome.method == "patch -p1"
     assert (
         "RecordModelCall(std::string(name()), version());"
@@ -155,21 +156,21 @@ def test_apply_without_git_uses_patch(all_series: list[patches.Series], tmp_path
     assert not list(tmp_path.rglob("*.orig")) and not list(tmp_path.rglob("*.rej"))
 
 
-def test_check_fails_when_context_differs(all_series: list[patches.Series], tmp_path: Path) -> None:
+def test_check_fails_when_context_differs(all_series: list[patch_series.Series], tmp_path: Path) -> None:
     series = next(s for s in all_series if s.name == "2.20.0")
     synthesize_tree(series, tmp_path, "2.20.0")
     predict = tmp_path / "tensorflow_serving/servables/tensorflow/predict_impl.cc"
     predict.write_text(predict.read_text().replace("GetServableHandle(model_spec, &bundle)", "Lookup(model_spec)"))
     _git_init(tmp_path)
     with pytest.raises(ToolError, match="does not apply"):
-        patches.check(tmp_path)
+        patch_series.check(tmp_path)
     shutil.rmtree(tmp_path / ".git")
     with pytest.raises(ToolError, match="does not apply cleanly"):
-        patches.check(tmp_path)
+        patch_series.check(tmp_path)
     assert "Lookup(model_spec)" in predict.read_text()  # the failed dry run left the tree alone
 
 
-def test_refuses_a_dirty_git_tree(all_series: list[patches.Series], tmp_path: Path, capsys) -> None:
+def test_refuses_a_dirty_git_tree(all_series: list[patch_series.Series], tmp_path: Path, capsys) -> None:
     series = next(s for s in all_series if s.name == "2.20.0")
     synthesize_tree(series, tmp_path, "2.20.0")
     _git_init(tmp_path)
@@ -180,8 +181,8 @@ def test_refuses_a_dirty_git_tree(all_series: list[patches.Series], tmp_path: Pa
 
 
 def test_refuses_a_release_with_no_series(tmp_path: Path, capsys) -> None:
-    (tmp_path / patches.SETUP_PY).parent.mkdir(parents=True)
-    (tmp_path / patches.SETUP_PY).write_text("_VERSION = '2.3.0'\n")
+    (tmp_path / patch_series.SETUP_PY).parent.mkdir(parents=True)
+    (tmp_path / patch_series.SETUP_PY).write_text("_VERSION = '2.3.0'\n")
     assert cli.main(["patch", "check", "--source", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no patch series for TF Serving 2.3.0" in err
@@ -195,18 +196,18 @@ def test_refuses_what_is_not_a_tf_serving_tree(tmp_path: Path, capsys) -> None:
     assert cli.main(["patch", "check", "--source", str(tmp_path / "missing")]) == 2
     assert "no such directory" in capsys.readouterr().err
     with pytest.raises(UsageError, match="expected a release"):
-        patches.check(tmp_path, version="2.20")
+        patch_series.check(tmp_path, version="2.20")
 
 
-def test_version_comes_from_setup_py_or_flag(all_series: list[patches.Series], tmp_path: Path) -> None:
+def test_version_comes_from_setup_py_or_flag(all_series: list[patch_series.Series], tmp_path: Path) -> None:
     """A fork whose setup.py says something else can name the release it is based on."""
     series = next(s for s in all_series if s.name == "2.4.4")
     synthesize_tree(series, tmp_path, "2.4.4-myfork")
     with pytest.raises(UsageError, match=r"2\.4\.4-myfork"):
-        patches.check(tmp_path)
-    outcome = patches.check(tmp_path, version="2.4.4")
+        patch_series.check(tmp_path)
+    outcome = patch_series.check(tmp_path, version="2.4.4")
     assert (outcome.version, outcome.series.name) == ("2.4.4", "2.4.4")
-    assert patches.detect_version(tmp_path) == "2.4.4-myfork"
+    assert patch_series.detect_version(tmp_path) == "2.4.4-myfork"
 
 
 @pytest.mark.skipif(not os.environ.get("TF_SERVING_SRC"), reason="set TF_SERVING_SRC to a TF Serving checkout")
@@ -215,7 +216,7 @@ def test_real_tree_from_tf_serving_src(tmp_path: Path) -> None:
     source = Path(os.environ["TF_SERVING_SRC"])
     copy = tmp_path / "src"
     shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns("bazel-*", ".cache"))
-    outcome = patches.apply(copy)
+    outcome = patch_series.apply(copy)
     assert outcome.files
     with pytest.raises(ToolError, match="already patched"):
-        patches.check(copy)
+        patch_series.check(copy)

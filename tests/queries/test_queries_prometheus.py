@@ -1,6 +1,6 @@
 """Every rule, alert and dashboard expression on a real Prometheus over the demo's backfilled week.
 
-The demo scenario (tfs_traffic.scenario.DEMO, both sources, three replicas, a restart and a scrape
+The demo scenario (tfs_traffic.prometheus.scenario.DEMO, both sources, three replicas, a restart and a scrape
 gap) is backfilled, its recording rules get their history from `promtool tsdb create-blocks-from
 rules`, and each expression is checked against what the scenario says happened. The demo has no
 failed call, so this adds NOT_FOUND answers for resnet (clearly marked below).
@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from tfs_traffic import backfill, dashboards, mixin, scenario
 from tfs_traffic import report as rep
-from tfs_traffic.localprom import LocalPrometheus, Series, backfilled_prometheus
-from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
-from tfs_traffic.rule_history import RuleRange, backfill_rules
+from tfs_traffic.prometheus import backfill, scenario
+from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.local import LocalPrometheus, Series, backfilled_prometheus
+from tfs_traffic.queries import dashboards, mixin
+from tfs_traffic.queries.history import RuleRange, backfill_rules
 
 DEMO = scenario.load("demo")
 END = DEMO.end
@@ -155,7 +156,7 @@ def test_alerts_on_the_demo(prom: PrometheusClient) -> None:
 
 
 def test_every_dashboard_query_returns_the_scenarios_data(prom: PrometheusClient) -> None:
-    model = mixin.dashboards()[dashboards.MODEL_DASHBOARD]
+    model = dashboards.build_dashboards()[dashboards.MODEL_DASHBOARD]
     exprs = dashboards.dashboard_exprs(model)
     panels = dashboards.panel_queries()
     assert sorted(exprs) == sorted(e for queries in panels.values() for e, _ in queries)

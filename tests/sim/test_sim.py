@@ -26,8 +26,8 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfs_traffic import tfexposition
-from tfs_traffic.sim import Sim
+from tfs_traffic import exposition
+from tfs_traffic.sim.server import Sim
 
 MODELS = {
     # name: (version dirs, config lines)
@@ -390,7 +390,7 @@ def test_rest_unknown_paths(sim: Sim) -> None:
 
 def counted_page(sim: Sim) -> dict:
     text = requests.get(f"{sim.rest_url}/monitoring/prometheus/metrics").text
-    return tfexposition.parse(text)
+    return exposition.parse(text)
 
 
 def test_metrics_exact_counts(sim: Sim, predict_stub, model_stub) -> None:

@@ -3,7 +3,7 @@
 Each inference function follows TF Serving's `*WithModelSpec` functions: resolve the ModelSpec
 (`ServerCore::GetServableHandle`), count the call for the resolved version exactly where the
 patch of design.md section 4 counts it (right after resolution, before the model runs and whether
-or not it then fails), then run half_plus_two (`simmodel`). Model time (`--latency-ms`) is spent
+or not it then fails), then run half_plus_two (`half_plus_two`). Model time (`--latency-ms`) is spent
 by the async front ends after a successful run.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from tfs_traffic import simmodel
-from tfs_traffic.simcore import Resolved, ServerCore
-from tfs_traffic.simerrors import Code, SimError
-from tfs_traffic.simmodel import Tensor
+from tfs_traffic.sim import half_plus_two
+from tfs_traffic.sim.core import Resolved, ServerCore
+from tfs_traffic.sim.errors import Code, SimError
+from tfs_traffic.sim.half_plus_two import Tensor
 
 
 @dataclass(frozen=True)
@@ -67,21 +67,21 @@ class SimService:
 
     def predict(self, spec: Spec, inputs: Mapping[str, Tensor], output_filter: Sequence[str] = ()) -> Result:
         resolved = self._resolve_and_count(spec)
-        key, sig = simmodel.signature_or_error(spec.signature_name)
-        outputs = simmodel.predict(self.protos, sig, inputs, output_filter)
+        key, sig = half_plus_two.signature_or_error(spec.signature_name)
+        outputs = half_plus_two.predict(self.protos, sig, inputs, output_filter)
         return Result(resolved, key, outputs)
 
     def classify(self, spec: Spec, request_input: Any) -> Result:
         resolved = self._resolve_and_count(spec)
-        key, _ = simmodel.classify_or_regress_signature(self.protos, spec.signature_name, classify=True)
-        x = simmodel.examples_x(self.protos, simmodel.input_examples(self.protos, request_input))
-        return Result(resolved, key, simmodel.half_plus_two(x))
+        key, _ = half_plus_two.classify_or_regress_signature(self.protos, spec.signature_name, classify=True)
+        x = half_plus_two.examples_x(self.protos, half_plus_two.input_examples(self.protos, request_input))
+        return Result(resolved, key, half_plus_two.half_plus_two(x))
 
     def regress(self, spec: Spec, request_input: Any) -> Result:
         resolved = self._resolve_and_count(spec)
-        key, _ = simmodel.classify_or_regress_signature(self.protos, spec.signature_name, classify=False)
-        x = simmodel.examples_x(self.protos, simmodel.input_examples(self.protos, request_input))
-        return Result(resolved, key, simmodel.half_plus_two(x))
+        key, _ = half_plus_two.classify_or_regress_signature(self.protos, spec.signature_name, classify=False)
+        x = half_plus_two.examples_x(self.protos, half_plus_two.input_examples(self.protos, request_input))
+        return Result(resolved, key, half_plus_two.half_plus_two(x))
 
     def multi_inference(self, request: Any) -> tuple[Resolved, list[tuple[Any, str, str, np.ndarray]]]:
         """`RunMultiInferenceWithServerCore`: (resolved, [(task spec, method, signature key, y)])."""
@@ -99,22 +99,22 @@ class SimService:
                 raise SimError(
                     Code.INVALID_ARGUMENT, "All ModelSpecs in a MultiInferenceRequest must access the same model name."
                 )
-            key = task.model_spec.signature_name or simmodel.DEFAULT_SIGNATURE
+            key = task.model_spec.signature_name or half_plus_two.DEFAULT_SIGNATURE
             if key in seen:
                 raise SimError(Code.INVALID_ARGUMENT, f"Duplicate evaluation of signature: {key}")
             seen.add(key)
-            sig = simmodel.SIGNATURES.get(key)
+            sig = half_plus_two.SIGNATURES.get(key)
             if sig is None:
                 raise SimError(Code.INVALID_ARGUMENT, f"Requested signature not found in model graph: {key}")
-            if task.method_name == simmodel.CLASSIFY_METHOD:
-                simmodel.check_classify_signature(self.protos, sig)
-            elif task.method_name == simmodel.REGRESS_METHOD:
-                simmodel.check_regress_signature(self.protos, sig)
+            if task.method_name == half_plus_two.CLASSIFY_METHOD:
+                half_plus_two.check_classify_signature(self.protos, sig)
+            elif task.method_name == half_plus_two.REGRESS_METHOD:
+                half_plus_two.check_regress_signature(self.protos, sig)
             else:
                 raise SimError(Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
             plan.append((task.model_spec, task.method_name, key))
-        y = simmodel.half_plus_two(
-            simmodel.examples_x(self.protos, simmodel.input_examples(self.protos, request.input))
+        y = half_plus_two.half_plus_two(
+            half_plus_two.examples_x(self.protos, half_plus_two.input_examples(self.protos, request.input))
         )
         return resolved, [(spec, method, key, y) for spec, method, key in plan]
 
@@ -130,7 +130,7 @@ class SimService:
             from google.protobuf import any_pb2
 
             packed = any_pb2.Any()
-            packed.Pack(simmodel.signature_def_map(self.protos))
+            packed.Pack(half_plus_two.signature_def_map(self.protos))
             self._metadata_any = packed
         return resolved, self._metadata_any
 
