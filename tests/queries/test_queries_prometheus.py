@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from tfs_traffic import report as rep
 from tfs_traffic.prometheus import backfill, scenario
 from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
 from tfs_traffic.prometheus.local import LocalPrometheus, Series, backfilled_prometheus
 from tfs_traffic.queries import dashboards, mixin
 from tfs_traffic.queries.history import RuleRange, backfill_rules
+from tfs_traffic.report import verdicts as rep
 
 DEMO = scenario.load("demo")
 END = DEMO.end

@@ -25,10 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tfs_traffic import contract
 from tfs_traffic.durations import format_duration, rfc3339
-from tfs_traffic.forecast import Forecast, daily_totals, forecast_idle
 from tfs_traffic.prometheus import promql
 from tfs_traffic.prometheus.api import PrometheusClient
 from tfs_traffic.queries import mixin
+from tfs_traffic.report.forecast import Forecast, daily_totals, forecast_idle
 
 KEEP, RETIRE, UNKNOWN = "keep", "retire", "unknown"
 VERDICTS = (KEEP, RETIRE, UNKNOWN)
@@ -48,7 +48,7 @@ class Options:
     labels: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # from version_labels
     keep: frozenset[tuple[str, str]] = frozenset()  # --keep M:V
     hourly: bool = False  # also fetch hourly calls (the HTML sparklines): one more query
-    forecast: bool = False  # also fit daily totals for an idle date (tfs_traffic.forecast): one more query
+    forecast: bool = False  # also fit daily totals for an idle date (tfs_traffic.report.forecast): one more query
     forecast_horizon: float = 30 * 86400  # "idle within" this long after `at`
     rules: bool = True  # use queries/rules.yml's hourly series when they cover the window (one more query)
 

@@ -1,6 +1,6 @@
 """Kubernetes manifests for one TF Serving deployment, rendered from a values file.
 
-Jinja2 templates (package data under `templates/k8s/`) produce one object per file, in the spirit of
+Jinja2 templates (package data under `k8s/templates/`) produce one object per file, in the spirit of
 a Helm chart; the rules and dashboards inside come from `tfs_traffic.queries.mixin`, the same source as
 `queries/`. Everything is rendered and parsed in memory first, and written only when all of it
 succeeded, into a fresh directory that replaces the old one in one rename: a failed render leaves
@@ -24,7 +24,7 @@ import yaml
 
 from tfs_traffic import modelconfig
 from tfs_traffic.errors import ToolError, UsageError
-from tfs_traffic.k8svalues import Monitoring, Sidecar, TFServing, Values
+from tfs_traffic.k8s.values import Monitoring, Sidecar, TFServing, Values
 from tfs_traffic.queries import dashboards, mixin
 
 GENERATED_MARK = "rendered by `tfs-traffic k8s render`"
@@ -110,7 +110,7 @@ def _environment() -> Any:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("tfs_traffic", "templates/k8s"),
+        loader=jinja2.PackageLoader("tfs_traffic.k8s", "templates"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
