@@ -217,3 +217,24 @@ def test_bad_selector_is_one_line(selector: str) -> None:
         f'tfs-traffic: error: --selector expects PromQL label matchers like \'cluster="eu-1",namespace="ml"\', '
         f"got {selector!r}"
     ]
+
+
+def test_a_pod_scraped_by_two_jobs_counts_once(prometheus_factory: Any) -> None:
+    """An annotation job beside a PodMonitor: every series twice, under another `job` (and the
+    Operator's `endpoint`); the calls are one pod's, counted once."""
+    from tfs_traffic import contract
+
+    start = END_TS - 7 * DAY - HOUR
+    times = range(int(start), int(END_TS) + 1, 60)
+    series = []
+    for job, extra in (("tfserving", {}), ("serving/tfserving", {"endpoint": "http"})):
+        target = {"namespace": "ml", "pod": "p-0", "instance": "10.0.0.1:8501", "job": job, **extra}
+        for version in ("1", "2"):
+            labels = {**target, "model_name": "m", "model_version": version}
+            series.append((contract.PATCHED_AVAILABLE, labels, [(t, 1.0) for t in times]))
+            calls = (lambda t: (t - start) // 60) if version == "1" else (lambda t: 0)
+            series.append((contract.PATCHED_CALLS, labels, [(t, float(calls(t))) for t in times]))
+        series.append(("up", target, [(t, 1.0) for t in times]))
+    report, _ = run_report(prometheus_factory(series).url)
+    got = {v.model_version: (v.verdict, v.reason, v.calls) for v in report.versions}
+    assert got == {"1": ("keep", "traffic", 10080), "2": ("keep", "latest", 0)}

@@ -277,6 +277,20 @@ def _has_traffic(calls: float | None, max_qps: float | None, options: Options) -
 
 
 QUERY_LABEL = "tfs_q"
+# What tells one counter apart from another within a version: its source, replica, target and
+# the sidecar's api/code; other labels (job, the Prometheus Operator's endpoint, service, ...)
+# differ between copies of the same counter scraped by two jobs.
+TARGET_LABELS = (
+    promql.SOURCE_LABEL,
+    contract.MODEL,
+    contract.VERSION,
+    "cluster",
+    "namespace",
+    "pod",
+    "instance",
+    "api",
+    "code",
+)
 
 
 def tagged(parts: Mapping[str, str]) -> str:
@@ -469,14 +483,24 @@ def run(client: PrometheusClient, options: Options) -> Report:
             per_series.setdefault(tuple(sorted(metric.items())), {})[name] = value
     any_counter = bool(per_series)
     by_source: dict[tuple[str, str], dict[str, float]] = {}
+    # A target scraped by two jobs (an annotation job beside a PodMonitor) stores each counter
+    # twice, under another `job` (and the Operator's labels): one count per target, the max.
+    per_target: dict[tuple[str, ...], float] = {}
     for series_labels, inputs in per_series.items():
         metric = dict(series_labels)
-        ident = _ident({"metric": metric})
         series_calls = promql.combine_calls(inputs)
-        if ident is not None and series_calls is not None:
-            source = metric.get(promql.SOURCE_LABEL, "?")
+        if series_calls is not None:
+            # Without a pod or instance label nothing says two series are one target: keep both.
+            known = metric.get("pod") or metric.get("instance")
+            key = tuple(metric.get(k, "") for k in TARGET_LABELS) + (() if known else series_labels)
+            per_target[key] = max(per_target.get(key, 0.0), max(0.0, series_calls))
+    for key, series_calls in per_target.items():
+        metric = dict(zip(TARGET_LABELS, key[: len(TARGET_LABELS)], strict=True))
+        ident = _ident({"metric": metric})
+        if ident is not None:
+            source = metric[promql.SOURCE_LABEL] or "?"
             totals = by_source.setdefault(ident, {})
-            totals[source] = totals.get(source, 0.0) + max(0.0, series_calls)
+            totals[source] = totals.get(source, 0.0) + series_calls
     qps: dict[tuple[str, str], float] = {}
     for sample in query(q.qps):
         ident = _ident(sample)
