@@ -113,13 +113,6 @@ def available(gauge: str) -> str:
     return f"{gauge} == 1"
 
 
-def available_steps(gauge: str, window: float, step: float) -> str:
-    """Per gauge series, at how many of the window's evaluation steps (every `step` seconds,
-    aligned as Prometheus aligns subqueries) the version was AVAILABLE there; missing samples and
-    a gauge at 0 both count as not observed."""
-    return f"count_over_time(({gauge} == 1)[{d(window)}:{d(step)}])"
-
-
 def state_at_window_start(gauge: str, window: float, lookback: float = 86400.0, grace: float = 300.0) -> str:
     """Per gauge series, its last value in [start - lookback, start + grace] (1: AVAILABLE when the
     window started). The grace (Prometheus' default lookback, 5 min) keeps a history whose first

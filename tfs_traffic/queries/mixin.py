@@ -194,7 +194,8 @@ def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
 
 def available_minutes_per_hour(config: MixinConfig = DEFAULT) -> str:
     """Per gauge series (every label kept, source tagged), the minutes of the last hour at which it
-    said AVAILABLE: the report's per-replica coverage (`promql.available_steps`) in hourly pieces."""
+    said AVAILABLE: per-replica coverage in hourly pieces (the report's coverage is fleet-wide now and
+    does not read it)."""
     m = config.matchers()
     return promql.by_source({s: f"count_over_time(({g}{m} == 1)[1h:1m])" for s, g in promql.AVAILABLE_SOURCES.items()})
 
