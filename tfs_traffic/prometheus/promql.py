@@ -252,10 +252,10 @@ def called(counter: str, matchers: str = "", step: float = 3600.0) -> str:
     return f"(({c} > 0) unless ({c} == {c} offset {d(step)}))"
 
 
-def last_called(counters: Mapping[str, str], matchers: str = "") -> str:
+def last_called(counters: Mapping[str, str], matchers: str = "", step: float = 3600.0) -> str:
     """Per version, at each evaluation: the evaluation time if some series of either source had a
-    call in the hour before it."""
-    return f"({max_of_sources({s: called(c, matchers) for s, c in counters.items()})} * 0 + time())"
+    call in the `step` before it."""
+    return f"({max_of_sources({s: called(c, matchers, step) for s, c in counters.items()})} * 0 + time())"
 
 
 def with_source(expr: str, source: str) -> str:

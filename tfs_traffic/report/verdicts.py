@@ -42,7 +42,8 @@ DEFAULT_LOOKBACK = 30 * 86400.0
 # Points one piece of a subquery may hold (the default --query.max-samples is 50M): the report
 # sizes its pieces from the number of series the inventory found, twice that for pods gone since.
 PIECE_BUDGET = 20_000_000
-LAST_CALL_STEP = 3600.0
+LAST_CALL_STEP = 3600.0  # the last call's resolution: an hour, or whole hours in large fleets
+LAST_CALL_BUDGET = 20_000_000  # series x steps of the raw last-call query before its step grows
 
 
 @dataclass(frozen=True)
@@ -332,10 +333,14 @@ def build_queries(options: Options, recorded: bool = False, inventory_series: in
         }
     )
     lookback = max(options.lookback, w)
+    # Each step of the raw last-call query compares every counter with itself a step earlier:
+    # in a large fleet the step grows (whole hours) to keep that work bounded.
+    hours = math.ceil(_series_estimate(inventory_series) * lookback / LAST_CALL_STEP / LAST_CALL_BUDGET)
+    step = LAST_CALL_STEP * max(1, hours)
     per_piece = PIECE_BUDGET // (4 * _series_estimate(inventory_series))
     last = [
-        f"max_over_time({promql.last_called(counters, sel)}{p.subquery(LAST_CALL_STEP)})"
-        for p in promql.pieces(options.at, lookback, LAST_CALL_STEP, per_piece)
+        f"max_over_time({promql.last_called(counters, sel, step)}{p.subquery(step)})"
+        for p in promql.pieces(options.at, lookback, step, per_piece)
     ]
     queries = Queries(
         inventory=inventory,
