@@ -96,11 +96,11 @@ def validate(request: BuildRequest) -> None:
 
 
 def _patches_module() -> Any | None:
-    """`tfs_traffic.patches` (issue #3: series lookup and `tfs-traffic patch apply`) once it is installed."""
+    """`tfs_traffic.patches.series` (issue #3: series lookup and `tfs-traffic patch apply`) once it is installed."""
     try:
-        return importlib.import_module("tfs_traffic.patches")
+        return importlib.import_module("tfs_traffic.patches.series")
     except ModuleNotFoundError as e:
-        if e.name != "tfs_traffic.patches":
+        if e.name != "tfs_traffic.patches.series":
             raise
         return None
 
@@ -118,7 +118,7 @@ def series_dir(request: BuildRequest) -> Path:
     if module is not None:
         series = module.series_for(request.version, module.load_series(request.patches_dir))
         return Path(series.path)
-    # SEAM (issue #3): until tfs_traffic.patches is on main, the series is patches/<version>.
+    # SEAM (issue #3): until tfs_traffic.patches.series is on main, the series is patches/<version>.
     patches_dir = request.patches_dir or Path("patches")
     directory = patches_dir / request.version
     if not (directory / "series").is_file():
