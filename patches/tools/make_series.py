@@ -378,12 +378,12 @@ def multi_inference_test(it):
       RunOptions(), this->GetServerCore(), thread::ThreadPoolOptions(), request,
       &response));
 '''
-    test = f'''// Verifies that each MultiInference request is counted once, under the version
+    test = '''// Verifies that each MultiInference request is counted once, under the version
 // it resolved to, whether the request names that version by number, by label or
 // not at all.
-TYPED_TEST_P(MultiInferenceTest, RecordsModelCallUnderResolvedVersion) {{
+TYPED_TEST_P(MultiInferenceTest, RecordsModelCallUnderResolvedVersion) {
   MultiInferenceRequest request;
-  AddInput({{{{"x", 2}}}}, &request);
+  AddInput({{"x", 2}}, &request);
   PopulateTask("regress_x_to_y", kRegressMethodName, -1, request.add_tasks());
   ModelSpec* model_spec = request.mutable_tasks(0)->mutable_model_spec();
   MultiInferenceResponse response;
@@ -553,13 +553,13 @@ void UpdateModelVersionAvailability(
     s = add_include(read(t), '"absl/strings/str_cat.h"')
     s = add_include(s, '"tensorflow/core/lib/monitoring/collection_registry.h"')
     s = add_include(s, INC)
-    available = f'''TEST_P(ServerCoreTest, ModelVersionAvailableFollowsServableState) {{
+    available = '''TEST_P(ServerCoreTest, ModelVersionAvailableFollowsServableState) {
   const ModelServerConfig nonempty_config =
       GetTestModelServerConfigForFakePlatform();
   ModelServerConfig empty_config;
   empty_config.mutable_model_config_list();
-  const ServableId servable_id = {{test_util::kTestModelName,
-                                  test_util::kTestModelVersion}};
+  const ServableId servable_id = {test_util::kTestModelName,
+                                  test_util::kTestModelVersion};
   const string version = absl::StrCat(test_util::kTestModelVersion);
 
   std::unique_ptr<ServerCore> server_core;
@@ -572,13 +572,13 @@ void UpdateModelVersionAvailability(
   // Wait for the unload to finish (ReloadConfig() doesn't block on this).
   test_util::WaitUntilServableManagerStateIsOneOf(
       *server_core->servable_state_monitor(), servable_id,
-      {{ServableState::ManagerState::kEnd}});
+      {ServableState::ManagerState::kEnd});
   EXPECT_EQ(0, internal::GetModelVersionAvailable()
                    ->GetCell(test_util::kTestModelName, version)
                    ->value());
-}}
+}
 
-TEST_P(ServerCoreTest, DestroyingServerCoreMakesItsModelVersionsUnavailable) {{
+TEST_P(ServerCoreTest, DestroyingServerCoreMakesItsModelVersionsUnavailable) {
   const string version = absl::StrCat(test_util::kTestModelVersion);
   std::unique_ptr<ServerCore> server_core;
   TF_ASSERT_OK(CreateServerCore(GetTestModelServerConfigForFakePlatform(),
@@ -593,29 +593,29 @@ TEST_P(ServerCoreTest, DestroyingServerCoreMakesItsModelVersionsUnavailable) {{
   EXPECT_EQ(0, internal::GetModelVersionAvailable()
                    ->GetCell(test_util::kTestModelName, version)
                    ->value());
-}}
+}
 
 '''
     anchor = 'TEST_P(ServerCoreTest, ReloadConfigHandlesLoadingAPreviouslyUnloadedModel) {'
     s = insert_before(s, anchor, available, t)
-    erroring = f'''// Returns whether 'metric_name' exports a series for 'version' of 'model_name'.
+    erroring = '''// Returns whether 'metric_name' exports a series for 'version' of 'model_name'.
 bool ExportsModelVersionSeries(const string& metric_name,
                                const string& model_name,
-                               const string& version) {{
+                               const string& version) {
   const std::unique_ptr<monitoring::CollectedMetrics> collected =
-      monitoring::CollectionRegistry::Default()->CollectMetrics({{}});
+      monitoring::CollectionRegistry::Default()->CollectMetrics({});
   const auto it = collected->point_set_map.find(metric_name);
   if (it == collected->point_set_map.end()) return false;
-  for (const auto& point : it->second->points) {{
+  for (const auto& point : it->second->points) {
     if (point->labels.at(0).value == model_name &&
-        point->labels.at(1).value == version) {{
+        point->labels.at(1).value == version) {
       return true;
-    }}
-  }}
+    }
+  }
   return false;
-}}
+}
 
-TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {{
+TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {
   // A model name no other test loads, so that no call count series exists.
   constexpr char kErroringModelName[] = "erroring_model";
   ServerCore::Options options = GetDefaultOptions();
@@ -643,7 +643,7 @@ TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {{
                    ->value());
   EXPECT_FALSE(ExportsModelVersionSeries("/tensorflow/serving/model_call_count",
                                          kErroringModelName, version));
-}}
+}
 
 '''
     anchor = 'TEST_P(ServerCoreTest, IllegalReconfigurationToCustomConfig) {'
