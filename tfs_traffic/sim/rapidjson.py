@@ -614,40 +614,7 @@ class _LimitedPrettyWriter:
                 self._put("    " * len(self.levels))
         level[1] += 1
 
-    def write(self, value: Any) -> bool:
-        """`Value::Accept`: False once the limit stopped it (or a NaN/Inf double did)."""
-        if self.size >= self.limit:
-            return False
-        if isinstance(value, dict):
-            self._prefix()
-            self._put("{")
-            self.levels.append([False, 0])
-            for key, item in members(value):
-                if self.size >= self.limit:
-                    return False
-                self._prefix()
-                self._put(write_string(key))
-                if not self.write(item):
-                    return False
-            if self.size >= self.limit:
-                return False
-            empty = self.levels.pop()[1] == 0
-            if not empty:
-                self._put("\n" + "    " * len(self.levels))
-            self._put("}")
-            return True
-        if isinstance(value, list):
-            self._prefix()
-            self._put("[")
-            self.levels.append([True, 0])
-            for item in value:
-                if not self.write(item):
-                    return False
-            if self.size >= self.limit:
-                return False
-            self.levels.pop()
-            self._put("]")
-            return True
+    def _scalar(self, value: Any) -> bool:
         self._prefix()
         if value is None:
             self._put("null")
@@ -663,6 +630,49 @@ class _LimitedPrettyWriter:
                 return False
             self._put(text)
         return True
+
+    def write(self, value: Any) -> None:
+        """`Value::Accept` (without recursion): stops at the first event once the limit is reached,
+        or at a NaN/Inf double, which the Writer refuses."""
+        # each frame: (iterator over members or items, is_object)
+        frames: list[tuple[Any, bool]] = []
+        pending: list[Any] = [value]
+        while True:
+            if pending:
+                item = pending.pop()
+                if self.size >= self.limit:
+                    return
+                if isinstance(item, dict | list):
+                    self._prefix()
+                    is_object = isinstance(item, dict)
+                    self._put("{" if is_object else "[")
+                    self.levels.append([not is_object, 0])
+                    frames.append((iter(members(item) if is_object else item), is_object))
+                elif not self._scalar(item):
+                    return
+            if not frames:
+                return
+            iterator, is_object = frames[-1]
+            nxt = next(iterator, _END)
+            if self.size >= self.limit:
+                return
+            if nxt is _END:
+                frames.pop()
+                count = self.levels.pop()[1]
+                if is_object and count:
+                    self._put("\n" + "    " * len(self.levels))
+                self._put("}" if is_object else "]")
+                if not frames:
+                    return
+            elif is_object:
+                self._prefix()
+                self._put(write_string(nxt[0]))
+                pending.append(nxt[1])
+            else:
+                pending.append(nxt)
+
+
+_END = object()
 
 
 def debug_string(value: Any, limit: int = DEBUG_LIMIT) -> str:
