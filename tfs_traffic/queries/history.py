@@ -18,7 +18,7 @@ from typing import Any
 
 from tfs_traffic.errors import ToolError
 from tfs_traffic.prometheus.local import LocalPrometheus, promtool
-from tfs_traffic.render_queries import rule_file_text
+from tfs_traffic.queries.render import rule_file_text
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from podmanapi import BASE_TAG, PodmanService, build_base_image, image_filesystem, podman_service
 
-from tfs_traffic import build
+from tfs_traffic.image import build
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 VERSION = "2.20.0"
 DEVEL = f"tensorflow/serving:{VERSION}-devel"
 TARGET = "tensorflow_serving/model_servers:tensorflow_model_server"
@@ -264,7 +264,7 @@ def test_fetch_patch_bazel_pack_in_order(podman_world: World, podman: PodmanServ
     labels = inspect["Config"]["Labels"]
     assert labels["org.opencontainers.image.version"] == VERSION
     assert labels["org.opencontainers.image.revision"] == w.tag_commit
-    assert labels["io.github.tfs-traffic.patch-series-sha256"] == build.image.patch_series_sha256(w.patches / VERSION)
+    assert labels["io.github.tfs-traffic.patch-series-sha256"] == build.pack.patch_series_sha256(w.patches / VERSION)
     assert (w.source / "tensorflow_serving" / "model_servers" / "version_metrics.h").is_file()
 
 

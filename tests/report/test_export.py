@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from tfs_traffic import contract
-from tfs_traffic.export import chunks, fetch_rows, step_grid
-from tfs_traffic.forecast import DAY, daily_totals, forecast_idle
 from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+from tfs_traffic.report.export import chunks, fetch_rows, step_grid
+from tfs_traffic.report.forecast import DAY, daily_totals, forecast_idle
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 MIN = 60

@@ -4,12 +4,11 @@ The steps, in order: check the tools (before downloading anything), fetch the so
 a cache (a shallow git clone, reused while it is pristine), apply the patch series, build
 `tensorflow_model_server` with bazel (inside `tensorflow/serving:<version>-devel` through upstream's
 `tools/run_in_docker.sh`, or with a local bazel), check the binary is where bazel leaves it, and pack
-it with `tfs_traffic.image`. Every failure is one line (a ToolError) that names what is missing.
+it with `tfs_traffic.image.pack`. Every failure is one line (a ToolError) that names what is missing.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import shlex
@@ -22,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfs_traffic import image
 from tfs_traffic.errors import ToolError, UsageError
+from tfs_traffic.image import pack
+from tfs_traffic.patches import series as patch_series
 
 DEFAULT_SOURCE_URL = "https://github.com/tensorflow/serving.git"
 BAZEL_TARGET = "tensorflow_serving/model_servers:tensorflow_model_server"
@@ -57,7 +57,7 @@ class BuildRequest:
     build_with: str = "docker"
     devel_image: str | None = None
     push: bool = False
-    base: str = image.DEFAULT_BASE
+    base: str = pack.DEFAULT_BASE
     ca_certificates: str = "bundle"
     ca_bundle: Path | None = None
     patch_tool: str = "auto"
@@ -79,7 +79,7 @@ def validate(request: BuildRequest) -> None:
         raise UsageError(f"BUILD_WITH must be one of {', '.join(BUILDERS)}, not {request.build_with!r}")
     if request.patch_tool not in PATCH_TOOLS:
         raise UsageError(f"--patch-with must be one of {', '.join(PATCH_TOOLS)}")
-    image.check_tag(request.tag)
+    pack.check_tag(request.tag)
     if request.build_with == "docker":
         # run_in_docker.sh pastes its arguments into `sh -c '... $@'` and `-v $(pwd):$(pwd)` unquoted:
         # anything a shell would split or interpret would change meaning on the way to bazel.
@@ -95,21 +95,9 @@ def validate(request: BuildRequest) -> None:
             )
 
 
-def _patches_module() -> Any | None:
-    """`tfs_traffic.patches.series` (issue #3: series lookup and `tfs-traffic patch apply`) once it is installed."""
-    try:
-        return importlib.import_module("tfs_traffic.patches.series")
-    except ModuleNotFoundError as e:
-        if e.name != "tfs_traffic.patches.series":
-            raise
-        return None
-
-
 def _use_patch_module(request: BuildRequest) -> Any | None:
-    module = _patches_module()
-    if request.patch_tool == "tfs-traffic" and module is None:
-        raise ToolError("this tfs-traffic has no `patch` command yet (issue #3): use --patch-with git")
-    return module if request.patch_tool in ("auto", "tfs-traffic") else None
+    """The code behind `tfs-traffic patch` (series lookup and apply), unless --patch-with git asks for git apply."""
+    return patch_series if request.patch_tool in ("auto", "tfs-traffic") else None
 
 
 def series_dir(request: BuildRequest) -> Path:
@@ -118,7 +106,7 @@ def series_dir(request: BuildRequest) -> Path:
     if module is not None:
         series = module.series_for(request.version, module.load_series(request.patches_dir))
         return Path(series.path)
-    # SEAM (issue #3): until tfs_traffic.patches.series is on main, the series is patches/<version>.
+    # --patch-with git: the series is patches/<version>.
     patches_dir = request.patches_dir or Path("patches")
     directory = patches_dir / request.version
     if not (directory / "series").is_file():
@@ -127,7 +115,7 @@ def series_dir(request: BuildRequest) -> Path:
             f"no patch series for {request.version}: {directory}/series is missing"
             + (f" (have: {', '.join(have)})" if have else "")
         )
-    image.series_patches(directory)
+    pack.series_patches(directory)
     return directory
 
 
@@ -153,7 +141,7 @@ def preflight(request: BuildRequest) -> None:
     """Check the tools before fetching anything, so a host without Docker fails at once."""
     if shutil.which("git") is None:
         raise ToolError("git not found on PATH: it fetches the TF Serving source")
-    image.api_module_available()
+    pack.api_module_available()
     if request.build_with == "bazel":
         if shutil.which("bazel") is None:
             raise ToolError("bazel not found on PATH: BUILD_WITH=bazel needs a local bazel (or use BUILD_WITH=docker)")
@@ -264,14 +252,14 @@ def fetch(request: BuildRequest, say: Progress = _say) -> Path:
 
 def apply_patches(request: BuildRequest, source: Path, series: Path, say: Progress = _say) -> str:
     """Apply the series to the pristine source; return the series' sha256 for the image label."""
-    digest = image.patch_series_sha256(series)
+    digest = pack.patch_series_sha256(series)
     module = _use_patch_module(request)
     if module is not None:
         say(f"applying {series} with tfs-traffic's patch code")
         module.apply(source, request.version, request.patches_dir)
     else:
-        # SEAM (issue #3): until `tfs-traffic patch apply` is on main, apply the series with git apply.
-        patches = image.series_patches(series)
+        # --patch-with git: each patch with git apply.
+        patches = pack.series_patches(series)
         say(f"applying {len(patches)} patch(es) from {series} with git apply")
         for patch in patches:
             out = subprocess.run(
@@ -331,7 +319,7 @@ def build_binary(request: BuildRequest, source: Path, say: Progress = _say) -> P
     return binary
 
 
-def build_server(request: BuildRequest, say: Progress = _say) -> image.BuildResult:
+def build_server(request: BuildRequest, say: Progress = _say) -> pack.BuildResult:
     """The whole pipeline: preflight, fetch, patch, bazel, pack (and push)."""
     validate(request)
     preflight(request)
@@ -341,7 +329,7 @@ def build_server(request: BuildRequest, say: Progress = _say) -> image.BuildResu
     patches_sha256 = apply_patches(request, source, series, say)
     binary = build_binary(request, source, say)
     say(f"packing {binary} into {request.tag}")
-    spec = image.ServerImageSpec(
+    spec = pack.ServerImageSpec(
         base=request.base,
         tf_serving_version=request.version,
         patches_sha256=patches_sha256,
@@ -349,4 +337,4 @@ def build_server(request: BuildRequest, say: Progress = _say) -> image.BuildResu
         ca_certificates=request.ca_certificates,
         ca_bundle=request.ca_bundle,
     )
-    return image.build_server_image(binary, request.tag, spec, push_image=request.push)
+    return pack.build_server_image(binary, request.tag, spec, push_image=request.push)

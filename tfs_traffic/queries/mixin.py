@@ -542,10 +542,3 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
         ),
     ]
     return [{"name": ALERTS_GROUP, "interval": config.interval, "rules": rules}]
-
-
-def dashboards(config: MixinConfig = DEFAULT) -> dict[str, dict[str, Any]]:
-    """File name -> Grafana dashboard JSON model (needs the `render` extra: grafana-foundation-sdk)."""
-    from tfs_traffic.dashboards import build_dashboards
-
-    return build_dashboards(config)

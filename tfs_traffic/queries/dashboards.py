@@ -1,15 +1,16 @@
 """Grafana dashboards, built with Grafana's own dashboard-as-code library (grafana-foundation-sdk).
 
 The library is needed only to render (`pip install 'tfs-traffic[render]'`); its output is committed
-under `queries/dashboards/`. Every expression comes from `tfs_traffic.mixin`, over the recorded
+under `queries/dashboards/`. Every expression comes from `tfs_traffic.queries.mixin`, over the recorded
 series wherever one exists, so that a dashboard over 30 days of 2,000 versions stays fast.
 """
 
 import json
 from typing import Any
 
-from tfs_traffic import contract, mixin
+from tfs_traffic import contract
 from tfs_traffic.errors import ToolError
+from tfs_traffic.queries import mixin
 
 MODEL_DASHBOARD = "tfs-traffic-model.json"
 # Grafana substitutes these; tests substitute them the same way before querying Prometheus.

@@ -21,11 +21,12 @@ import pytest
 import requests
 import yaml
 
-from tfs_traffic import cli, k8s
-from tfs_traffic.k8svalues import parse_values
+from tfs_traffic import cli
+from tfs_traffic.k8s import manifests
+from tfs_traffic.k8s.values import parse_values
 from tfs_traffic.prometheus.local import LocalPrometheus, promtool
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_VALUES = ROOT / "k8s" / "values.example.yaml"
 
 
@@ -120,15 +121,15 @@ def unrelated_deployment(deployment: dict[str, Any]) -> dict[str, Any]:
 def scrape_jobs(values_file: Path | None = None) -> list[dict[str, Any]]:
     values = None
     if values_file is not None:
-        from tfs_traffic.k8svalues import load_values
+        from tfs_traffic.k8s.values import load_values
 
         values = load_values(values_file)
-    return yaml.safe_load(k8s.scrape_config(values))["scrape_configs"]
+    return yaml.safe_load(manifests.scrape_config(values))["scrape_configs"]
 
 
 def test_jobs_follow_the_contract() -> None:
     annotated, sidecar = scrape_jobs(EXAMPLE_VALUES)
-    assert annotated["job_name"] == "kubernetes-pods" and sidecar["job_name"] == k8s.SIDECAR_JOB
+    assert annotated["job_name"] == "kubernetes-pods" and sidecar["job_name"] == manifests.SIDECAR_JOB
     for job in (annotated, sidecar):
         assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
         rules = job["relabel_configs"]
@@ -181,7 +182,7 @@ def test_relabelling_on_a_real_prometheus(tmp_path: Path, metrics_server) -> Non
     data["tfserving"]["restPort"] = tfs_port
     data["sidecar"]["metricsPort"] = sidecar_port
     values = parse_values(data)
-    [deployment] = [o.obj for o in k8s.render(values) if o.kind == "Deployment"]
+    [deployment] = [o.obj for o in manifests.render(values) if o.kind == "Deployment"]
 
     pods = [
         *pod_targets(deployment, "recommender-7d9f-a", "127.0.0.1"),
@@ -193,7 +194,7 @@ def test_relabelling_on_a_real_prometheus(tmp_path: Path, metrics_server) -> Non
     ]
     sd_file = tmp_path / "pods.json"
     sd_file.write_text(json.dumps(pods))
-    jobs = copy.deepcopy(yaml.safe_load(k8s.scrape_config(values))["scrape_configs"])
+    jobs = copy.deepcopy(yaml.safe_load(manifests.scrape_config(values))["scrape_configs"])
     for job in jobs:
         assert job.pop("kubernetes_sd_configs") == [{"role": "pod"}]
         job["file_sd_configs"] = [{"files": [str(sd_file)]}]
@@ -207,9 +208,12 @@ def test_relabelling_on_a_real_prometheus(tmp_path: Path, metrics_server) -> Non
         by_job.setdefault(t["labels"]["job"], []).append(t)
     # Five container ports of the pod collapse into one target per pod: the annotation names the port.
     assert sorted(t["labels"]["pod"] for t in by_job["kubernetes-pods"]) == ["recommender-7d9f-a", "recommender-7d9f-b"]
-    assert sorted(t["labels"]["pod"] for t in by_job[k8s.SIDECAR_JOB]) == ["recommender-7d9f-a", "recommender-7d9f-b"]
+    assert sorted(t["labels"]["pod"] for t in by_job[manifests.SIDECAR_JOB]) == [
+        "recommender-7d9f-a",
+        "recommender-7d9f-b",
+    ]
     [tfs] = [t for t in by_job["kubernetes-pods"] if t["labels"]["pod"] == "recommender-7d9f-a"]
-    [side] = [t for t in by_job[k8s.SIDECAR_JOB] if t["labels"]["pod"] == "recommender-7d9f-a"]
+    [side] = [t for t in by_job[manifests.SIDECAR_JOB] if t["labels"]["pod"] == "recommender-7d9f-a"]
     assert tfs["scrapeUrl"] == f"http://127.0.0.1:{tfs_port}/monitoring/prometheus/metrics"
     assert side["scrapeUrl"] == f"http://127.0.0.1:{sidecar_port}/metrics"
     for target, port in ((tfs, tfs_port), (side, sidecar_port)):
@@ -220,7 +224,7 @@ def test_relabelling_on_a_real_prometheus(tmp_path: Path, metrics_server) -> Non
         assert labels["node"] == "node-a"
         assert labels["app_kubernetes_io_instance"] == "recommender"  # pod labels carried over
     [tfs6] = [t for t in by_job["kubernetes-pods"] if t["labels"]["pod"] == "recommender-7d9f-b"]
-    [side6] = [t for t in by_job[k8s.SIDECAR_JOB] if t["labels"]["pod"] == "recommender-7d9f-b"]
+    [side6] = [t for t in by_job[manifests.SIDECAR_JOB] if t["labels"]["pod"] == "recommender-7d9f-b"]
     assert tfs6["labels"]["instance"] == f"[0:0:0:0:0:0:0:1]:{tfs_port}"
     assert side6["labels"]["instance"] == f"[0:0:0:0:0:0:0:1]:{sidecar_port}"
 

@@ -161,7 +161,7 @@ class Monitoring(_Model):
     pod_monitor: PodMonitor = Field(default_factory=PodMonitor)
     prometheus_rule: PrometheusRule = Field(default_factory=PrometheusRule)
     dashboards: Dashboards = Field(default_factory=Dashboards)
-    # Overrides for the monitoring mixin's settings, keyed by tfs_traffic.mixin.MixinConfig's field names.
+    # Overrides for the monitoring mixin's settings, keyed by tfs_traffic.queries.mixin.MixinConfig's field names.
     mixin: dict[str, Any] = Field(default_factory=dict)
 
     _interval = field_validator("scrape_interval")(_check_duration)

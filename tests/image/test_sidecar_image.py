@@ -28,9 +28,10 @@ from podmanapi import PodmanService, extract_rootfs, image_filesystem, podman_se
 from sidecar_support import Process, Sim, free_port, scrape
 from wheelhouse import repack_closure
 
-from tfs_traffic import cli, sidecarimage
+from tfs_traffic import cli
+from tfs_traffic.image import sidecar_context
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BASE = "localhost/tfs-test-python311:1"
 TAG = "localhost/tfs-traffic-sidecar:test"
 SITE = "/opt/tfs-traffic/site-packages"
@@ -47,7 +48,7 @@ pytestmark = pytest.mark.skipif(not pythonbase.available(), reason="needs Debian
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheels")
-    repack_closure([*sidecarimage.SIDECAR_REQUIREMENTS, "tensorflow-serving-api"], out)
+    repack_closure([*sidecar_context.SIDECAR_REQUIREMENTS, "tensorflow-serving-api"], out)
     return out
 
 
@@ -279,16 +280,16 @@ def test_offline_build_without_the_wheels_fails_in_one_line(tmp_path: Path, caps
 
 
 def test_requirements_come_from_pyproject_and_the_api_version_from_the_makefile() -> None:
-    specs = sidecarimage.requirements(REPO)
-    assert [re.split(r"[<>=~!]", s)[0] for s in specs] == list(sidecarimage.SIDECAR_REQUIREMENTS)
+    specs = sidecar_context.requirements(REPO)
+    assert [re.split(r"[<>=~!]", s)[0] for s in specs] == list(sidecar_context.SIDECAR_REQUIREMENTS)
     assert "grpcio>=1.60" in specs
     makefile = (REPO / "Makefile").read_text()
-    assert f"TFS_API_VERSION := {sidecarimage.TFS_API_VERSION}\n" in makefile
+    assert f"TFS_API_VERSION := {sidecar_context.TFS_API_VERSION}\n" in makefile
 
 
 def test_platform_tags_cover_older_manylinux() -> None:
-    tags = sidecarimage.manylinux_platforms("x86_64")
+    tags = sidecar_context.manylinux_platforms("x86_64")
     assert tags[0] == "manylinux_2_36_x86_64"
     assert {"manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux1_x86_64"} <= set(tags)
     assert "manylinux_2_37_x86_64" not in tags
-    assert "manylinux1_aarch64" not in sidecarimage.manylinux_platforms("aarch64")
+    assert "manylinux1_aarch64" not in sidecar_context.manylinux_platforms("aarch64")

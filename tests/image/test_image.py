@@ -30,7 +30,8 @@ from podmanapi import (
     podman_service,
 )
 
-from tfs_traffic import cli, image
+from tfs_traffic import cli
+from tfs_traffic.image import pack
 
 STAND_IN = (
     b"#!/bin/sh\n# stand-in for tensorflow_model_server: prints who runs it and its arguments\n"
@@ -311,21 +312,21 @@ def test_missing_docker_sdk_says_how_to_install(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_apt_mode_renders_the_official_install_step() -> None:
-    spec = image.ServerImageSpec(base="ubuntu:22.04", ca_certificates="apt", tf_serving_version="2.20.0")
-    dockerfile = image.render_dockerfile(spec, image.image_labels(spec))
+    spec = pack.ServerImageSpec(base="ubuntu:22.04", ca_certificates="apt", tf_serving_version="2.20.0")
+    dockerfile = pack.render_dockerfile(spec, pack.image_labels(spec))
     lines = dockerfile.splitlines()
     assert lines[lines.index("FROM ubuntu:22.04") + 2].startswith(
         "RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates"
     )
-    bundle = image.render_dockerfile(image.ServerImageSpec(), {})
+    bundle = pack.render_dockerfile(pack.ServerImageSpec(), {})
     assert "RUN" not in [line.split(" ")[0] for line in bundle.splitlines()]
 
 
 def test_label_values_are_quoted_and_checked() -> None:
-    spec = image.ServerImageSpec(extra_labels={"org.example.note": 'say "hi" \\ bye'})
-    dockerfile = image.render_dockerfile(spec, image.image_labels(spec))
+    spec = pack.ServerImageSpec(extra_labels={"org.example.note": 'say "hi" \\ bye'})
+    dockerfile = pack.render_dockerfile(spec, pack.image_labels(spec))
     assert 'org.example.note="say \\"hi\\" \\\\ bye"' in dockerfile
-    with pytest.raises(image.UsageError):
-        image.image_labels(image.ServerImageSpec(extra_labels={"Bad Key": "x"}))
-    with pytest.raises(image.UsageError):
-        image.image_labels(image.ServerImageSpec(extra_labels={"ok.key": "two\nlines"}))
+    with pytest.raises(pack.UsageError):
+        pack.image_labels(pack.ServerImageSpec(extra_labels={"Bad Key": "x"}))
+    with pytest.raises(pack.UsageError):
+        pack.image_labels(pack.ServerImageSpec(extra_labels={"ok.key": "two\nlines"}))

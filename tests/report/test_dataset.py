@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tfs_traffic.dataset import version_series, windowed_dataset
-from tfs_traffic.export import Row, to_dataframe
+from tfs_traffic.report.dataset import version_series, windowed_dataset
+from tfs_traffic.report.export import Row, to_dataframe
 
 tf = pytest.importorskip("tensorflow")  # installed by `make setup`; optional for users
 

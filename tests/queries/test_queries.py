@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tfs_traffic import dashboards, mixin
 from tfs_traffic.cli import main
 from tfs_traffic.prometheus.local import promtool
-from tfs_traffic.render_queries import ALERTS_FILE, RULES_FILE, rendered_files
+from tfs_traffic.queries import dashboards, mixin
+from tfs_traffic.queries.render import ALERTS_FILE, RULES_FILE, rendered_files
 
-QUERIES = Path(__file__).resolve().parent.parent / "queries"
+QUERIES = Path(__file__).resolve().parents[2] / "queries"
 
 
 def test_committed_rendered_files_are_current(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_committed_rendered_files_are_current(tmp_path: Path) -> None:
         assert committed.exists(), f"{rel} is not committed: run `make render`"
         assert committed.read_text() == (tmp_path / rel).read_text(), f"queries/{rel} is stale: run `make render`"
     committed_dashboards = sorted(p.name for p in (QUERIES / "dashboards").glob("*.json"))
-    assert committed_dashboards == sorted(mixin.dashboards()), "a dashboard file is left over: remove it"
+    assert committed_dashboards == sorted(dashboards.build_dashboards()), "a dashboard file is left over: remove it"
 
 
 def test_promtool_check_rules() -> None:
@@ -97,7 +97,7 @@ def test_config_changes_grouping_and_selector() -> None:
 
 
 def test_dashboard_has_the_panels_and_variables_the_issue_asks_for() -> None:
-    model = mixin.dashboards()[dashboards.MODEL_DASHBOARD]
+    model = dashboards.build_dashboards()[dashboards.MODEL_DASHBOARD]
     titles = [p["title"] for p in model["panels"] if p["type"] != "row"]
     for needed in (
         "Calls per second",
@@ -133,5 +133,5 @@ def test_dashboards_need_the_render_extra_only(monkeypatch: pytest.MonkeyPatch) 
     from tfs_traffic.errors import ToolError
 
     with pytest.raises(ToolError, match=r"tfs-traffic\[render\]"):
-        mixin.dashboards()
+        dashboards.build_dashboards()
     assert mixin.recording_rule_groups()  # rules need nothing beyond the core install

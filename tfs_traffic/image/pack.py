@@ -165,7 +165,7 @@ def sidecar_labels(base: str | None, packages: Mapping[str, str], created: dt.da
 
 def _template_env() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("tfs_traffic", "templates/image"),
+        loader=jinja2.PackageLoader("tfs_traffic.image", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -196,7 +196,7 @@ def render_dockerfile(spec: ServerImageSpec, labels: Mapping[str, str], files: I
 
 
 def _resource(name: str) -> bytes:
-    return (resources.files("tfs_traffic") / "templates" / "image" / name).read_bytes()
+    return (resources.files("tfs_traffic.image") / "templates" / name).read_bytes()
 
 
 def default_ca_bundle() -> Path:
@@ -427,7 +427,7 @@ def write_directory_context(directory: Path, out: IO[bytes]) -> None:
     Every entry is root-owned with mtime 0; directories and executables get 0755, other files 0644,
     whatever the build host's umask and user, so the image's files do not depend on who built it.
     """
-    from tfs_traffic.sidecarimage import context_files
+    from tfs_traffic.image.sidecar_context import context_files
 
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, path in context_files(directory):
@@ -446,7 +446,7 @@ def daemon_arch(client: Any) -> str:
     """The daemon's CPU architecture as wheel tags name it: a build without --platform targets it."""
     from docker.errors import DockerException
 
-    from tfs_traffic.sidecarimage import docker_arch
+    from tfs_traffic.image.sidecar_context import docker_arch
 
     try:
         arch = str(client.version().get("Arch") or "amd64")
@@ -469,19 +469,19 @@ def build_sidecar_image(
     `base` overrides the Dockerfile's `ARG BASE` (a CPython 3.11 image with `python3` on PATH);
     `wheels` makes pip install from that directory only (offline builds).
     """
-    from tfs_traffic import sidecarimage
+    from tfs_traffic.image import sidecar_context
 
     check_tag(tag)
-    dockerfile = sidecarimage.dockerfile_path(source).read_text()
+    dockerfile = sidecar_context.dockerfile_path(source).read_text()
     if base is not None and (not base or any(c.isspace() for c in base)):
         raise UsageError(f"bad base image reference {base!r}")
     client = client or api_client()
     arch = daemon_arch(client)
     with tempfile.TemporaryDirectory(prefix="tfs-traffic-sidecar-") as scratch:
-        prepared = sidecarimage.prepare_context(source, Path(scratch), arch=arch, wheels=wheels, progress=progress)
-        effective_base = base or sidecarimage.default_base(dockerfile)
+        prepared = sidecar_context.prepare_context(source, Path(scratch), arch=arch, wheels=wheels, progress=progress)
+        effective_base = base or sidecar_context.default_base(dockerfile)
         labels = sidecar_labels(effective_base, prepared.packages)
-        (prepared.directory / "Dockerfile").write_text(sidecarimage.with_labels(dockerfile, labels))
+        (prepared.directory / "Dockerfile").write_text(sidecar_context.with_labels(dockerfile, labels))
         with tempfile.TemporaryFile(prefix="tfs-traffic-context-") as context:
             write_directory_context(prepared.directory, context)
             context.seek(0)

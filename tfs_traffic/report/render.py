@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 
 from tfs_traffic.durations import format_duration, rfc3339
-from tfs_traffic.report import Report, VersionReport, display_calls, display_coverage, redact_url
+from tfs_traffic.report.verdicts import Report, VersionReport, display_calls, display_coverage, redact_url
 
 FORMATS = ("table", "json", "csv", "markdown", "html")
 COLUMNS = ("model_name", "model_version", "verdict", "reason", "calls", "max_hourly_qps", "coverage", "labels")

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tfs_traffic import contract, mixin
+from tfs_traffic import contract
 from tfs_traffic.durations import format_duration, rfc3339
-from tfs_traffic.forecast import Forecast, daily_totals, forecast_idle
 from tfs_traffic.prometheus import promql
 from tfs_traffic.prometheus.api import PrometheusClient
+from tfs_traffic.queries import mixin
+from tfs_traffic.report.forecast import Forecast, daily_totals, forecast_idle
 
 KEEP, RETIRE, UNKNOWN = "keep", "retire", "unknown"
 VERDICTS = (KEEP, RETIRE, UNKNOWN)
@@ -47,7 +48,7 @@ class Options:
     labels: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # from version_labels
     keep: frozenset[tuple[str, str]] = frozenset()  # --keep M:V
     hourly: bool = False  # also fetch hourly calls (the HTML sparklines): one more query
-    forecast: bool = False  # also fit daily totals for an idle date (tfs_traffic.forecast): one more query
+    forecast: bool = False  # also fit daily totals for an idle date (tfs_traffic.report.forecast): one more query
     forecast_horizon: float = 30 * 86400  # "idle within" this long after `at`
     rules: bool = True  # use queries/rules.yml's hourly series when they cover the window (one more query)
 
@@ -276,7 +277,7 @@ def build_queries(options: Options, recorded: bool = False) -> Queries:
         qps=promql.by_source({s: promql.max_hourly_qps(m, w) for s, m in counters.items()}),
         hourly=promql.by_source({s: promql.hourly_calls(m) for s, m in counters.items()}),
     )
-    if recorded:  # calls, busiest hour and coverage from the hourly recording rules (tfs_traffic.mixin)
+    if recorded:  # calls, busiest hour and coverage from the hourly recording rules (tfs_traffic.queries.mixin)
         queries = dataclasses.replace(queries, **mixin.report_queries(w, options.step))
     return queries
 

@@ -16,13 +16,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tfs_traffic import cli, k8s, modelconfig
+from tfs_traffic import cli, modelconfig
 from tfs_traffic.errors import UsageError
-from tfs_traffic.k8svalues import parse_values
+from tfs_traffic.k8s import manifests
+from tfs_traffic.k8s.values import parse_values
 from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
 from tfs_traffic.prometheus.local import promtool
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_VALUES = ROOT / "k8s" / "values.example.yaml"
 EXAMPLES_DIR = ROOT / "k8s" / "examples"
 K8S_VERSION = "1.37.0"  # the newest Kubernetes whose strict schemas kubernetes-validate 1.37 ships
@@ -50,7 +51,7 @@ def values_for(mode: str, **changes: Any) -> Any:
     return parse_values(data, "values.yaml")
 
 
-def by_kind(objects: list[k8s.Rendered]) -> dict[str, list[dict[str, Any]]]:
+def by_kind(objects: list[manifests.Rendered]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for o in objects:
         out.setdefault(o.kind, []).append(o.obj)
@@ -256,14 +257,14 @@ def parse_sidecar_args(args: list[str]) -> dict[str, str]:
     return flags
 
 
-def check_all(objects: list[k8s.Rendered], tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
+def check_all(objects: list[manifests.Rendered], tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
     kinds = by_kind(objects)
     [deployment] = kinds["Deployment"]
     configmaps = {cm["metadata"]["name"]: cm for cm in kinds["ConfigMap"]}
     for o in objects:
         if o.kind in CORE_KINDS:
             check_core(o.obj)
-        assert o.text.startswith("# ") and k8s.GENERATED_MARK in o.text.splitlines()[0]
+        assert o.text.startswith("# ") and manifests.GENERATED_MARK in o.text.splitlines()[0]
     check_deployment(deployment, configmaps)
     for service in kinds.get("Service", []):
         check_service(service, deployment)
@@ -288,7 +289,7 @@ def check_all(objects: list[k8s.Rendered], tmp_path: Path) -> dict[str, list[dic
 @pytest.mark.parametrize("mode", ["patched", "proxy", "status-only"])
 def test_each_mode_renders_valid_objects(mode: str, tmp_path: Path) -> None:
     values = values_for(mode)
-    kinds = check_all(k8s.render(values), tmp_path)
+    kinds = check_all(manifests.render(values), tmp_path)
     [deployment] = kinds["Deployment"]
     [service] = kinds["Service"]
     [pm] = kinds["PodMonitor"]
@@ -323,7 +324,7 @@ def test_proxy_opt_in_service_and_tcp_probes(tmp_path: Path) -> None:
     values = values_for(
         "proxy", service={"throughProxy": False}, tfserving={**example_data()["tfserving"], "probe": "tcp"}
     )
-    kinds = check_all(k8s.render(values), tmp_path)
+    kinds = check_all(manifests.render(values), tmp_path)
     [service] = kinds["Service"]
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
         "grpc": (8500, "grpc"),
@@ -338,7 +339,7 @@ def test_proxy_opt_in_service_and_tcp_probes(tmp_path: Path) -> None:
 
 def test_autoscaling_renders_a_scaled_object_on_the_recording_rule(tmp_path: Path) -> None:
     values = values_for("proxy", autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 6})
-    kinds = check_all(k8s.render(values), tmp_path)
+    kinds = check_all(manifests.render(values), tmp_path)
     [so] = kinds["ScaledObject"]
     [rule] = kinds["PrometheusRule"]
     query = so["spec"]["triggers"][0]["metadata"]["query"]
@@ -350,14 +351,14 @@ def test_autoscaling_renders_a_scaled_object_on_the_recording_rule(tmp_path: Pat
 
 def test_scaler_query_sums_this_deployments_models_on_a_real_prometheus(prometheus_factory) -> None:
     """The ScaledObject's query, run on recorded series: only this namespace's served models count."""
-    from tfs_traffic import mixin
+    from tfs_traffic.queries import mixin
 
     config = """model_config_list {
       config { name: "ranker.v2-eu" base_path: "/models/ranker" }
       config { name: "recommender" base_path: "/models/recommender" }
     }"""
     values = values_for("proxy", modelsConfig=config, autoscaling={"enabled": True})
-    [so] = [o.obj for o in k8s.render(values) if o.kind == "ScaledObject"]
+    [so] = [o.obj for o in manifests.render(values) if o.kind == "ScaledObject"]
     query = so["spec"]["triggers"][0]["metadata"]["query"]
     t0 = 1_700_000_000
     series = [
@@ -384,7 +385,7 @@ def test_scaler_query_sums_this_deployments_models_on_a_real_prometheus(promethe
 def test_mixin_overrides_reach_the_rules(tmp_path: Path) -> None:
     values = values_for("proxy", monitoring={"mixin": {"idle_window": "3d", "group_labels": ["cluster", "namespace",
                                                        "model_name", "model_version"]}})  # fmt: skip
-    [rule] = by_kind(k8s.render(values))["PrometheusRule"]
+    [rule] = by_kind(manifests.render(values))["PrometheusRule"]
     check_prometheus_rule(rule, tmp_path)
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
     assert "[3d]" in alerts["ModelVersionIdle"]["expr"] and "7d" not in alerts["ModelVersionIdle"]["expr"]
@@ -401,11 +402,11 @@ def test_mixin_overrides_reach_the_rules(tmp_path: Path) -> None:
 def test_autoscaling_is_off_by_default(tmp_path: Path) -> None:
     data = example_data()
     del data["autoscaling"]
-    assert "ScaledObject" not in by_kind(k8s.render(parse_values(data)))
+    assert "ScaledObject" not in by_kind(manifests.render(parse_values(data)))
 
 
 def test_example_output_is_current() -> None:
-    objects = k8s.render(parse_values(example_data(), EXAMPLE_VALUES.name), source=EXAMPLE_VALUES.name)
+    objects = manifests.render(parse_values(example_data(), EXAMPLE_VALUES.name), source=EXAMPLE_VALUES.name)
     expected = {o.file_name: o.text for o in objects}
     actual = {p.name: p.read_text() for p in EXAMPLES_DIR.glob("*.yaml")}
     assert actual == expected, "k8s/examples/ is stale: run `make render`"
@@ -413,7 +414,8 @@ def test_example_output_is_current() -> None:
 
 def test_example_output_validates(tmp_path: Path) -> None:
     objects = [
-        k8s.Rendered(p.name, p.read_text(), yaml.safe_load(p.read_text())) for p in sorted(EXAMPLES_DIR.glob("*.yaml"))
+        manifests.Rendered(p.name, p.read_text(), yaml.safe_load(p.read_text()))
+        for p in sorted(EXAMPLES_DIR.glob("*.yaml"))
     ]
     kinds = check_all(objects, tmp_path)
     assert {"ConfigMap", "Deployment", "Service", "PodMonitor", "PrometheusRule"} <= set(kinds)
@@ -426,7 +428,7 @@ def test_stream_output_is_every_object(capsys) -> None:
 
 
 def sorted_example_files() -> list[Path]:
-    order = [o.file_name for o in k8s.render(parse_values(example_data()))]
+    order = [o.file_name for o in manifests.render(parse_values(example_data()))]
     return [EXAMPLES_DIR / name for name in order]
 
 
@@ -512,7 +514,7 @@ def test_rerender_replaces_stale_objects_but_never_foreign_files(tmp_path: Path,
     assert not (out / "scaledobject.yaml").exists()  # autoscaling off: the stale object is gone
     (out / "notes.txt").write_text("mine")
     with pytest.raises(UsageError, match="did not render"):
-        k8s.write_dir(k8s.render(parse_values(example_data())), out)
+        manifests.write_dir(manifests.render(parse_values(example_data())), out)
     assert (out / "notes.txt").read_text() == "mine"
 
 

@@ -8,7 +8,7 @@ import pytest
 from fleet_helpers import by_version, fleet_prometheus, run_report
 
 from tfs_traffic import modelconfig
-from tfs_traffic import report as rep
+from tfs_traffic.report import verdicts as rep
 
 ALL = ["a", "b"]
 SITUATIONS: dict[str, Any] = {

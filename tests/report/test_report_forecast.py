@@ -6,7 +6,7 @@ import sys
 from datetime import datetime
 
 from tfs_traffic import contract
-from tfs_traffic.forecast import DAY
+from tfs_traffic.report.forecast import DAY
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 DAYS = 7

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from tfs_traffic import dashboards, mixin
-from tfs_traffic import report as rep
 from tfs_traffic.prometheus import backfill, scenario
 from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
 from tfs_traffic.prometheus.local import LocalPrometheus, Series, backfilled_prometheus
-from tfs_traffic.rule_history import RuleRange, backfill_rules
+from tfs_traffic.queries import dashboards, mixin
+from tfs_traffic.queries.history import RuleRange, backfill_rules
+from tfs_traffic.report import verdicts as rep
 
 DEMO = scenario.load("demo")
 END = DEMO.end
@@ -156,7 +156,7 @@ def test_alerts_on_the_demo(prom: PrometheusClient) -> None:
 
 
 def test_every_dashboard_query_returns_the_scenarios_data(prom: PrometheusClient) -> None:
-    model = mixin.dashboards()[dashboards.MODEL_DASHBOARD]
+    model = dashboards.build_dashboards()[dashboards.MODEL_DASHBOARD]
     exprs = dashboards.dashboard_exprs(model)
     panels = dashboards.panel_queries()
     assert sorted(exprs) == sorted(e for queries in panels.values() for e, _ in queries)

@@ -1,7 +1,7 @@
 """Kubernetes manifests for one TF Serving deployment, rendered from a values file.
 
-Jinja2 templates (package data under `templates/k8s/`) produce one object per file, in the spirit of
-a Helm chart; the rules and dashboards inside come from `tfs_traffic.mixin`, the same source as
+Jinja2 templates (package data under `k8s/templates/`) produce one object per file, in the spirit of
+a Helm chart; the rules and dashboards inside come from `tfs_traffic.queries.mixin`, the same source as
 `queries/`. Everything is rendered and parsed in memory first, and written only when all of it
 succeeded, into a fresh directory that replaces the old one in one rename: a failed render leaves
 the previous output untouched.
@@ -24,7 +24,8 @@ import yaml
 
 from tfs_traffic import modelconfig
 from tfs_traffic.errors import ToolError, UsageError
-from tfs_traffic.k8svalues import Monitoring, Sidecar, TFServing, Values
+from tfs_traffic.k8s.values import Monitoring, Sidecar, TFServing, Values
+from tfs_traffic.queries import dashboards, mixin
 
 GENERATED_MARK = "rendered by `tfs-traffic k8s render`"
 SIDECAR_JOB = "tfs-traffic-sidecar"
@@ -109,7 +110,7 @@ def _environment() -> Any:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("tfs_traffic", "templates/k8s"),
+        loader=jinja2.PackageLoader("tfs_traffic.k8s", "templates"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -224,21 +225,13 @@ def model_names(values: Values) -> list[str]:
     return [m.name for m in modelconfig.entries(modelconfig.parse_text(values.models_config, "modelsConfig"))]
 
 
-# --- the monitoring mixin (tfs_traffic.mixin, issue #6) ----------------------------------------
-
-
-def _mixin_module() -> Any:
-    """The monitoring mixin (tfs_traffic.mixin, the source of queries/): rules, alerts, dashboards."""
-    from tfs_traffic import mixin
-
-    return mixin
+# --- the monitoring mixin (tfs_traffic.queries.mixin, issue #6) ----------------------------------------
 
 
 def mixin_config(values: Values, source: str = "values.yaml") -> Any:
     """MixinConfig with the values file's `monitoring.mixin` overrides, each checked against its default's type."""
     import dataclasses
 
-    mixin = _mixin_module()
     fields = {f.name: f for f in dataclasses.fields(mixin.MixinConfig)}
     defaults = mixin.MixinConfig()
     overrides: dict[str, Any] = {}
@@ -270,7 +263,6 @@ def keda_query(values: Values) -> str:
     The rule is already summed over replicas (and the max of the patched and sidecar counters), so
     the sum over versions is the models' traffic; `or vector(0)` keeps the scaler working when idle.
     """
-    mixin = _mixin_module()
     models = "|".join(_re2_literal(m) for m in model_names(values))
     matchers = f"namespace={_promql_string(values.namespace)},model_name=~{_promql_string(models)}"
     return f"sum({mixin.CALLS_RATE5M}{{{matchers}}}) or vector(0)"
@@ -334,7 +326,6 @@ def render(values: Values, source: str = "values.yaml") -> list[Rendered]:
         out.append(_render_one(env, "podmonitor.yaml.j2", "podmonitor.yaml", ctx))
     needs_mixin = mon.prometheus_rule.enabled or mon.dashboards.enabled or values.autoscaling.enabled
     if needs_mixin:
-        mixin = _mixin_module()
         config = mixin_config(values, source)
         recording = list(mixin.recording_rule_groups(config))
         alerting = list(mixin.alert_rule_groups(config))
@@ -342,7 +333,7 @@ def render(values: Values, source: str = "values.yaml") -> list[Rendered]:
             rule_ctx = {**ctx, "rule_groups": recording + alerting}
             out.append(_render_one(env, "prometheusrule.yaml.j2", "prometheusrule.yaml", rule_ctx))
         if mon.dashboards.enabled:
-            for file_name, dashboard in sorted(mixin.dashboards(config).items()):
+            for file_name, dashboard in sorted(dashboards.build_dashboards(config).items()):
                 stem = re.sub(r"[^a-z0-9-]+", "-", Path(file_name).stem.lower()).strip("-")
                 item = {
                     "object_name": ctx["names"]["dashboard_prefix"] + stem,
