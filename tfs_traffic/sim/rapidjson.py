@@ -642,18 +642,22 @@ class _LimitedPrettyWriter:
                 item = pending.pop()
                 if self.size >= self.limit:
                     return
-                if isinstance(item, dict | list):
+                if isinstance(item, dict):
                     self._prefix()
-                    is_object = isinstance(item, dict)
-                    self._put("{" if is_object else "[")
-                    self.levels.append([not is_object, 0])
-                    frames.append((iter(members(item) if is_object else item), is_object))
+                    self._put("{")
+                    self.levels.append([False, 0])
+                    frames.append((iter(members(item)), True))
+                elif isinstance(item, list):
+                    self._prefix()
+                    self._put("[")
+                    self.levels.append([True, 0])
+                    frames.append((iter(item), False))
                 elif not self._scalar(item):
                     return
             if not frames:
                 return
             iterator, is_object = frames[-1]
-            nxt = next(iterator, _END)
+            nxt: Any = next(iterator, _END)
             if self.size >= self.limit:
                 return
             if nxt is _END:

@@ -9,6 +9,36 @@ URL grammar, JSON request handling and error bodies follow TF Serving 2.20:
   INVALID_ARGUMENT and FAILED_PRECONDITION 400, ...);
 - `request_count{model_name,status}` counts every `/v1/` request, status GETs included, as
   upstream does; `model_call_count` only inference after resolution (see `service`).
+
+Matched where a client can tell (each with a test citing the upstream function):
+
+- the query string is part of what is matched (`evhttp_request.cc:EvHTTPRequest::uri_path`): the
+  `/v1/` dispatcher and `ParseModelInfo`'s regexes see it, the Prometheus handler is found by the
+  path alone and then refuses a query (`http_server.cc:ProcessPrometheusRequest`); model names and
+  labels are `DecodeArg`-unescaped after matching;
+- targets libevent's strict URI parser refuses, and paths nobody takes, get libevent's own pages
+  and headers and a closed connection (`evhttp.py`); no `Server` header; a CORS preflight has no
+  body and libevent's default content type;
+- a version beyond int64 is a 400 with an empty body (`ParseModelInfo` fails before
+  `MakeJsonFromStatus`);
+- JSON is parsed and request values are quoted as rapidjson 1.1.0 does (`rapidjson.py`), b64 is
+  `absl::Base64Unescape` (`absl.py`), messages are escaped by rapidjson's Writer, floats are
+  `WriteDecimal<float>` (`tfjson.py`); the metrics page carries TF Serving's stock families
+  (`stock_metrics.py`).
+
+Judged harmless, with the reason:
+
+- request lines aiohttp's own parser refuses (raw non-ASCII bytes in the target) get aiohttp's 400
+  text instead of libevent's 400 page: both are 400s that reach no handler and count nothing, and
+  clients percent-encode;
+- targets that are not origin-form (`*`, absolute URIs) are matched as plain paths: clients of TF
+  Serving send origin-form;
+- `--rest_api_timeout_in_ms` and `--enable_cors_support`'s extra headers are not modelled: no test
+  or user of the stand-in sets them;
+- protobuf JSON (status, metadata) is Python's printer with TF Serving's options: the same
+  documents, key order aside, and no test or client depends on byte order there;
+- with several labels refused at once, which one the message names follows the map's iteration
+  order, which protobuf leaves unspecified in C++ as well.
 """
 
 import re
