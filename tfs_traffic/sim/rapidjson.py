@@ -15,8 +15,11 @@ error messages quote request values with `JsonValueToDebugString` (a `PrettyWrit
   beyond, computed as `StrtodNormalPrecision` does (not always the correctly rounded double);
 - error texts are `GetParseError_En`'s, at the offsets the iterative parser reports.
 
-Valid documents take Python's C parser with hooks (same grammar, checked results); anything it
-refuses, or where rapidjson could answer differently, is parsed again by the iterative parser here.
+Valid documents take Python's C parser (same grammar, checked results): at its speed when every
+number has at most 15 digits and no exponent (then Python's float() is StrtodNormalPrecision's
+value), with a Python step per other number (Python's repr of a float64 has 16-17 digits: about 4x
+json.loads for such bodies). Anything it refuses, or where rapidjson could answer differently, is
+parsed again by the iterative parser here.
 """
 
 import json
@@ -238,10 +241,49 @@ def _hook_number(text: str) -> int | float:
     return value
 
 
+_FAST_LIMIT = 0x1FFFFFFFFFFFFF  # 2^53 - 1: ParseNumber's exact fraction loop stops above it
+
+
+def _plain_decimal(text: str) -> float | None:
+    """`ParseNumber` for `-?int.frac` with an int part below 2^53 (the common long case, such as
+    Python's repr of a float64), without a Python step per digit; None for other shapes."""
+    negative = text.startswith("-")
+    whole, _, frac = text[negative:].partition(".")
+    if len(whole) > 15:
+        return None
+    i64 = int(whole)
+    significant = len(whole) - 1 if i64 else 0  # the integer loop counts every digit after the first
+    digits = whole + frac
+    taken = len(whole)
+    if i64 <= _FAST_LIMIT:
+        # the exact loop appends digits while the value so far is <= 2^53 - 1, counting each one
+        # from the first non-zero digit on
+        nonzero = len(digits) - len(digits.lstrip("0"))
+        stop = nonzero + 16 if int(digits[nonzero : nonzero + 16] or "0") > _FAST_LIMIT else nonzero + 17
+        taken = min(len(digits), max(len(whole) + 1, stop))
+        consumed = digits[len(whole) : taken]
+        significant += len(consumed) if i64 else len(consumed.lstrip("0"))
+        i64 = int(digits[:taken])
+    exp_frac = len(whole) - taken
+    d = float(i64)
+    for ch in digits[taken:]:
+        if significant >= 17:
+            break
+        d = d * 10.0 + (ord(ch) - 48)
+        exp_frac -= 1
+        if d > 0.0:
+            significant += 1
+    d = _strtod_normal(d, exp_frac)
+    return -d if negative else d
+
+
 def _hook_float(text: str) -> float | int:
-    if len(text) <= 16 and "e" not in text and "E" not in text:
+    if "e" in text or "E" in text:
+        return _hook_number(text)
+    if len(text) <= 16:
         return float(text)  # <= 15 significant digits, |exponent| <= 15: StrtodNormalPrecision is exact
-    return _hook_number(text)
+    value = _plain_decimal(text)
+    return _hook_number(text) if value is None else value
 
 
 def _hook_int(text: str) -> int | float:
@@ -254,6 +296,18 @@ _DECODER = json.JSONDecoder(
     parse_int=_hook_int,
     parse_constant={"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.__getitem__,
 )
+_PLAIN = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_DECODER.parse_constant)
+# Numbers Python's float() and int() read exactly as rapidjson does: no exponent, at most 15 digits.
+# Bodies with any other number (or text that looks like one) take the hooks. Checked on a copy of
+# the body with digits and '.' as "0", 'e'/'E' as "e" and everything else as " " (C speed).
+_NUMBER_SHAPE = bytes(48 if c in b"0123456789." else 101 if c in b"eE" else 32 for c in range(256))
+
+
+def _risky_numbers(body: bytes) -> bool:
+    shape = body.translate(_NUMBER_SHAPE)
+    return b"0e" in shape or b"0" * 16 in shape
+
+
 _HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB]")
 _WS = b" \t\n\r"
 
@@ -430,7 +484,8 @@ def parse(body: bytes) -> Any:
     try:
         if _HIGH_SURROGATE.search(body) is None:
             text = body[start:].decode("utf-8")
-            doc, _ = _DECODER.raw_decode(text, len(text) - len(text.lstrip(" \t\n\r")))
+            decoder = _DECODER if _risky_numbers(body) else _PLAIN
+            doc, _ = decoder.raw_decode(text, len(text) - len(text.lstrip(" \t\n\r")))
             if isinstance(doc, dict | list):
                 return doc
     except (ValueError, RecursionError, _Retry):
