@@ -1,7 +1,8 @@
 """The rendered Deployment's TF Serving container, run through the stand-in under TF Serving's rules.
 
-`tfs-traffic k8s render` of the example values gives a `tfserving` container (command, args, config
-maps and the models volume mounted at fixed paths). The test lays those files out under a temporary
+`tfs-traffic k8s render` (Helm's engine over the chart) of the example values, as `make render`
+runs it, gives a `tfserving` container (command, args, config maps and the models volume mounted
+at fixed paths). The test lays those files out under a temporary
 directory (the same mount paths rebased), creates the version directories the models config asks
 for, maps `--port`/`--rest_api_port` to 127.0.0.1:0 and runs every other rendered flag unchanged
 through `tfs-traffic sim`, which takes tensorflow_model_server's flags and applies
@@ -40,7 +41,10 @@ class Rendered:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     out = subprocess.run(
-        [str(BIN / "tfs-traffic"), "k8s", "render", "--values", str(ROOT / "k8s" / "values.example.yaml")],
+        [
+            *(str(BIN / "tfs-traffic"), "k8s", "render", "recommender", "--namespace", "serving"),
+            *("--values", str(ROOT / "k8s" / "values.example.yaml")),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -55,11 +59,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     root = tmp_path_factory.mktemp("pod")
     rebase = {m["mountPath"]: str(root / m["mountPath"].lstrip("/")) for m in container["volumeMounts"]}
 
+    mounts = re.compile(r"(?<![\w/.-])(" + "|".join(re.escape(m) for m in sorted(rebase, key=len, reverse=True)) + ")/")
+
     def rebased(text: str) -> str:
-        """Mount paths where a path starts (after `=`, a quote, a blank), longest first."""
-        for mount, local in sorted(rebase.items(), key=lambda kv: -len(kv[0])):
-            text = re.sub(rf"(?<![\w/.-]){re.escape(mount)}/", local.replace("\\", "\\\\") + "/", text)
-        return text
+        """Mount paths where a path starts (after `=`, a quote, a blank), in one pass."""
+        return mounts.sub(lambda m: rebase[m.group(1)] + "/", text)
 
     for mount in container["volumeMounts"]:
         volume = volumes[mount["name"]]
@@ -97,9 +101,8 @@ def start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
 
 @pytest.fixture
 def running(rendered: Rendered) -> Iterator[tuple[str, str]]:
-    """The stand-in on the rendered args, with the label flag added if the render lacks it."""
-    args = rendered.args if FLAG in rendered.args else [*rendered.args, FLAG]
-    proc, ready = start(args)
+    """The stand-in on the rendered args."""
+    proc, ready = start(rendered.args)
     try:
         assert ready.startswith("grpc="), proc.stderr.read() if proc.stderr else ""
         grpc_addr, rest_addr = (part.split("=", 1)[1] for part in ready.split())
@@ -125,21 +128,21 @@ def test_rendered_models_config_sets_labels(rendered: Rendered) -> None:
     assert any(a.startswith("--monitoring_config_file=") for a in rendered.args)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="today's rendered args lack --allow_version_labels_for_unavailable_models (issue 15's chart adds it)",
-)
 def test_rendered_deployment_accepts_its_own_models_config(rendered: Rendered) -> None:
-    """Must show: the rendered TF Serving args, as they are, start on the rendered models config."""
+    """Must show: the rendered TF Serving args, as they are (the chart passes
+    `--allow_version_labels_for_unavailable_models=true` because the config has labels), start on
+    the rendered models config."""
+    assert f"{FLAG}=true" in rendered.args
     proc, ready = start(rendered.args)
     proc.terminate()
     proc.wait(10)
-    assert ready.startswith("grpc=")
+    assert ready.startswith("grpc=127.0.0.1:")
 
 
 def test_rendered_args_serve_the_labels_and_the_metrics_page(rendered: Rendered, running: tuple[str, str]) -> None:
-    """With the flag, every rendered flag runs: labels resolve once the versions load, the page is
-    where `--monitoring_config_file` puts it, `--enable_grpc_healthcheck_service` answers SERVING."""
+    """Every rendered flag runs: labels resolve once the versions load, the page is where
+    `--monitoring_config_file` puts it, `--enable_grpc_healthcheck_service` answers SERVING for the
+    startup probe's `PredictionService`."""
     grpc_addr, rest_addr = running
     for (model, label), version in rendered.labels.items():
         assert by_label(grpc_addr, model, label) == version
