@@ -6,9 +6,10 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TFS_API_VERSION := 2.21.0
-# Debian packages the tests and the demo use: a real Prometheus and promtool, Podman's Docker API,
+# Debian packages the tests and the demo use: a real Prometheus and promtool, VictoriaMetrics (the
+# report's second query engine), Podman's Docker API,
 # a static busybox for locally built base images, g++ for the patch code, h2load and wrk for benchmarks.
-DEBIAN_PACKAGES := prometheus podman busybox-static docker-registry g++ nghttp2-client wrk libgmock-dev rapidjson-dev libabsl-dev pkg-config
+DEBIAN_PACKAGES := prometheus victoria-metrics podman busybox-static docker-registry g++ nghttp2-client wrk libgmock-dev rapidjson-dev libabsl-dev pkg-config
 
 .PHONY: help setup system-deps test lint unit demo bench render clean patch-check bench-patch
 

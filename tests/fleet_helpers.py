@@ -46,3 +46,15 @@ def run_report(url: str, **options: Any) -> tuple[rep.Report, int]:
 
 def by_version(report: rep.Report) -> dict[tuple[str, str], rep.VersionReport]:
     return {(v.model_name, v.model_version): v for v in report.versions}
+
+
+@contextmanager
+def fleet_engines(data: Mapping[str, Any], workdir: Path) -> Iterator[Any]:
+    """Backfill the scenario `data` once and yield (scenario, result, {engine: URL}) with a real
+    Prometheus over its TSDB and a real VictoriaMetrics holding the same samples."""
+    from tfs_traffic.prometheus.victoria import LocalVictoriaMetrics
+
+    sc = scenario.parse({"end": END, "days": 8, **data}, "test")
+    result = backfill.backfill(sc, workdir)
+    with LocalPrometheus(result.tsdb) as prom, LocalVictoriaMetrics(result.openmetrics) as vm:
+        yield sc, result, {"prometheus": prom.url, "victoriametrics": vm.url}

@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -197,7 +198,13 @@ def test_demo_command(tmp_path: Path) -> None:
     ):
         assert word in first.stdout
     assert "+++ " in first.stdout  # the emitted config's diff
-    assert (tmp_path / "report.html").read_text().count("<svg") == 15
+    # search: a Deployment rolled twice and autoscaled pods; its idle versions retire across the
+    # churn, and the one last called before the window gets a note.
+    assert re.search(r"│ search │ +30 │ retire +│ idle ", first.stdout)
+    assert re.search(r"│ search │ +31 │ retire +│ idle .*│ +7d ago │", first.stdout)
+    assert "note: search:31 retire: last called 7d ago" in first.stdout
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<svg") == 19 and "<th>last call</th>" in page and ">7d ago</td>" in page
     assert f"HTML report: {(tmp_path / 'report.html').resolve()}" in first.stdout
     second = demo()
     assert second.returncode == 0 and "reusing the demo history" in second.stderr

@@ -140,10 +140,19 @@ def test_alerts_on_the_demo(prom: PrometheusClient) -> None:
         ("ranker", "100"),
         ("ranker", "101"),
         ("fraud", "7"),
+        ("search", "30"),  # served across a rolling update and autoscaled pods
+        ("search", "31"),  # last called half a day before the window
     }
     # With 5% tolerated gaps, the ranker versions loaded all week are not trusted (103 is too young).
+    # The alert's coverage is the worst replica's per hour, so search's churn (pods that join or
+    # leave within an hour) can cost it too (it lies close to 95% there), where the report's
+    # fleet-wide coverage stays at 100%.
     strict = alert_expr("ModelVersionTrafficCoverageLow", replace(mixin.DEFAULT, max_gap_ratio=0.05))
-    assert idents(prom.query(strict, END)) == {("ranker", "100"), ("ranker", "101"), ("ranker", "102")}
+    low = idents(prom.query(strict, END))
+    assert {("ranker", "100"), ("ranker", "101"), ("ranker", "102")} <= low
+    assert low - {("ranker", "100"), ("ranker", "101"), ("ranker", "102")} <= {
+        ("search", v) for v in ("30", "31", "32")
+    }
     assert prom.query(alert_expr("ModelVersionTrafficCoverageLow"), END) == []
     not_found = prom.query(alert_expr("ModelVersionCalledWhileUnavailable", reason="not-found"), END)
     assert idents(not_found) == {("resnet", "__other__")} and float(not_found[0]["value"][1]) == 15
@@ -191,7 +200,7 @@ def test_every_dashboard_query_returns_the_scenarios_data(prom: PrometheusClient
 def test_dashboard_variables_list_the_demo(prom: PrometheusClient) -> None:
     for name, (selector, label) in dashboards.variable_selectors().items():
         values = {s["metric"].get(label) for s in prom.query(f"count by ({label}) ({substitute(selector, '')})", END)}
-        expected = {"serving"} if name == dashboards.NAMESPACE_VAR else {"resnet", "bert", "ranker", "fraud"}
+        expected = {"serving"} if name == dashboards.NAMESPACE_VAR else {"resnet", "bert", "ranker", "fraud", "search"}
         assert values == expected, name
 
 

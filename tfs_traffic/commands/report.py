@@ -15,10 +15,15 @@ The first matching check decides:
   keep     only-version               the model's only AVAILABLE version
   keep     latest                     its highest AVAILABLE version (unversioned requests go there)
   keep     label:NAME | label:keep    a version_labels entry in --models-config, or --keep M:V
-  unknown  not-observed-long-enough   it became AVAILABLE inside the window
-  unknown  scrape-gaps                an instance serving it has too many missing samples
+  unknown  not-observed-long-enough   fleet-wide, no target reported it AVAILABLE for too long
+                                      (loaded inside the window, or unloaded everywhere a while)
+  unknown  scrape-gaps                a pod serving it was down (up == 0) for too long
   unknown  no-call-data               no call counter in Prometheus at all (never a retire)
   retire   idle                       none of the above: safe to unload
+
+Pods come and go (rollouts, autoscaling): a version counts as observed at a moment when any pod
+reported it AVAILABLE, and calls are summed over every pod of the window, deleted ones included.
+Each version also gets its last call (looking back --lookback), and a retire called within it a note.
 
 Results go to stdout (or --output), notes to stderr. Exit status: 0 when the report ran (whatever
 it found), 2 for usage errors, 1 when Prometheus could not be queried.
@@ -33,6 +38,7 @@ examples:
   tfs-traffic report --prometheus URL --models-config models.config --emit-config models.new.config
   tfs-traffic report --prometheus URL --keep resnet:3 --min-calls 100 --at 2025-06-30T00:00:00Z
   tfs-traffic report --prometheus URL --window 14d --forecast --forecast-horizon 30d
+  tfs-traffic report --prometheus http://victoria-metrics:8428 --selector 'cluster="eu-1",namespace="ml"'
 """
 
 
@@ -56,6 +62,18 @@ def register(subparsers: Any) -> None:
     what = parser.add_argument_group("what to judge")
     what.add_argument("--window", default="7d", metavar="DURATION", help="look-back window (default: %(default)s)")
     what.add_argument(
+        "--selector",
+        default="",
+        metavar="MATCHERS",
+        help='PromQL label matchers for every series the report reads, e.g. \'cluster="eu-1",namespace="ml"\'',
+    )
+    what.add_argument(
+        "--lookback",
+        default="30d",
+        metavar="DURATION",
+        help="how far back to look for each version's last call (default: %(default)s; at least --window)",
+    )
+    what.add_argument(
         "--at", default="now", metavar="TIME", help="end of the window: RFC 3339 or Unix seconds (default: now)"
     )
     what.add_argument(
@@ -78,7 +96,8 @@ def register(subparsers: Any) -> None:
         type=float,
         default=0.05,
         metavar="R",
-        help="tolerated share of the window with missing samples per instance (default: %(default)s)",
+        help="tolerated share of the window a version may go unobserved fleet-wide, or a pod serving it "
+        "may be down (default: %(default)s)",
     )
     what.add_argument(
         "--forecast",
@@ -111,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from tfs_traffic import modelconfig
     from tfs_traffic.durations import parse_duration, parse_time
     from tfs_traffic.files import read_user_text, write_atomic
+    from tfs_traffic.prometheus import promql
     from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
     from tfs_traffic.report import render
     from tfs_traffic.report import verdicts as rep
@@ -119,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
     if args.emit_config and not args.models_config:
         raise UsageError("--emit-config needs --models-config (the config to rewrite)")
     window = parse_duration(args.window)
+    lookback = parse_duration(args.lookback)
     at = parse_time(args.at)
+    selector = promql.check_matchers(args.selector)
     for flag, value in (("--min-calls", args.min_calls), ("--max-qps", args.max_qps)):
         if value is not None and (math.isnan(value) or value < 0):
             raise UsageError(f"{flag} must be a number >= 0, got {value}")
@@ -154,9 +176,12 @@ def run(args: argparse.Namespace) -> int:
         hourly=args.format == "html",
         forecast=args.forecast,
         forecast_horizon=parse_duration(args.forecast_horizon),
+        selector=selector,
+        lookback=lookback,
     )
     print(
-        f"tfs-traffic: querying {rep.redact_url(access.url)} over {args.window} ending {rep.rfc3339(at)}",
+        f"tfs-traffic: querying {rep.redact_url(access.url)} over {args.window} ending {rep.rfc3339(at)}"
+        + (f" for {{{selector}}}" if selector else ""),
         file=sys.stderr,
     )
     result = rep.run(PrometheusClient(access), options)

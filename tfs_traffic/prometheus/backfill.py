@@ -10,6 +10,10 @@
   (`api="predict"`, `code="OK"`; a series appears at its first call, as prometheus_client does),
   `tfserving_model_version_available` (kept at 0 after an unload) and `tfserving_sidecar_upstream_up`.
 - `up` for each target: 0 while a scrape fails (a gap, or the process is down), else 1.
+- a pod exists over its replica's [from, to) (rollouts, autoscaled pods): its first scrape is the
+  first one at or after `from` (counters start at 0 when it starts, so that scrape may already
+  hold calls), its last the last one before `to`; after that it has no sample and no `up`, as a
+  pod Kubernetes deleted (the calls between its last scrape and `to` are never seen).
 
 Calls are deterministic: a rate's cumulative integral, floored, so tests can state exact counts.
 History is written as OpenMetrics and turned into TSDB blocks with promtool, in chunks aligned to
@@ -102,15 +106,17 @@ class _Cell:
     process_end: float
 
 
-def _lifetimes(start: float, end: float, cuts: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Process lifetimes [begin, end) between restarts given as (at, down) absolute times."""
+def _lifetimes(start: float, stop: float, cuts: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Process lifetimes [begin, end) within a pod's life [start, stop), between restarts given as
+    (at, down) absolute times."""
     out = []
     begin = start
     for at, down in sorted(cuts):
-        if at > begin:
+        if begin < at < stop:
             out.append((begin, at))
         begin = max(begin, at + down)
-    out.append((begin, math.inf))
+    if begin < stop:
+        out.append((begin, stop))
     return out
 
 
@@ -132,24 +138,28 @@ class Fleet:
         }
         self.server_life = {
             r.name: _lifetimes(
-                start, self.end, [(start + x.at, x.down) for x in scenario.restarts if x.replica == r.name]
+                start + r.start,
+                start + r.stop,
+                [(start + x.at, x.down) for x in scenario.restarts if x.replica == r.name],
             )
             for r in scenario.replicas
         }
         self.sidecar_life = {
             r.name: _lifetimes(
-                start,
-                self.end,
+                start + r.start,
+                start + r.stop,
                 [(start + x.at, x.down) for x in scenario.restarts if x.replica == r.name and x.sidecar],
             )
             for r in scenario.replicas
         }
 
     def scheduled(self, replica: Replica, lo: float, hi: float) -> list[tuple[float, bool]]:
-        """Scrape times in [lo, hi) ∩ [start, end], each with whether it fell into a gap (failed)."""
+        """Scrape times in [lo, hi) ∩ [start, end] within the pod's life, each with whether it fell
+        into a gap (failed). A deleted pod leaves service discovery: no scrape, no `up` after it."""
         interval = self.s.scrape_interval
         first = self.start + replica.scrape_offset
-        k = max(0, math.ceil((max(lo, self.start) - first) / interval))
+        k = max(0, math.ceil((max(lo, self.start + replica.start) - first) / interval))
+        hi = min(hi, self.start + replica.stop)
         out = []
         gaps = self.gaps[replica.name]
         t = first + k * interval
@@ -183,7 +193,9 @@ def iter_series(scenario: Scenario, lo: float = -math.inf, hi: float = math.inf)
         if not scheduled:
             continue
         times = [t for t, failed in scheduled if not failed]
-        base = {"namespace": s.namespace, "pod": replica.name}
+        base = {"namespace": s.namespace, "pod": replica.pod_name}
+        if replica.cluster:
+            base["cluster"] = replica.cluster
         p_labels = {**base, "job": PATCHED_JOB, "instance": f"{replica.ip}:{PATCHED_PORT}"}
         s_labels = {**base, "job": SIDECAR_JOB, "instance": f"{replica.ip}:{contract.SIDECAR_PORT}"}
         server_up = [fleet.server_up(replica.name, t) for t in times]

@@ -10,10 +10,13 @@ query, and the report takes the max per version (one request seen by the sidecar
 server counts once).
 """
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from tfs_traffic import contract
 from tfs_traffic.durations import format_duration
+from tfs_traffic.errors import UsageError
 
 BY_VERSION = f"{contract.MODEL}, {contract.VERSION}"
 SOURCE_LABEL = "tfs_source"
@@ -110,13 +113,6 @@ def available(gauge: str) -> str:
     return f"{gauge} == 1"
 
 
-def available_steps(gauge: str, window: float, step: float) -> str:
-    """Per gauge series, at how many of the window's evaluation steps (every `step` seconds,
-    aligned as Prometheus aligns subqueries) the version was AVAILABLE there; missing samples and
-    a gauge at 0 both count as not observed."""
-    return f"count_over_time(({gauge} == 1)[{d(window)}:{d(step)}])"
-
-
 def state_at_window_start(gauge: str, window: float, lookback: float = 86400.0, grace: float = 300.0) -> str:
     """Per gauge series, its last value in [start - lookback, start + grace] (1: AVAILABLE when the
     window started). The grace (Prometheus' default lookback, 5 min) keeps a history whose first
@@ -124,6 +120,142 @@ def state_at_window_start(gauge: str, window: float, lookback: float = 86400.0, 
     if window <= grace:
         return f"last_over_time({gauge}[{d(lookback)}] offset {d(window)})"
     return f"last_over_time({gauge}[{d(lookback + grace)}] offset {d(window - grace)})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fleet-wide observation, scrape gaps and the last call (issue 12): pods come and go.
+#
+# Prometheus evaluates a subquery's inner expression over all its steps at once and counts every
+# selector's full matrix (series x steps) against --query.max-samples, *before* any aggregation.
+# So these expressions aggregate first and compare after (`max by (...) (G) == 1` holds one copy,
+# `max by (...) (G == 1)` two), and the window is cut into `Piece`s whose matrices fit the limit.
+
+HOST_LABEL = "tfs_host"
+PIECE_LABEL = "tfs_piece"
+# Which replica a series comes from: its pod (cluster, namespace, pod) and, for series without a
+# pod label, the instance's host (a pod's server and sidecar targets share the pod's IP).
+REPLICA_LABELS = ("cluster", "namespace", "pod", HOST_LABEL)
+BY_REPLICA = ", ".join(REPLICA_LABELS)
+
+
+def duration(seconds: float) -> str:
+    """A Prometheus duration; milliseconds when `seconds` is not whole."""
+    ms = round(seconds * 1000)
+    return d(ms / 1000) if ms % 1000 == 0 else f"{ms}ms"
+
+
+_MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
+
+
+def check_matchers(text: str) -> str:
+    """`text` as PromQL label matchers (`a="1", b=~"x.*"`, braces optional), normalised; a
+    UsageError naming the problem otherwise, before any query is sent."""
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    body = body.strip().rstrip(",")
+    if not body:
+        return ""
+    if not re.fullmatch(f"{_MATCHER}(?:,{_MATCHER})*", body):
+        raise UsageError(
+            f'--selector expects PromQL label matchers like \'cluster="eu-1",namespace="ml"\', got {text!r}'
+        )
+    return body
+
+
+def select(metric: str, matchers: str = "", *extra: str) -> str:
+    """`metric{matchers,extra...}`: the report's `--selector` and any narrowing of its own."""
+    parts = [p for p in (matchers, *extra) if p]
+    return metric + ("{" + ",".join(parts) + "}" if parts else "")
+
+
+def keyed(expr: str) -> str:
+    """`expr` with `tfs_host` = the host part of `instance` (for `BY_REPLICA`)."""
+    return f'label_replace({expr}, "{HOST_LABEL}", "$1", "instance", "(.*?)(?::[0-9]+)?")'
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One part of a window: a subquery `[span:step] offset offset`."""
+
+    span: float
+    offset: float
+
+    def subquery(self, step: float) -> str:
+        offset = f" offset {duration(self.offset)}" if self.offset > 0 else ""
+        return f"[{duration(self.span)}:{duration(step)}]{offset}"
+
+
+def pieces(at: float, window: float, step: float, steps_per_piece: int) -> list[Piece]:
+    """`[window:step]` at `at` cut into pieces of at most `steps_per_piece` steps that together
+    evaluate exactly the steps the whole subquery would (steps are multiples of `step`). Inner
+    boundaries lie half a step between two steps, so engines that include a range's start
+    (Prometheus 2) and those that do not (VictoriaMetrics, Prometheus 3) count the same steps."""
+    step_ms, at_ms = round(step * 1000), round(at * 1000)
+    last = at_ms // step_ms * step_ms
+    start_ms = round((at - window) * 1000)
+    size = max(1, steps_per_piece) * step_ms
+    out: list[Piece] = []
+    end = at_ms
+    while True:
+        lower = last - (len(out) + 1) * size + step_ms // 2
+        if lower <= start_ms:
+            out.append(Piece((end - start_ms) / 1000, (at_ms - end) / 1000))
+            return out
+        out.append(Piece((end - lower) / 1000, (at_ms - end) / 1000))
+        end = lower
+
+
+def summed(parts: Sequence[str], by: str) -> str:
+    """The sum per `by` of several pieces' results (one piece: itself)."""
+    if len(parts) == 1:
+        return parts[0]
+    tagged = " or ".join(f'label_replace({p}, "{PIECE_LABEL}", "{i}", "", "")' for i, p in enumerate(parts))
+    return f"sum by ({by}) ({tagged})"
+
+
+def maxed(parts: Sequence[str], by: str) -> str:
+    """The max per `by` of several pieces' results (one piece: itself)."""
+    if len(parts) == 1:
+        return parts[0]
+    tagged = " or ".join(f'label_replace({p}, "{PIECE_LABEL}", "{i}", "", "")' for i, p in enumerate(parts))
+    return f"max by ({by}) ({tagged})"
+
+
+def fleet_available(gauges: Mapping[str, str], matchers: str = "") -> str:
+    """1 per version while at least one target, of either source, reports it AVAILABLE."""
+    return f"{max_of_sources({s: f'max by ({BY_VERSION}) ({select(g, matchers)})' for s, g in gauges.items()})} == 1"
+
+
+def in_gap(gauges: Mapping[str, str], matchers: str, lookback: float, up: bool, *narrow: str) -> str:
+    """1 per replica and version while the replica is in a scrape gap for it: none of its targets
+    reports the version, the last report (within `lookback`) said AVAILABLE, and, with `up`, one
+    of its targets was not scraped (`up == 0`). A pod that left service discovery has no `up` at
+    all, so it is not in a gap. Without `up` (data that has none) every such hole is a gap.
+    `narrow`: matchers that keep only the pods that can be in a gap (cost follows them)."""
+    by = f"{BY_REPLICA}, {BY_VERSION}"
+    last = keyed(
+        by_source({s: f"last_over_time({select(g, matchers, *narrow)}[{d(lookback)}])" for s, g in gauges.items()})
+    )
+    reported = keyed(by_source({s: select(g, matchers, *narrow) for s, g in gauges.items()}))
+    hole = f"(max by ({by}) ({last}) == 1 unless on ({by}) group by ({by}) ({reported}))"
+    if not up:
+        return hole
+    down = keyed(f"{select('up', matchers, *narrow)} == 0")
+    return f"({hole} and on ({BY_REPLICA}) group by ({BY_REPLICA}) ({down}))"
+
+
+def called(counter: str, matchers: str = "", step: float = 3600.0) -> str:
+    """Per counter series, at each evaluation: its value went up within the last `step` (or it
+    has calls after a reset, or it was born with calls: no value `step` earlier)."""
+    c = select(counter, matchers)
+    return f"(({c} > 0) unless ({c} == {c} offset {d(step)}))"
+
+
+def last_called(counters: Mapping[str, str], matchers: str = "", step: float = 3600.0) -> str:
+    """Per version, at each evaluation: the evaluation time if some series of either source had a
+    call in the `step` before it."""
+    return f"({max_of_sources({s: called(c, matchers, step) for s, c in counters.items()})} * 0 + time())"
 
 
 def with_source(expr: str, source: str) -> str:

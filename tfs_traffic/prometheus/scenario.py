@@ -10,6 +10,7 @@ Times in a scenario are offsets from the start of the history (`0`, `36h`, `2d6h
 its end (`end`, `end-6d`). Rates are `N/s`, `N/min`, `N/h` or a plain number of calls per second.
 """
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -28,11 +29,24 @@ SHAPES = ("flat", "diurnal")
 
 @dataclass(frozen=True)
 class Replica:
-    """One TF Serving pod: its name (the `pod` label) and where Prometheus scrapes it."""
+    """One TF Serving pod: its name in the scenario, where Prometheus scrapes it, and when it lives.
+
+    `pod` is the `pod` label (default: the name; two clusters may hold pods of the same name),
+    `cluster` an optional `cluster` label. A pod exists over [start, stop) (seconds from the
+    history's start): outside it there is no sample and no `up`, as after Kubernetes deleted it.
+    """
 
     name: str
     ip: str
     scrape_offset: float = 0.0  # seconds after each scrape-interval tick (Prometheus spreads targets)
+    pod: str = ""
+    cluster: str = ""
+    start: float = 0.0
+    stop: float = math.inf
+
+    @property
+    def pod_name(self) -> str:
+        return self.pod or self.name
 
 
 @dataclass(frozen=True)
@@ -195,12 +209,45 @@ class _Reader:
             raise self.fail(path, "must not be negative")
         return per_second
 
-    def names(self, value: Any, path: str, known: Sequence[str]) -> tuple[str, ...]:
+    def names(self, value: Any, path: str, known: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
+        """Replica names; the name of an autoscaled (`daily`) replica stands for all its pods."""
         items = [self.text(v, f"{path}[{i}]") for i, v in enumerate(self.sequence(value, path))]
+        out: list[str] = []
         for i, item in enumerate(items):
             if item not in known:
                 raise self.fail(f"{path}[{i}]", f"unknown replica {item!r} (known: {', '.join(known)})")
-        return tuple(items)
+            out.extend(x for x in known[item] if x not in out)
+        return tuple(out)
+
+
+def _one_pod(r: _Reader, names: Sequence[str], path: str) -> str:
+    if len(names) != 1:
+        raise r.fail(path, f"names {len(names)} pods (an autoscaled replica): name one of {', '.join(names)}")
+    return names[0]
+
+
+REPLICA_FIELDS = ("name", "ip", "scrape_offset", "pod", "cluster", "from", "to", "daily")
+
+
+def _daily(r: _Reader, value: Any, path: str, base: Replica, start: float, length: float) -> list[Replica]:
+    """An autoscaled replica: a new pod every day (UTC) over [FROM, TO) of that day, named
+    `<pod>-<n>` (scenario name `<name>-<n>`) for the n-th day of the history."""
+    span = r.sequence(value, path)
+    if len(span) != 2:
+        raise r.fail(path, "expected [FROM, TO] as times of day, e.g. [10h, 14h]")
+    lo, hi = (r.duration(x, f"{path}[{k}]") if x not in (0, "0") else 0.0 for k, x in enumerate(span))
+    if not 0 <= lo < hi <= 86400:
+        raise r.fail(path, "expected 0 <= FROM < TO <= 24h")
+    out = []
+    day = math.floor(start / 86400) * 86400
+    n = 0
+    while day < start + length:
+        a, b = max(day + lo, start) - start, min(day + hi, start + length) - start
+        if a < b:
+            out.append(dataclasses.replace(base, name=f"{base.name}-{n}", pod=f"{base.pod_name}-{n}", start=a, stop=b))
+        day += 86400
+        n += 1
+    return out
 
 
 SCENARIO_FIELDS = (
@@ -250,23 +297,41 @@ def parse(data: Any, source: str, days: float | None = None, end: float | None =
     namespace = r.text(top.get("namespace", "serving"), "namespace")
 
     replicas: list[Replica] = []
+    replica_names: dict[str, list[str]] = {}  # a name in the scenario -> the replicas it stands for
     for i, item in enumerate(r.sequence(top.get("replicas", ["tfserving-0", "tfserving-1"]), "replicas")):
         path = f"replicas[{i}]"
         if isinstance(item, Mapping):
-            rm = r.mapping(item, path, ("name", "ip", "scrape_offset"))
+            rm = r.mapping(item, path, REPLICA_FIELDS)
             rname = r.text(rm.get("name"), f"{path}.name")
             ip = r.text(rm.get("ip", f"10.0.0.{i + 1}"), f"{path}.ip")
             offset = r.number(rm.get("scrape_offset", 0), f"{path}.scrape_offset")
             if offset >= interval:
                 raise r.fail(f"{path}.scrape_offset", "must be less than scrape_interval")
         else:
-            rname, ip, offset = r.text(item, path), f"10.0.0.{i + 1}", 0.0
-        if any(x.name == rname for x in replicas):
+            rm, rname, ip, offset = {}, r.text(item, path), f"10.0.0.{i + 1}", 0.0
+        if rname in replica_names:
             raise r.fail(path, f"replica {rname!r} is listed twice")
-        replicas.append(Replica(rname, ip, offset))
+        pod = r.text(rm["pod"], f"{path}.pod") if "pod" in rm else rname
+        cluster = r.text(rm["cluster"], f"{path}.cluster") if "cluster" in rm else ""
+        base = Replica(rname, ip, offset, pod, cluster)
+        if "daily" in rm:
+            if "from" in rm or "to" in rm:
+                raise r.fail(f"{path}.daily", "give either daily or from/to")
+            expanded = _daily(r, rm["daily"], f"{path}.daily", base, end - length, length)
+        else:
+            lo = r.time(rm.get("from", 0), f"{path}.from", length)
+            hi = r.time(rm["to"], f"{path}.to", length) if "to" in rm else math.inf
+            if hi <= lo:
+                raise r.fail(f"{path}.to", "must be after from")
+            expanded = [dataclasses.replace(base, start=lo, stop=hi)]
+        replicas.extend(expanded)
+        replica_names[rname] = [x.name for x in expanded]
     if not replicas:
         raise r.fail("replicas", "name at least one replica")
-    replica_names = [x.name for x in replicas]
+    for j, x in enumerate(replicas):
+        for y in replicas[:j]:
+            if (x.cluster, x.pod_name) == (y.cluster, y.pod_name) and x.start < y.stop and y.start < x.stop:
+                raise r.fail("replicas", f"pod {x.pod_name!r} lives twice at once in one cluster ({y.name}, {x.name})")
 
     models: list[Model] = []
     for i, item in enumerate(r.sequence(top.get("models"), "models")):
@@ -291,7 +356,7 @@ def parse(data: Any, source: str, days: float | None = None, end: float | None =
             vreplicas = (
                 r.names(vm["replicas"], f"{vpath}.replicas", replica_names)
                 if "replicas" in vm
-                else tuple(replica_names)
+                else tuple(x.name for x in replicas)
             )
             versions.append(Version(vname, loaded, unloaded, vreplicas))
         if not versions:
@@ -365,7 +430,7 @@ def parse(data: Any, source: str, days: float | None = None, end: float | None =
         path = f"events[{i}]"
         if isinstance(item, Mapping) and "restart" in item:
             em = r.mapping(item, path, ("restart", "at", "down", "sidecar"))
-            [rep] = r.names([em["restart"]], f"{path}.restart", replica_names)
+            rep = _one_pod(r, r.names([em["restart"]], f"{path}.restart", replica_names), f"{path}.restart")
             at = r.time(em.get("at"), f"{path}.at", length)
             down = r.duration(em.get("down", "2m"), f"{path}.down")
             sidecar = em.get("sidecar", False)
@@ -374,7 +439,7 @@ def parse(data: Any, source: str, days: float | None = None, end: float | None =
             restarts.append(Restart(rep, at, down, sidecar))
         elif isinstance(item, Mapping) and "gap" in item:
             em = r.mapping(item, path, ("gap", "from", "to"))
-            [rep] = r.names([em["gap"]], f"{path}.gap", replica_names)
+            rep = _one_pod(r, r.names([em["gap"]], f"{path}.gap", replica_names), f"{path}.gap")
             gstart = r.time(em.get("from"), f"{path}.from", length)
             gstop = r.time(em.get("to"), f"{path}.to", length)
             if gstop <= gstart:
@@ -399,9 +464,27 @@ def parse(data: Any, source: str, days: float | None = None, end: float | None =
     )
 
 
-# The demo fleet: four models, fifteen versions, three replicas (tfserving-2 is a shard of its own
-# for `ranker`), and one of each situation the report must tell apart. The history ends at a fixed
-# time so the demo's TSDB is reused from one run to the next.
+# The demo fleet: five models, nineteen versions, three long-lived replicas (tfserving-2 is a shard
+# of its own for `ranker`), a Deployment rolled twice and autoscaled pods for `search`, and one of
+# each situation the report must tell apart. The history ends at a fixed time so the demo's TSDB is
+# reused from one run to the next.
+SEARCH_PODS: list[dict[str, Any]] = [
+    {"name": "search-0a", "pod": "search-7c9f4-2xkqm", "ip": "10.0.1.1", "to": "end-4d23h55m"},
+    {"name": "search-0b", "pod": "search-7c9f4-8wz5n", "ip": "10.0.1.2", "scrape_offset": 23, "to": "end-4d23h55m"},
+    {"name": "search-1a", "pod": "search-5d8b6-qj7rt", "ip": "10.0.2.1", "from": "end-5d", "to": "end-1d23h55m"},
+    {
+        "name": "search-1b",
+        "pod": "search-5d8b6-lm4vc",
+        "ip": "10.0.2.2",
+        "scrape_offset": 23,
+        "from": "end-5d",
+        "to": "end-1d23h55m",
+    },
+    {"name": "search-2a", "pod": "search-6b4d7-hz9sw", "ip": "10.0.3.1", "from": "end-2d"},
+    {"name": "search-2b", "pod": "search-6b4d7-c3pfd", "ip": "10.0.3.2", "scrape_offset": 23, "from": "end-2d"},
+    {"name": "search-hpa", "pod": "search-hpa", "ip": "10.0.4.1", "scrape_offset": 53, "daily": ["9h", "17h"]},
+]
+SEARCH = [p["name"] for p in SEARCH_PODS]
 DEMO: dict[str, Any] = {
     "name": "demo",
     "seed": 7,
@@ -414,6 +497,9 @@ DEMO: dict[str, Any] = {
         {"name": "tfserving-0", "ip": "10.0.0.1"},
         {"name": "tfserving-1", "ip": "10.0.0.2", "scrape_offset": 17},
         {"name": "tfserving-2", "ip": "10.0.0.3", "scrape_offset": 41},
+        # `search`: a Deployment rolled at end-5d and end-2d (each new pod starts five minutes
+        # before the old one is deleted), plus the pods an autoscaler adds from 09:00 to 17:00.
+        *SEARCH_PODS,
     ],
     "models": [
         {
@@ -441,6 +527,11 @@ DEMO: dict[str, Any] = {
             ],
         },
         {"name": "fraud", "versions": [{"version": 7, "replicas": ["tfserving-0", "tfserving-1"]}]},
+        {
+            "name": "search",
+            "versions": [{"version": v, "replicas": SEARCH} for v in (30, 31, 32)]
+            + [{"version": 33, "loaded": "end-2d", "replicas": SEARCH}],
+        },
     ],
     "traffic": [
         {"model": "resnet", "version": 1, "rate": "1/min", "to": "end-7d2h"},
@@ -452,6 +543,9 @@ DEMO: dict[str, Any] = {
         {"model": "bert", "version": 13, "rate": "8/s", "shape": "diurnal"},
         {"model": "ranker", "version": 102, "rate": "5/s", "shape": "diurnal"},
         {"model": "fraud", "version": 7, "rate": "0.5/s", "to": "end-7d6h"},
+        {"model": "search", "version": 31, "calls": 2, "at": "end-7d12h", "replicas": ["search-0a"]},
+        {"model": "search", "version": 32, "rate": "3/s", "shape": "diurnal"},
+        {"model": "search", "version": 33, "rate": "1/min", "from": "end-2d"},
     ],
     "events": [
         {"restart": "tfserving-1", "at": "end-4d3h"},

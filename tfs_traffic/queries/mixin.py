@@ -194,7 +194,8 @@ def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
 
 def available_minutes_per_hour(config: MixinConfig = DEFAULT) -> str:
     """Per gauge series (every label kept, source tagged), the minutes of the last hour at which it
-    said AVAILABLE: the report's per-replica coverage (`promql.available_steps`) in hourly pieces."""
+    said AVAILABLE: per-replica coverage in hourly pieces (the report's coverage is fleet-wide now and
+    does not read it)."""
     m = config.matchers()
     return promql.by_source({s: f"count_over_time(({g}{m} == 1)[1h:1m])" for s, g in promql.AVAILABLE_SOURCES.items()})
 
@@ -250,25 +251,27 @@ def window_coverage(window: str, config: MixinConfig = DEFAULT, *, recorded: boo
     return f"clamp_max(sum_over_time(\n{_indent(coverage_per_hour(config))}[{window}:1h]\n) / {_hours(window)}, 1)"
 
 
-def report_queries(window: float, step: float) -> dict[str, str]:
+def report_queries(window: float, lookback: float = 0.0) -> dict[str, str]:
     """The report's costly long-window queries (`report.Queries` fields) over the hourly series.
 
     Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
-    ("rules"), coverage per gauge series. The calls are already counted, so they are handed to the
-    report's `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is
-    the max). Coverage is scaled from minutes to the report's `step`, so the report divides it by
-    its expected step count as it does for the raw query; it can miss the last hour (the hourly
-    group has not run for it yet) and include the hour before the window, so a version loaded a day
-    ago looks up to an hour younger: the safe side (`unknown` sooner than `retire`).
+    ("rules"). The calls are already counted, so they are handed to the report's
+    `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is the
+    max). The last call is the end of the last hour with recorded calls within `lookback` (as far
+    back as the rules were recorded or backfilled).
     """
     w = format_duration(window)
     by = promql.BY_VERSION
     calls = promql.with_source(f"sum by ({by}) ({window_calls(w)})", "rules")
+    since = format_duration(max(window, lookback))
+    # The end of each hour with recorded calls (evaluation times are not aligned to the hour, so
+    # each 1h step looks back an hour for the sample that covers it).
+    last_call = f"(max by ({by}) (last_over_time({CALLS_1H}[1h]) > 0) * 0 + time())"
     return {
+        "last_call": f"max_over_time({last_call}[{since}:1h])",
         "calls": f'label_replace({calls}, "{promql.INPUT_LABEL}", "max", "", "")',
         "qps": promql.with_source(f"max by ({by}) ({window_max_hourly_qps(w)})", "rules"),
         "hourly": promql.with_source(f"sum by ({by}) (last_over_time({CALLS_1H}[1h]))", "rules"),
-        "coverage": f"sum_over_time({AVAILABLE_MINUTES_1H}[{w}]) * {60 / step:g}",
     }
 
 

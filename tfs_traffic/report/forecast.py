@@ -67,21 +67,24 @@ def forecast_idle(daily_totals: Sequence[tuple[float, float]]) -> Forecast | Non
     return Forecast(slope_per_day=slope * DAY, idle_at=idle_at, tau=tau, points=len(points))
 
 
-def daily_totals_query() -> str:
+def daily_totals_query(selector: str = "") -> str:
     """Calls per version in the day ending at each evaluation time; sources combined with max."""
     from tfs_traffic.prometheus import promql
 
     return promql.max_of_sources(
-        {s: f"sum by ({promql.BY_VERSION}) (increase({m}[1d]))" for s, m in promql.CALL_SOURCES.items()}
+        {
+            s: f"sum by ({promql.BY_VERSION}) (increase({promql.select(m, selector)}[1d]))"
+            for s, m in promql.CALL_SOURCES.items()
+        }
     )
 
 
 def daily_totals(
-    client: "PrometheusClient", at: float, window: float
+    client: "PrometheusClient", at: float, window: float, selector: str = ""
 ) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """(model, version) -> [(end of day, calls that day)] for the whole days inside the window."""
     days = max(1, int(window // DAY))
-    result = client.query_range(daily_totals_query(), at - (days - 1) * DAY, at, DAY)
+    result = client.query_range(daily_totals_query(selector), at - (days - 1) * DAY, at, DAY)
     out: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for series in result:
         key = (series["metric"].get("model_name", ""), series["metric"].get("model_version", ""))

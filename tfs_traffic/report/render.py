@@ -7,10 +7,21 @@ import json
 from collections.abc import Sequence
 
 from tfs_traffic.durations import format_duration, rfc3339
-from tfs_traffic.report.verdicts import Report, VersionReport, display_calls, display_coverage, redact_url
+from tfs_traffic.report.verdicts import Report, VersionReport, ago, display_calls, display_coverage, redact_url
 
 FORMATS = ("table", "json", "csv", "markdown", "html")
-COLUMNS = ("model_name", "model_version", "verdict", "reason", "calls", "max_hourly_qps", "coverage", "labels")
+COLUMNS = (
+    "model_name",
+    "model_version",
+    "verdict",
+    "reason",
+    "calls",
+    "max_hourly_qps",
+    "coverage",
+    "labels",
+    "last_call_at",
+    "note",
+)
 
 
 def _qps(value: float | None) -> str:
@@ -28,6 +39,18 @@ def _calls(value: float | None) -> str:
 
 def _coverage(value: float) -> str:
     return f"{display_coverage(value) * 100:.1f}%"
+
+
+def _last_call(report: Report, v: VersionReport) -> str:
+    """ "9d ago", or "none in 30d" when no call was seen within the lookback."""
+    if v.last_call_at is None:
+        return f"none in {format_duration(max(report.options.lookback, report.window_seconds))}"
+    return ago(report.evaluated_at, v.last_call_at)
+
+
+def notes(report: Report) -> list[str]:
+    """One line per version with a note (a retire called within the lookback)."""
+    return [f"note: {v.model_name}:{v.model_version} {v.verdict}: {v.note}" for v in report.versions if v.note]
 
 
 def _idle_by(v: VersionReport) -> str:
@@ -60,11 +83,11 @@ def render_table(report: Report, width: int | None = None, color: bool | None = 
     from rich.console import Console
     from rich.table import Table
 
-    caption = "\n".join(filter(None, (summary(report), forecast_line(report))))
+    caption = "\n".join(filter(None, (summary(report), forecast_line(report), *notes(report))))
     table = Table(title=None, caption=caption, show_lines=False, header_style="bold")
     forecast = report.options.forecast
     columns = [("MODEL", "left"), ("VERSION", "right"), ("VERDICT", "left"), ("REASON", "left")]
-    columns += [("CALLS", "right"), ("MAX QPS", "right"), ("COVERAGE", "right")]
+    columns += [("CALLS", "right"), ("MAX QPS", "right"), ("COVERAGE", "right"), ("LAST CALL", "right")]
     for name, justify in columns + ([("IDLE BY", "right")] if forecast else []):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     styles = {"keep": "green", "retire": "bold red", "unknown": "yellow"}
@@ -77,6 +100,7 @@ def render_table(report: Report, width: int | None = None, color: bool | None = 
             _calls(v.calls),
             _qps(v.max_hourly_qps),
             _coverage(v.coverage),
+            _last_call(report, v),
             *([_idle_by(v)] if forecast else []),
         )
     buffer = io.StringIO()
@@ -101,6 +125,8 @@ def _row(v: VersionReport) -> list[str]:
         qps,
         f"{display_coverage(v.coverage):.4f}",
         " ".join(v.labels),
+        "" if v.last_call_at is None else rfc3339(v.last_call_at),
+        v.note or "",
     ]
 
 
@@ -123,16 +149,18 @@ def render_markdown(report: Report) -> str:
     lines = [
         f"**tfs-traffic report** — {summary(report)}, Prometheus {redact_url(report.prometheus)}",
         "",
-        "| model | version | verdict | reason | calls | max hourly QPS | coverage |",
-        "|---|---:|---|---|---:|---:|---:|",
+        "| model | version | verdict | reason | calls | max hourly QPS | coverage | last call |",
+        "|---|---:|---|---|---:|---:|---:|---:|",
     ]
     for v in report.versions:
         lines.append(
             f"| {_md(v.model_name)} | {_md(v.model_version)} | **{v.verdict}** | {_md(v.reason)} | "
-            f"{_calls(v.calls)} | {_qps(v.max_hourly_qps)} | {_coverage(v.coverage)} |"
+            f"{_calls(v.calls)} | {_qps(v.max_hourly_qps)} | {_coverage(v.coverage)} | {_last_call(report, v)} |"
         )
     if report.options.forecast:
         lines += ["", forecast_line(report)]
+    if notes(report):
+        lines += ["", *(f"- {_md(line)}" for line in notes(report))]
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +192,7 @@ th,td{padding:.35rem .7rem;border-bottom:1px solid #e3e6ec;text-align:left}
 th{background:#f5f6f8;font-weight:600} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .keep{color:#1a7f37}.retire{color:#cf222e;font-weight:700}.unknown{color:#9a6700}
 .spark{color:#3b6fd8;vertical-align:middle} tr.row-retire td{background:#fff6f6} tr.row-retire .spark{color:#cf222e}
-ul.legend{color:#5b6475;font-size:.88rem}
+ul.legend{color:#5b6475;font-size:.88rem} ul.notes{color:#9a6700}
 """
 
 
@@ -179,8 +207,11 @@ def render_html(report: Report) -> str:
             f'<td class="num">{html.escape(v.model_version)}</td>'
             f'<td class="{v.verdict}">{v.verdict}</td><td>{html.escape(v.reason)}</td>'
             f'<td class="num">{_calls(v.calls)}</td><td class="num">{_qps(v.max_hourly_qps)}</td>'
-            f'<td class="num">{_coverage(v.coverage)}</td><td>{spark}</td></tr>'
+            f'<td class="num">{_coverage(v.coverage)}</td>'
+            f'<td class="num" title="{html.escape(rfc3339(v.last_call_at) if v.last_call_at else "")}">'
+            f"{html.escape(_last_call(report, v))}</td><td>{spark}</td></tr>"
         )
+    note_items = "".join(f"<li>{html.escape(line)}</li>" for line in notes(report))
     title = f"tfs-traffic retirement report — {rfc3339(report.evaluated_at)}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -193,15 +224,19 @@ def render_html(report: Report) -> str:
 · Prometheus {html.escape(redact_url(report.prometheus))}</p>
 <table>
 <thead><tr><th>model</th><th>version</th><th>verdict</th><th>reason</th><th>calls</th><th>max hourly QPS</th>
-<th>coverage</th><th>hourly calls</th></tr></thead>
+<th>coverage</th><th>last call</th><th>hourly calls</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
 {f"<p>{html.escape(forecast_line(report))}</p>" if report.options.forecast else ""}
+{f'<ul class="notes">{note_items}</ul>' if note_items else ""}
 <ul class="legend">
 <li><b>retire</b> idle: no calls in the window, observed all along, not pinned, not the latest — safe to unload.</li>
 <li><b>keep</b>: traffic, the only or latest version, or pinned by a version label / --keep.</li>
-<li><b>unknown</b>: not observed for the whole window or too many missing samples — wait, do not unload yet.</li>
+<li><b>unknown</b>: not observed (on any pod) for the whole window, or a pod serving it was down too long — wait,
+do not unload yet.</li>
+<li><b>last call</b>: the last hour with a call, looking back beyond the window; a retire called within it
+has a note.</li>
 </ul>
 </body></html>
 """
