@@ -157,8 +157,8 @@ class Supervisor:
         if options.listen_grpc:
             host, port = parse_addr(options.listen_grpc, "--listen-grpc")
             port = _claim_port(host, port, "--listen-grpc")
-            listen_grpc = _join(host, port)
-            described.append(f"gRPC {listen_grpc} -> {options.upstream_grpc}")
+            listen_grpc = (host, port)
+            described.append(f"gRPC {_join(host, port)} -> {options.upstream_grpc}")
         if options.listen_rest:
             host, port = parse_addr(options.listen_rest, "--listen-rest")
             port = _claim_port(host, port, "--listen-rest")
@@ -170,8 +170,8 @@ class Supervisor:
                 parent_pid=multiprocessing.current_process().pid or 0,
                 multiproc_dir=str(self.workdir / "metrics"),
                 view_path=view_path,
-                upstream_grpc=options.upstream_grpc,
-                upstream_rest=options.upstream_rest,
+                upstream_grpc=parse_addr(options.upstream_grpc, "--upstream-grpc"),
+                upstream_rest=parse_addr(options.upstream_rest, "--upstream-rest") if options.upstream_rest else None,
                 listen_grpc=listen_grpc,
                 listen_rest=listen_rest,
                 reuse_port=options.workers > 1,

@@ -118,3 +118,10 @@ class View:
         if label is not None:
             return model.labels.get(label)
         return model.latest
+
+
+class ViewHolder:
+    """A worker's current View, replaced whenever the supervisor publishes a new one."""
+
+    def __init__(self, view: View | None = None) -> None:
+        self.view = view or View()

@@ -32,8 +32,8 @@ STATE_AVAILABLE = 30
 STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
 
 
-class _Malformed(Exception):
-    """Internal: the bytes are not a well-formed message."""
+class Malformed(Exception):
+    """The bytes are not a well-formed message (raised inside this module and `protoscan`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     shift = 0
     while True:
         if pos >= end or shift >= 70:
-            raise _Malformed
+            raise Malformed
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -83,10 +83,10 @@ def _tag(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     """(field number, wire type, next position); rejects what protobuf rejects."""
     key, pos = _varint(buf, pos, end)
     if key > 0xFFFFFFFF:
-        raise _Malformed
+        raise Malformed
     number, wire_type = key >> 3, key & 7
     if number == 0 or wire_type > 5:
-        raise _Malformed
+        raise Malformed
     return number, wire_type, pos
 
 
@@ -97,7 +97,7 @@ def _skip(buf: bytes, pos: int, end: int, number: int, wire_type: int) -> int:
     if wire_type == _LEN:
         length, pos = _varint(buf, pos, end)
         if length > end - pos:
-            raise _Malformed
+            raise Malformed
         return pos + length
     if wire_type == _I64:
         pos += 8
@@ -106,9 +106,9 @@ def _skip(buf: bytes, pos: int, end: int, number: int, wire_type: int) -> int:
     elif wire_type == _SGROUP:
         return _skip_group(buf, pos, end, number)
     else:  # an end-group tag outside of its group
-        raise _Malformed
+        raise Malformed
     if pos > end:
-        raise _Malformed
+        raise Malformed
     return pos
 
 
@@ -117,11 +117,11 @@ def _skip_group(buf: bytes, pos: int, end: int, number: int) -> int:
     open_groups = [number]
     while open_groups:
         if len(open_groups) > _MAX_DEPTH:
-            raise _Malformed
+            raise Malformed
         field, wire_type, pos = _tag(buf, pos, end)
         if wire_type == _EGROUP:
             if field != open_groups.pop():
-                raise _Malformed
+                raise Malformed
         elif wire_type == _SGROUP:
             open_groups.append(field)
         else:
@@ -133,7 +133,7 @@ def _length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """(start, end) of a length-delimited value at `pos`."""
     length, pos = _varint(buf, pos, end)
     if length > end - pos:
-        raise _Malformed
+        raise Malformed
     return pos, pos + length
 
 
@@ -141,7 +141,7 @@ def _string(buf: bytes, start: int, stop: int) -> str:
     try:
         return buf[start:stop].decode("utf-8")
     except UnicodeDecodeError:
-        raise _Malformed from None
+        raise Malformed from None
 
 
 def _int64(value: int) -> int:
@@ -153,7 +153,7 @@ def _int32(value: int) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-class _SpecBuilder:
+class SpecBuilder:
     """Accumulates every occurrence of a ModelSpec field, merging as protobuf does."""
 
     __slots__ = ("label", "name", "signature", "version", "which")
@@ -205,7 +205,7 @@ class _SpecBuilder:
 
 def _message_spec(buf: bytes, pos: int, end: int, spec_field: int) -> ModelSpec:
     """The merged ModelSpec at `spec_field` of the message in buf[pos:end]; other fields skipped."""
-    builder = _SpecBuilder()
+    builder = SpecBuilder()
     while pos < end:
         number, wire_type, pos = _tag(buf, pos, end)
         if number == spec_field and wire_type == _LEN:
@@ -216,8 +216,11 @@ def _message_spec(buf: bytes, pos: int, end: int, spec_field: int) -> ModelSpec:
     return builder.build()
 
 
-def _repeated_specs(buf: bytes, outer_field: int, spec_field: int) -> list[ModelSpec]:
-    """The ModelSpec of each element of a repeated message field (MultiInference tasks/results)."""
+def repeated_specs(buf: bytes, outer_field: int, spec_field: int) -> list[ModelSpec]:
+    """The ModelSpec of each element of a repeated message field (MultiInference tasks/results).
+
+    Raises `Malformed` (or IndexError) for bytes that are not a well-formed message.
+    """
     out = []
     pos, end = 0, len(buf)
     while pos < end:
@@ -239,7 +242,7 @@ def model_spec(data: bytes, field: int = 1) -> ModelSpec | None:
     """
     try:
         return _message_spec(data, 0, len(data), field)
-    except (_Malformed, IndexError):
+    except (Malformed, IndexError):
         return None
 
 
@@ -256,16 +259,16 @@ def response_spec(data: bytes) -> ModelSpec | None:
 def multi_inference_request_specs(data: bytes) -> list[ModelSpec] | None:
     """The `model_spec` of each task of a MultiInferenceRequest; None if not a valid message."""
     try:
-        return _repeated_specs(data, 1, 1)
-    except (_Malformed, IndexError):
+        return repeated_specs(data, 1, 1)
+    except (Malformed, IndexError):
         return None
 
 
 def multi_inference_response_specs(data: bytes) -> list[ModelSpec] | None:
     """The `model_spec` of each result of a MultiInferenceResponse; None if not a valid message."""
     try:
-        return _repeated_specs(data, 1, 1)
-    except (_Malformed, IndexError):
+        return repeated_specs(data, 1, 1)
+    except (Malformed, IndexError):
         return None
 
 
@@ -310,7 +313,7 @@ def model_status(data: bytes) -> list[VersionStatus] | None:
             else:
                 pos = _skip(data, pos, end, number, wire_type)
         return out
-    except (_Malformed, IndexError):
+    except (Malformed, IndexError):
         return None
 
 
