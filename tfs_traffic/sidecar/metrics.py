@@ -45,7 +45,7 @@ def scrape_registry() -> Any:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        class Collector(multiprocess.MultiProcessCollector):  # type: ignore[misc]
+        class Collector(multiprocess.MultiProcessCollector):
             """Skips a file that a worker is creating at this very moment (still empty)."""
 
             def collect(self) -> Any:
