@@ -121,6 +121,7 @@ class _Direction:
             buf = self._buf
             if state == _HEAD:
                 if not buf:  # the usual case: the whole head in this piece, read in place
+                    self._first_byte(data[pos])
                     stop = _head_end(data, pos)
                     if stop >= 0:
                         head = data[pos:stop]
@@ -169,6 +170,13 @@ class _Direction:
 
     def _head(self, head: bytes) -> None:
         raise NotImplementedError
+
+    def _first_byte(self, byte: int) -> None:
+        """Fail early on what cannot begin a message, instead of buffering it as a head."""
+        if not (0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A or byte in b"\r\n"):
+            if byte == 0x16:
+                raise ParseError("TLS: the client started a TLS handshake, which the relay cannot read")
+            raise ParseError("not an HTTP/1.x message")
 
     def _message_done(self) -> None:
         self._state = _HEAD

@@ -13,9 +13,9 @@ SETTINGS_HEADER_TABLE_SIZE as the peers negotiate it: the setting a *server* sen
 table that decodes the *client's* blocks (the server is that decoder), and takes hold when the
 client acknowledges it; the client's setting likewise bounds the decoder of the server's blocks.
 The size itself changes only through the table size updates the encoder puts in its blocks, which
-hpack's decoder applies. Blocks made only of indexed fields do not change the table, so their
-decoded form is cached until the next block that may (the common steady state of a connection:
-the same request and trailer headers on every call).
+hpack's decoder applies. Blocks that cannot change the table (`table_neutral`) have their decoded
+form cached until the next block that may: the steady state of a connection repeats the same
+request, response and trailer blocks on every call, so after the first calls decoding is a lookup.
 
 Anything that is not HTTP/2 raises `ParseError`; the relay then stops reading that connection.
 """
@@ -71,19 +71,58 @@ class Observer(Protocol):
         """With `frame_hook`: each frame this reader reads, and each DATA frame's header (payload None)."""
 
 
-def _only_indexed(block: bytes) -> bool:
-    """True if every field of the block is an indexed field (which leaves the table unchanged)."""
-    i, n = 0, len(block)
-    while i < n:
-        byte = block[i]
-        if byte < 0x80 or byte == 0x80:
-            return False
-        i += 1
-        if byte == 0xFF:
-            while i < n and block[i] >= 0x80:
-                i += 1
+def _skip_integer(block: bytes, i: int, mask: int) -> int:
+    """The offset after an HPACK integer with a prefix of `mask` bits at block[i]."""
+    value = block[i] & mask
+    i += 1
+    if value == mask:
+        while block[i] >= 0x80:
             i += 1
-    return i == n
+        i += 1
+    return i
+
+
+def _skip_string(block: bytes, i: int) -> int:
+    """The offset after an HPACK string literal at block[i]."""
+    length = block[i] & 0x7F
+    i += 1
+    if length == 0x7F:
+        shift = 0
+        while True:
+            byte = block[i]
+            i += 1
+            length += (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+    return i + length
+
+
+def table_neutral(block: bytes) -> bool:
+    """True if decoding the block cannot change the dynamic table.
+
+    That is a block of indexed fields and literals without indexing or never indexed only: no
+    literal with incremental indexing, no table size update. Decoding such a block twice with
+    the same table gives the same fields, so its decoded form can be reused until a block that
+    is not neutral comes (or the allowed table size changes).
+    """
+    try:
+        i, n = 0, len(block)
+        while i < n:
+            byte = block[i]
+            if byte >= 0x80:
+                i = _skip_integer(block, i, 0x7F)
+            elif byte < 0x20:
+                named = byte & 0x0F
+                i = _skip_integer(block, i, 0x0F)
+                if not named:
+                    i = _skip_string(block, i)
+                i = _skip_string(block, i)
+            else:
+                return False
+        return i == n
+    except IndexError:
+        return False
 
 
 class HeaderDecoder:
@@ -113,7 +152,7 @@ class HeaderDecoder:
             fields: Fields = self._decoder.decode(block, raw=True)  # type: ignore[assignment]
         except Exception as e:  # hpack's errors, and whatever a hostile block provokes in it
             raise ParseError(f"HPACK: {type(e).__name__}: {e}") from None
-        if _only_indexed(block):
+        if table_neutral(block):
             if len(self._cache) >= _CACHE_ENTRIES:
                 self._cache.clear()
             self._cache[block] = fields

@@ -137,6 +137,8 @@ class Supervisor:
             signal.signal(sig, lambda *_: self.stop.set())
         try:
             poller.poll()
+            if not poller.up:
+                self._say_if_tls()
             described = [f"metrics http://{_join(host, metrics_port)}/metrics"]
             if proxying:
                 assert view_path is not None
@@ -148,6 +150,19 @@ class Supervisor:
             poller.close()
             httpd.shutdown()
         return 0
+
+    def _say_if_tls(self) -> None:
+        """One line when the upstream's gRPC port speaks TLS: then nothing can be counted or polled."""
+        from tfs_traffic.sidecar import tls
+
+        host, port = parse_addr(self.options.upstream_grpc, "--upstream-grpc")
+        if tls.speaks_tls(host, port):
+            log.warning(
+                "upstream gRPC %s speaks TLS (TF Serving's --ssl_config_file): the relay forwards TLS "
+                "connections but cannot read them, so their calls are not counted, and the status poller "
+                "speaks plaintext gRPC only",
+                self.options.upstream_grpc,
+            )
 
     def _start_workers(self, view_path: str) -> list[str]:
         options = self.options
