@@ -6,6 +6,7 @@ TLS ClientHello (made by Python's own TLS stack, never completed) and looks at t
 the answer: a TLS handshake record means TLS; a plaintext HTTP/2 server answers otherwise or closes.
 """
 
+import contextlib
 import socket
 import ssl
 
@@ -16,10 +17,8 @@ def client_hello() -> bytes:
     context.verify_mode = ssl.CERT_NONE
     outgoing = ssl.MemoryBIO()
     tls = context.wrap_bio(ssl.MemoryBIO(), outgoing)
-    try:
+    with contextlib.suppress(ssl.SSLWantReadError):
         tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
     return outgoing.read()
 
 
