@@ -93,12 +93,27 @@ class RawClient:
         self.closed = False
         self.goaway: tuple[int, int] | None = None
         self._pending_tables: list[int | None] = []
+        self.window = 65535  # what the server lets us send: the connection's window ...
+        self.initial_window = 65535
+        self.stream_windows: dict[int, int] = {}  # ... and each stream's
         values = {INITIAL_WINDOW_SIZE: 1 << 24, **(local_settings or {})}
         self._pending_tables.append(values.get(HEADER_TABLE_SIZE))
         self.sock.sendall(PREFACE + settings(values) + frame(WINDOW_UPDATE, 0, 0, (1 << 24).to_bytes(4, "big")))
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def send_data(self, stream: int, data: bytes, size: int = 16384) -> None:
+        """DATA frames carrying `data` (END_STREAM on the last), within the server's flow-control windows."""
+        chunks = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+        for i, chunk in enumerate(chunks):
+            while min(self.window, self.stream_windows.setdefault(stream, self.initial_window)) < len(chunk):
+                self._read_frame()
+                if self.closed:
+                    return
+            self.window -= len(chunk)
+            self.stream_windows[stream] -= len(chunk)
+            self.send(frame(DATA, END_STREAM if i == len(chunks) - 1 else 0, stream, chunk))
 
     def block(self, headers: list[tuple[str, str]], huffman: bool = True) -> bytes:
         return bytes(self.encoder.encode(headers, huffman=huffman))
@@ -157,9 +172,19 @@ class RawClient:
                     key, value = struct.unpack_from(">HL", payload, i)
                     if key == HEADER_TABLE_SIZE:
                         self.encoder.header_table_size = min(value, 4096)
+                    elif key == INITIAL_WINDOW_SIZE:
+                        for s in self.stream_windows:
+                            self.stream_windows[s] += value - self.initial_window
+                        self.initial_window = value
                 self.send(settings(ack=True))
         elif kind == PING and not flags & ACK:
             self.send(frame(PING, ACK, 0, payload))
+        elif kind == WINDOW_UPDATE:
+            increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+            if stream:
+                self.stream_windows[stream] = self.stream_windows.get(stream, self.initial_window) + increment
+            else:
+                self.window += increment
         elif kind == GOAWAY:
             self.goaway = struct.unpack_from(">LL", payload)
         elif kind == RST_STREAM:
