@@ -97,7 +97,7 @@ def test_continuation_padding_priority_and_hpack_table_changes(stack: tuple[Sim,
 
 
 def test_a_response_spec_in_a_later_data_frame_than_its_first_byte(stack: tuple[Sim, Sidecar]) -> None:
-    sim, sidecar = stack
+    _, sidecar = stack
     before = sidecar.calls(code="OK")
     client = RawClient("127.0.0.1", sidecar.grpc_port)
     try:
