@@ -6,7 +6,7 @@ together with bench/cpp/record_call_bench.cc; all three variants run in the same
 
 from pathlib import Path
 
-from tfs_traffic import patchunit
+from tfs_traffic.patches import unit
 
 ROOT = Path(__file__).resolve().parents[1]
 ITERATIONS = 2_000_000
@@ -14,13 +14,13 @@ REPEATS = 5
 
 
 def measure(model: str) -> dict[str, float]:
-    binary = patchunit.build(
+    binary = unit.build(
         ROOT / "patches" / "2.20.0",
         ROOT / "bench" / "cpp" / "record_call_bench.cc",
         ROOT / "out" / "cpp-cache",
         name="record_call_bench",
     )
-    output = patchunit.run(binary, args=[str(ITERATIONS), str(REPEATS), model])
+    output = unit.run(binary, args=[str(ITERATIONS), str(REPEATS), model])
     return {name: float(value) for name, value in (line.split() for line in output.splitlines())}
 
 

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tfs_traffic import backfill, scenario
-from tfs_traffic import report as rep
-from tfs_traffic.localprom import LocalPrometheus
-from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus import backfill, scenario
+from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.local import LocalPrometheus
+from tfs_traffic.report import verdicts as rep
 
 MODELS, VERSIONS, DAYS = 200, 10, 30
 CHUNK = 18 * 3600  # a promtool block range: one block per chunk, none overlapping

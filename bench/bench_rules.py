@@ -21,12 +21,13 @@ from pathlib import Path
 import requests
 
 from bench.bench_report import CHUNK, fleet, timed
-from tfs_traffic import backfill, mixin, scenario
-from tfs_traffic import report as rep
-from tfs_traffic.localprom import LocalPrometheus
-from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
-from tfs_traffic.render_queries import rule_file_text
-from tfs_traffic.rule_history import RuleRange, backfill_rules
+from tfs_traffic.prometheus import backfill, scenario
+from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.local import LocalPrometheus
+from tfs_traffic.queries import mixin
+from tfs_traffic.queries.history import RuleRange, backfill_rules
+from tfs_traffic.queries.render import rule_file_text
+from tfs_traffic.report import verdicts as rep
 
 MODELS = int(os.environ.get("BENCH_MODELS", "200"))
 VERSIONS = int(os.environ.get("BENCH_VERSIONS", "10"))

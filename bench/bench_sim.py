@@ -97,9 +97,9 @@ def main() -> None:
     if not (shutil.which("h2load") and shutil.which("wrk")):
         print("skipped: h2load and wrk are needed (Debian nghttp2-client, wrk)")
         return
-    from tfs_traffic import simprotos
+    from tfs_traffic.sim import protos as sim_protos
 
-    protos = simprotos.load()
+    protos = sim_protos.load()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "m" / "1").mkdir(parents=True)

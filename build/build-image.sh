@@ -6,7 +6,7 @@
 #
 # The pipeline itself (tool checks, fetch into build/cache/, patches/<version>, bazel through
 # tools/run_in_docker.sh under a pseudo-terminal, the image through the Docker API) is Python:
-# tfs_traffic/build.py, with one-line errors and tests. This wrapper only maps variables, so it
+# tfs_traffic/image/build.py, with one-line errors and tests. This wrapper only maps variables, so it
 # uses nothing but bash builtins (it must be able to say "docker not found" on a bare host).
 set -euo pipefail
 cd "${BASH_SOURCE[0]%/*}/.."

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tfs_traffic.localprom import LocalPrometheus, Series, backfilled_prometheus
+from tfs_traffic.prometheus.local import LocalPrometheus, Series, backfilled_prometheus
 
 PrometheusFactory = Callable[..., LocalPrometheus]
 

@@ -5,11 +5,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tfs_traffic import backfill, scenario
-from tfs_traffic import report as rep
 from tfs_traffic.durations import parse_time
-from tfs_traffic.localprom import LocalPrometheus
-from tfs_traffic.promapi import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus import backfill, scenario
+from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.local import LocalPrometheus
+from tfs_traffic.report import verdicts as rep
 
 END = "2025-03-10T00:00:00Z"
 END_TS = parse_time(END)

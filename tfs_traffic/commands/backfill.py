@@ -44,9 +44,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfs_traffic import backfill, scenario
     from tfs_traffic.durations import parse_time, rfc3339
     from tfs_traffic.errors import UsageError
+    from tfs_traffic.prometheus import backfill, scenario
 
     if args.days is not None and not args.days > 0:
         raise UsageError(f"--days must be positive, got {args.days:g}")

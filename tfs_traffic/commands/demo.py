@@ -29,9 +29,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from tfs_traffic import backfill, cli, scenario
+    from tfs_traffic import cli
     from tfs_traffic.durations import rfc3339
-    from tfs_traffic.localprom import LocalPrometheus
+    from tfs_traffic.prometheus import backfill, scenario
+    from tfs_traffic.prometheus.local import LocalPrometheus
 
     started = time.perf_counter()
     out = Path(args.out)

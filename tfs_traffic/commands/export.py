@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from tfs_traffic.promapi import add_access_arguments
+from tfs_traffic.prometheus.api import add_access_arguments
 
 DESCRIPTION = """\
 Export per-version traffic history from Prometheus as a dataset: one row per
@@ -25,7 +25,7 @@ examples:
   tfs-traffic export --prometheus URL --model resnet --step 1h --format csv > resnet.csv
 
 In a notebook:
-  from tfs_traffic.export import export_dataframe
+  from tfs_traffic.report.export import export_dataframe
   frame = export_dataframe("http://prometheus:9090", window="30d", step="5m")
 """
 
@@ -54,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tfs_traffic.durations import parse_duration, parse_time
     from tfs_traffic.errors import UsageError
-    from tfs_traffic.export import fetch_rows, write_rows
-    from tfs_traffic.promapi import PrometheusClient, access_from_args
+    from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
+    from tfs_traffic.report.export import fetch_rows, write_rows
 
     window, step = parse_duration(args.window), parse_duration(args.step)
     if step > window:

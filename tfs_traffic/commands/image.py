@@ -176,43 +176,43 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from tfs_traffic import image
     from tfs_traffic.errors import UsageError
+    from tfs_traffic.image import pack
 
     if args.sidecar:
         if args.binary or args.tf_serving_version or args.patch_series or args.ca_bundle:
             raise UsageError("--sidecar takes no --binary, --tf-serving-version, --patch-series or --ca-bundle")
-        result = image.build_sidecar_image(
+        result = pack.build_sidecar_image(
             args.tag, args.source, base=args.base, wheels=args.wheels, push_image=args.push
         )
     else:
         if args.wheels or args.source != Path("."):
             raise UsageError("--source and --wheels go with --sidecar")
-        spec = image.ServerImageSpec(
-            base=args.base or image.DEFAULT_BASE,
+        spec = pack.ServerImageSpec(
+            base=args.base or pack.DEFAULT_BASE,
             tf_serving_version=args.tf_serving_version,
-            patches_sha256=image.patch_series_sha256(args.patch_series) if args.patch_series else None,
+            patches_sha256=pack.patch_series_sha256(args.patch_series) if args.patch_series else None,
             ca_certificates=args.ca_certificates,
             ca_bundle=args.ca_bundle,
         )
-        result = image.build_server_image(args.binary, args.tag, spec, push_image=args.push)
-    image.print_result(result)
+        result = pack.build_server_image(args.binary, args.tag, spec, push_image=args.push)
+    pack.print_result(result)
     return 0
 
 
 def run_sidecar_context(args: argparse.Namespace) -> int:
-    from tfs_traffic import image, sidecarimage
+    from tfs_traffic.image import pack, sidecar_context
 
-    prepared = sidecarimage.prepare_context(
-        args.source, args.out, arch=args.arch, wheels=args.wheels, progress=image.progress_line
+    prepared = sidecar_context.prepare_context(
+        args.source, args.out, arch=args.arch, wheels=args.wheels, progress=pack.progress_line
     )
     print(prepared.directory)
     return 0
 
 
 def run_build_server(args: argparse.Namespace) -> int:
-    from tfs_traffic import build, image
     from tfs_traffic.errors import UsageError
+    from tfs_traffic.image import build, pack
 
     try:
         bazel_options = shlex.split(args.bazel_options)
@@ -228,10 +228,10 @@ def run_build_server(args: argparse.Namespace) -> int:
         build_with=args.build_with,
         devel_image=args.devel_image,
         push=args.push,
-        base=args.base or image.DEFAULT_BASE,
+        base=args.base or pack.DEFAULT_BASE,
         ca_certificates=args.ca_certificates,
         ca_bundle=args.ca_bundle,
         patch_tool=args.patch_with,
     )
-    image.print_result(build.build_server(request))
+    pack.print_result(build.build_server(request))
     return 0

@@ -67,14 +67,15 @@ def register(subparsers: Any) -> None:
 def run_render(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tfs_traffic import k8s, k8svalues
+    from tfs_traffic.k8s import manifests
+    from tfs_traffic.k8s import values as k8s_values
 
-    values = k8svalues.load_values(args.values)
-    objects = k8s.render(values, source=Path(args.values).name)
+    values = k8s_values.load_values(args.values)
+    objects = manifests.render(values, source=Path(args.values).name)
     if args.out == "-":
-        sys.stdout.write(k8s.as_stream(objects))
+        sys.stdout.write(manifests.as_stream(objects))
     else:
-        k8s.write_dir(objects, args.out)
+        manifests.write_dir(objects, args.out)
         print(f"wrote {len(objects)} objects to {args.out}", file=sys.stderr)
     return 0
 
@@ -82,8 +83,9 @@ def run_render(args: argparse.Namespace) -> int:
 def run_scrape_config(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tfs_traffic import k8s, k8svalues
+    from tfs_traffic.k8s import manifests
+    from tfs_traffic.k8s import values as k8s_values
 
-    values = k8svalues.load_values(args.values) if args.values else None
-    sys.stdout.write(k8s.scrape_config(values, source=Path(args.values).name if args.values else ""))
+    values = k8s_values.load_values(args.values) if args.values else None
+    sys.stdout.write(manifests.scrape_config(values, source=Path(args.values).name if args.values else ""))
     return 0

@@ -45,16 +45,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfs_traffic import patches
+    from tfs_traffic.patches import series as patch_series
 
     if args.action == "check":
-        outcome = patches.check(args.source, args.version)
+        outcome = patch_series.check(args.source, args.version)
         print(
             f"TF Serving {outcome.version} at {args.source}: series patches/{outcome.series.name} "
             f"({len(outcome.series.patches)} patches, {len(outcome.files)} files) applies cleanly ({outcome.method})"
         )
     else:
-        outcome = patches.apply(args.source, args.version)
+        outcome = patch_series.apply(args.source, args.version)
         print(
             f"patched TF Serving {outcome.version} at {args.source} with series patches/{outcome.series.name} "
             f"({len(outcome.series.patches)} patches, {len(outcome.files)} files, {outcome.method})"

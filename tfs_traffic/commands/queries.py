@@ -6,7 +6,7 @@ from pathlib import Path
 DESCRIPTION = """\
 Render the monitoring mixin: Prometheus recording rules and alerts, and Grafana dashboards.
 
-Every PromQL expression lives in one module (tfs_traffic/mixin.py); this writes
+Every PromQL expression lives in one module (tfs_traffic/queries/mixin.py); this writes
   OUT/rules.yml              recording rules (per-version call rates, inventory, hourly series)
   OUT/alerts.yml             alerts (idle, called while unavailable, coverage, drop, fading)
   OUT/dashboards/*.json      Grafana dashboards (import them, or use the k8s ConfigMap)
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfs_traffic.render_queries import render
+    from tfs_traffic.queries.render import render
 
     for path in render(Path(args.out)):
         print(path)

@@ -42,7 +42,7 @@ def _one_line_error(parser: argparse.ArgumentParser, message: str) -> Any:
 
 
 def register(subparsers: Any) -> None:
-    from tfs_traffic.promapi import add_access_arguments
+    from tfs_traffic.prometheus.api import add_access_arguments
 
     parser = subparsers.add_parser(
         "report",
@@ -108,11 +108,12 @@ def run(args: argparse.Namespace) -> int:
     import math
     import shutil
 
-    from tfs_traffic import modelconfig, report_render
-    from tfs_traffic import report as rep
+    from tfs_traffic import modelconfig
     from tfs_traffic.durations import parse_duration, parse_time
     from tfs_traffic.files import read_user_text, write_atomic
-    from tfs_traffic.promapi import PrometheusClient, access_from_args
+    from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
+    from tfs_traffic.report import render
+    from tfs_traffic.report import verdicts as rep
 
     # Every input is checked before the first query.
     if args.emit_config and not args.models_config:
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     result = rep.run(PrometheusClient(access), options)
     color = args.format == "table" and not args.output and sys.stdout.isatty()
     width = shutil.get_terminal_size((160, 24)).columns if color else 160
-    text = report_render.render(result, args.format, color=color, width=width)
+    text = render.render(result, args.format, color=color, width=width)
 
     new_config_text = None
     if config is not None and args.emit_config:
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
     if args.output or args.format != "table":  # the table's caption says it already
-        print(f"tfs-traffic: {report_render.summary(result)}", file=sys.stderr)
+        print(f"tfs-traffic: {render.summary(result)}", file=sys.stderr)
     if new_config_text is not None:
         write_atomic(args.emit_config, new_config_text)
         diff = "".join(

@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from tfs_traffic.durations import parse_duration
     from tfs_traffic.errors import UsageError
-    from tfs_traffic.sim import Sim, run_forever
+    from tfs_traffic.sim.server import Sim, run_forever
 
     if args.latency_ms < 0:
         raise UsageError("--latency-ms must not be negative")

@@ -1,0 +1,217 @@
+"""Every rule, alert and dashboard expression on a real Prometheus over the demo's backfilled week.
+
+The demo scenario (tfs_traffic.prometheus.scenario.DEMO, both sources, three replicas, a restart and a scrape
+gap) is backfilled, its recording rules get their history from `promtool tsdb create-blocks-from
+rules`, and each expression is checked against what the scenario says happened. The demo has no
+failed call, so this adds NOT_FOUND answers for resnet (clearly marked below).
+"""
+
+import math
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from tfs_traffic.prometheus import backfill, scenario
+from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+from tfs_traffic.prometheus.local import LocalPrometheus, Series, backfilled_prometheus
+from tfs_traffic.queries import dashboards, mixin
+from tfs_traffic.queries.history import RuleRange, backfill_rules
+from tfs_traffic.report import verdicts as rep
+
+DEMO = scenario.load("demo")
+END = DEMO.end
+SIDECAR = {"namespace": "serving", "pod": "tfserving-0", "job": "tfs-traffic-sidecar", "instance": "10.0.0.1:9102"}
+
+
+def extra_series() -> Iterator[Series]:
+    """NOT_FOUND answers for a resnet version that was never loaded (counted under `__other__`,
+    design.md section 4)."""
+    times = [END - 3 * 3600 + 60 * i for i in range(181)]
+    labels = {**SIDECAR, "model_name": "resnet", "model_version": "__other__", "api": "predict", "code": "NOT_FOUND"}
+    yield "tfserving_model_calls_total", labels, [(t, float(i)) for i, t in enumerate(times[-61:])]
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusClient]:
+    series = [*backfill.iter_series(DEMO), *extra_series()]
+    server: LocalPrometheus = backfilled_prometheus(series, tmp_path_factory.mktemp("demo")).start()
+    try:
+        fast, hourly = mixin.recording_rule_groups()
+        unloaded = END - 2 * 86400  # bert 9 is unloaded here, while it still gets 1 call/s
+        added = backfill_rules(
+            server,
+            [
+                RuleRange([hourly], DEMO.start + 3600, END),
+                RuleRange([fast], END - 2 * 3600, END),
+                RuleRange([fast], unloaded - 3600, unloaded + 3600),
+            ],
+        )
+        assert added >= 3
+        yield PrometheusClient(PrometheusAccess(server.url))
+    finally:
+        server.stop()
+
+
+def versions(result: list[dict[str, Any]], model: str | None = None) -> dict[str, float]:
+    return {
+        s["metric"]["model_version"]: float(s["value"][1])
+        for s in result
+        if model is None or s["metric"].get("model_name") == model
+    }
+
+
+def idents(result: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(s["metric"]["model_name"], s["metric"]["model_version"]) for s in result}
+
+
+def substitute(expr: str, model: str, window: str = "7d") -> str:
+    return (
+        expr.replace("$__range", window)
+        .replace("$__rate_interval", "5m")
+        .replace(f"${dashboards.NAMESPACE_VAR}", "serving")
+        .replace(f"${dashboards.MODEL_VAR}", model)
+    )
+
+
+def test_recorded_rules_equal_their_expressions_and_the_scenario(prom: PrometheusClient) -> None:
+    for group in mixin.recording_rule_groups():
+        for rule in group["rules"]:
+            # The last evaluation promtool recorded (the hourly group's may be an hour before END).
+            history = prom.query(f"{rule['record']}[2h]", END)
+            assert history, f"{rule['record']} has no backfilled history"
+            at = max(float(ts) for series in history for ts, _ in series["values"])
+            recorded, computed = prom.query(rule["record"], at), prom.query(rule["expr"], at)
+            got = {tuple(sorted(s["metric"].items() - {("__name__", rule["record"])})): s for s in recorded}
+            want = {tuple(sorted(s["metric"].items())): s for s in computed}
+            assert got.keys() == want.keys(), rule["record"]
+            for key, sample in want.items():
+                assert float(got[key]["value"][1]) == pytest.approx(float(sample["value"][1]), rel=1e-9, abs=1e-9)
+
+
+def test_hourly_calls_sum_to_the_scenarios_calls(prom: PrometheusClient) -> None:
+    week = versions(prom.query(f"sum_over_time({mixin.CALLS_1H}[7d])", END), "resnet")
+    # resnet 2: 3 calls at end-6d on tfserving-0, counted by both sources: max, not 6.
+    assert week["2"] == 3
+    assert week["1"] == 0 and week["3"] == 0  # resnet 1 stopped at end-7d2h; 3 was never called
+    assert week["4"] > 1e6 and week["5"] > 0
+    # The recorded count is never below the raw count (the report's exact formula), and above it
+    # by at most the hour before the window and the last hour (counted by the raw part and by the
+    # last hourly sample when they overlap). resnet 5 was loaded inside the window, at end-3d12h.
+    raw = versions(prom.query(mixin.window_calls("7d", recorded=False), END), "resnet")
+    rec = versions(prom.query(mixin.window_calls("7d"), END), "resnet")
+    raw_plus = versions(prom.query(mixin.window_calls("7d1h", recorded=False), END), "resnet")
+    last_hour = versions(prom.query(mixin.calls_in("1h"), END), "resnet")
+    assert rec.keys() == raw.keys()
+    for version, calls in raw.items():
+        assert calls <= rec[version] <= raw_plus[version] + last_hour[version], version
+    # The busiest hour, recorded and raw.
+    rec_qps = versions(prom.query(mixin.window_max_hourly_qps("7d"), END), "resnet")
+    raw_qps = versions(prom.query(mixin.window_max_hourly_qps("7d", recorded=False), END), "resnet")
+    assert rec_qps["4"] == pytest.approx(raw_qps["4"], rel=0.02) and rec_qps["1"] == 0
+    assert prom.query(mixin.rules_cover_window("7d"), END)
+    assert not prom.query(mixin.rules_cover_window("30d"), END)  # no rule history that old: use raw
+
+
+def test_coverage_shows_the_scrape_gap(prom: PrometheusClient) -> None:
+    # tfserving-2 (ranker) was not scraped from end-5d to end-4d12h: 12 of 168 hours.
+    coverage = versions(prom.query(mixin.window_coverage("7d"), END), "ranker")
+    assert coverage["100"] == pytest.approx(1 - 12 / 168, abs=1.5 / 168)
+    assert versions(prom.query(mixin.window_coverage("7d"), END), "resnet")["1"] == pytest.approx(1.0, abs=1 / 168)
+    raw = versions(prom.query(mixin.window_coverage("7d", recorded=False), END), "ranker")
+    assert raw["100"] == pytest.approx(coverage["100"], abs=2 / 168)
+
+
+def alert_expr(name: str, config: mixin.MixinConfig = mixin.DEFAULT, reason: str = "") -> str:
+    for rule in mixin.alert_rule_groups(config)[0]["rules"]:
+        if rule["alert"] == name and rule["labels"].get("reason", "") == reason:
+            return str(rule["expr"])
+    raise AssertionError(name)
+
+
+def test_alerts_on_the_demo(prom: PrometheusClient) -> None:
+    # Loaded for the whole week, scraped well enough (ranker's 12h gap leaves 93%), never called.
+    assert idents(prom.query(alert_expr("ModelVersionIdle"), END)) == {
+        ("resnet", "1"),
+        ("resnet", "3"),
+        ("bert", "10"),
+        ("bert", "11"),
+        ("ranker", "100"),
+        ("ranker", "101"),
+        ("fraud", "7"),
+    }
+    # With 5% tolerated gaps, the ranker versions loaded all week are not trusted (103 is too young).
+    strict = alert_expr("ModelVersionTrafficCoverageLow", replace(mixin.DEFAULT, max_gap_ratio=0.05))
+    assert idents(prom.query(strict, END)) == {("ranker", "100"), ("ranker", "101"), ("ranker", "102")}
+    assert prom.query(alert_expr("ModelVersionTrafficCoverageLow"), END) == []
+    not_found = prom.query(alert_expr("ModelVersionCalledWhileUnavailable", reason="not-found"), END)
+    assert idents(not_found) == {("resnet", "__other__")} and float(not_found[0]["value"][1]) == 15
+    unloaded_expr = alert_expr("ModelVersionCalledWhileUnavailable", reason="unloaded-in-use")
+    assert idents(prom.query(unloaded_expr, END - 2 * 86400 + 600)) == {("bert", "9")}
+    assert prom.query(unloaded_expr, END - 2 * 86400 + 1800) == []
+    # Diurnal traffic (resnet 4 and 5, bert 13, ranker 102) neither "drops" nor "fades" at night.
+    assert prom.query(alert_expr("ModelVersionTrafficDrop"), END) == []
+    assert prom.query(alert_expr("ModelVersionTrafficFading"), END) == []
+
+
+def test_every_dashboard_query_returns_the_scenarios_data(prom: PrometheusClient) -> None:
+    model = dashboards.build_dashboards()[dashboards.MODEL_DASHBOARD]
+    exprs = dashboards.dashboard_exprs(model)
+    panels = dashboards.panel_queries()
+    assert sorted(exprs) == sorted(e for queries in panels.values() for e, _ in queries)
+    results = {title: [prom.query(substitute(e, "resnet"), END) for e, _ in q] for title, q in panels.items()}
+    for title, per_query in results.items():
+        for result in per_query:
+            assert result, f"panel {title!r} has no data on the demo"
+    qps = versions(results["Calls per second by version"][0])
+    assert set(qps) == {"1", "2", "3", "4", "5", "__other__"}  # the NOT_FOUND calls show too
+    assert (
+        qps["4"] > qps["5"] > 0 and qps["1"] == qps["2"] == qps["3"] == 0 and qps["__other__"] == pytest.approx(1 / 60)
+    )
+    share = versions(results["Share of traffic by version"][0])
+    assert math.fsum(share.values()) == pytest.approx(1.0) and share["4"] > 0.5 and share["1"] == 0
+    idle = versions(results["Idle loaded versions (hours loaded in range)"][0])
+    assert set(idle) == {"1", "3"} and all(167 <= h <= 169 for h in idle.values())
+    assert set(versions(results["Loaded versions"][0]).values()) == {1.0}
+    codes = {s["metric"]["code"]: float(s["value"][1]) for s in results["Calls by status code (sidecar)"][0]}
+    assert set(codes) == {"OK", "NOT_FOUND"} and codes["NOT_FOUND"] == pytest.approx(1 / 60)
+    p50, p99 = (versions(r) for r in results["Latency by version (sidecar round trip)"])
+    # backfill.LATENCY_PROFILE puts half the calls at or under 10 ms and 99 % at or under 100 ms.
+    busy = {"4", "5"}
+    assert busy <= set(p50) and busy <= set(p99)
+    assert all(p50[v] == pytest.approx(0.01, rel=0.02) and p99[v] == pytest.approx(0.1, rel=0.02) for v in busy)
+    cover = versions(results["Scrape coverage by version (worst replica, per hour)"][0])
+    assert set(cover) == {"1", "2", "3", "4", "5"} and min(cover.values()) > 0.95
+    # The ranker's scrape gap shows on its coverage panel at the time of the gap.
+    coverage_expr = panels["Scrape coverage by version (worst replica, per hour)"][0][0]
+    assert prom.query(substitute(coverage_expr, "ranker"), END - 4.75 * 86400) == []
+
+
+def test_dashboard_variables_list_the_demo(prom: PrometheusClient) -> None:
+    for name, (selector, label) in dashboards.variable_selectors().items():
+        values = {s["metric"].get(label) for s in prom.query(f"count by ({label}) ({substitute(selector, '')})", END)}
+        expected = {"serving"} if name == dashboards.NAMESPACE_VAR else {"resnet", "bert", "ranker", "fraud"}
+        assert values == expected, name
+
+
+def test_report_uses_the_rules_and_agrees_with_raw_queries(prom: PrometheusClient) -> None:
+    """Same verdicts from the hourly series as from the raw counters; raw when rules are too young."""
+    for window in (7 * 86400.0, 2 * 86400.0):
+        raw = rep.run(prom, rep.Options(at=END, window=window, rules=False))
+        rules = rep.run(prom, rep.Options(at=END, window=window))
+        assert rules.queries == raw.queries + 1
+        got = {(v.model_name, v.model_version): (v.verdict, v.reason) for v in rules.versions}
+        want = {(v.model_name, v.model_version): (v.verdict, v.reason) for v in raw.versions}
+        assert got == want
+        by_key = {(v.model_name, v.model_version): v for v in raw.versions}
+        for v in rules.versions:
+            assert v.calls_by_source.keys() <= {"rules"}
+            r = by_key[(v.model_name, v.model_version)]
+            # Hourly pieces: up to the last hour missing (the group's last run), up to an hour
+            # before the window included (its first); the report clamps at 1.
+            assert v.coverage == pytest.approx(r.coverage, abs=3600 / window + 0.005)
+            assert r.calls is not None and v.calls is not None and v.calls >= r.calls
+    # The rule history starts with the demo's history: a 9-day window falls back to raw queries.
+    nine = rep.run(prom, rep.Options(at=END, window=9 * 86400.0))
+    assert all(v.calls_by_source.keys() <= {"patched", "sidecar"} for v in nine.versions)

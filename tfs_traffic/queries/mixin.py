@@ -1,0 +1,544 @@
+"""The monitoring mixin: every PromQL expression of the recording rules, alerts and dashboards.
+
+One source, rendered three ways: `tfs-traffic queries render` writes `queries/rules.yml`,
+`queries/alerts.yml` and `queries/dashboards/*.json`; the k8s renderer wraps the same groups in a
+PrometheusRule and the dashboards in a ConfigMap; the report reads the same recorded series.
+
+Two rules shape every expression here (design.md section 4):
+
+- The patched counter and the sidecar counter may both count the same calls (a sidecar in front of
+  a patched server), so the two sources are combined with `max`, never `sum`. Each source is first
+  summed over its own replicas, then tagged with the report's `tfs_source` label (`promql.by_source`,
+  so that `or` keeps both), then `max by` the grouping labels drops the tag again.
+- Calls in a window come from the report's exact per-series formula (`promql.calls_per_series`):
+  counter resets are handled, and a sidecar series born at its first call (prometheus_client) still
+  counts that call, which `increase()` alone would miss.
+- Every recording rule reads raw series only, never another recorded series, so that one pass of
+  `promtool tsdb create-blocks-from rules` can give all of them their history.
+
+Recording rules come in two groups: `tfs-traffic.rules` (every `interval`, fresh per-version rates and
+the inventory) and `tfs-traffic.hourly` (every hour: calls per hour, availability and scrape
+coverage per hour). The hourly series make 7d/30d questions cheap — a sum over 168 or 720 points
+per version instead of a range over raw counters.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tfs_traffic import contract
+from tfs_traffic.durations import format_duration, parse_duration
+from tfs_traffic.prometheus import promql
+
+# Recorded series (level:metric:operations). The window is part of the name, so it is fixed.
+CALLS_RATE5M = "model_version:tfs_model_calls:rate5m"
+CALLS_RATE1H = "model_version:tfs_model_calls:rate1h"
+AVAILABLE = "model_version:tfs_model_version_available:max"
+CALLS_BY_CODE_RATE5M = "model_version_code:tfserving_model_calls:rate5m"
+CALLS_1H = "model_version:tfs_model_calls:increase1h"
+AVAILABLE_1H = "model_version:tfs_model_version_available:avg1h"
+COVERAGE_1H = "model_version:tfs_scrape_coverage:ratio1h"
+AVAILABLE_MINUTES_1H = "instance:tfs_model_version_available_minutes:count1h"
+
+RULES_GROUP = "tfs-traffic.rules"
+HOURLY_GROUP = "tfs-traffic.hourly"
+ALERTS_GROUP = "tfs-traffic.alerts"
+
+
+@dataclass(frozen=True)
+class MixinConfig:
+    """Knobs of the mixin, like a jsonnet mixin's `_config`.
+
+    `group_labels` identify one model version across replicas (add `cluster` for multi-cluster
+    Thanos/Mimir); `instance_labels` tell replicas apart for scrape coverage; `selector` adds label
+    matchers to every raw series (e.g. `job=~"tfs.*"`).
+    """
+
+    group_labels: tuple[str, ...] = ("namespace", contract.MODEL, contract.VERSION)
+    instance_labels: tuple[str, ...] = ("instance",)
+    selector: str = ""
+    interval: str = "1m"
+    # Scrape gaps up to this long do not make the next hour count a counter's whole value as calls.
+    gap_lookback: str = "1d"
+    # ModelVersionIdle: loaded and not called for this long.
+    idle_window: str = "7d"
+    # Scrape coverage below 1 - max_gap_ratio (share of idle_window's minutes) makes idleness untrusted.
+    max_gap_ratio: float = 0.1
+    # Calls for versions that are not loaded: look back this far.
+    unavailable_window: str = "15m"
+    # ModelVersionTrafficDrop: history window, quantile cap of the band and "serves traffic" floor.
+    drop_window: str = "7d"
+    drop_quantile: float = 0.05
+    drop_margin: float = 0.2
+    drop_min_hourly_calls: float = 60.0
+    drop_for: str = "30m"
+    # ModelVersionTrafficFading: fit over fading_lookback, fire if zero is reached within horizon.
+    fading_lookback: str = "7d"
+    fading_horizon: str = "14d"
+    fading_min_history: str = "1d"
+    # Optional link prefix for runbooks (an anchor per alert is appended); empty: text hints only.
+    runbook_url: str = ""
+    dashboard_uid_prefix: str = "tfs-traffic"
+    dashboard_tags: tuple[str, ...] = field(default=("tfs-traffic", "tensorflow-serving"))
+
+    def by(self) -> str:
+        """The grouping labels as PromQL's `by (...)` list."""
+        return ", ".join(self.group_labels)
+
+    def matchers(self, *extra: str) -> str:
+        """`{selector,extra...}` or "" when there is nothing to match."""
+        parts = [p for p in (self.selector, *extra) if p]
+        return "{" + ",".join(parts) + "}" if parts else ""
+
+
+DEFAULT = MixinConfig()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building blocks (pure functions of the config; the report may call them too)
+
+
+def max_of_sources(patched: str, sidecar: str, config: MixinConfig = DEFAULT) -> str:
+    """Per-version max of two per-source vectors that carry the same grouping labels.
+
+    `or` alone would drop the sidecar's element wherever the patched one exists (label sets match
+    once the metric name is gone), so each side is tagged with its source first: the report's
+    `promql.max_of_sources`.
+    """
+    return promql.max_of_sources({"patched": patched, "sidecar": sidecar}, by=config.by())
+
+
+def sidecar_calls_selector(config: MixinConfig = DEFAULT, *extra: str) -> str:
+    """The sidecar's calls, every status code: as in the report, a call that names a version shows
+    that a client uses it, even when it failed (NOT_FOUND right after an unload, say)."""
+    return contract.SIDECAR_CALLS + config.matchers(*extra)
+
+
+def calls_rate(window: str, config: MixinConfig = DEFAULT, *extra: str) -> str:
+    """Calls per second per version over `window`, summed over replicas, max over the two sources."""
+    by = config.by()
+    return max_of_sources(
+        f"sum by ({by}) (rate({contract.PATCHED_CALLS}{config.matchers(*extra)}[{window}]))",
+        f"sum by ({by}) (rate({sidecar_calls_selector(config, *extra)}[{window}]))",
+        config,
+    )
+
+
+def calls_in(window: str, config: MixinConfig = DEFAULT, *extra: str, lookback: str = "1h") -> str:
+    """Calls per version in `window` from raw counters (the report's exact per-series count).
+
+    `lookback`: how far before the window to look for a series' last value; a series not seen
+    there counts as born inside the window (its whole value counts).
+    """
+    by, seconds, before = config.by(), parse_duration(window), parse_duration(lookback)
+    patched = promql.calls_per_series(f"{contract.PATCHED_CALLS}{config.matchers(*extra)}", seconds, before)
+    sidecar = promql.calls_per_series(sidecar_calls_selector(config, *extra), seconds, before)
+    return max_of_sources(f"sum by ({by}) ({patched})", f"sum by ({by}) ({sidecar})", config)
+
+
+def available(config: MixinConfig = DEFAULT, *extra: str) -> str:
+    """1 while a version is AVAILABLE on at least one instance of either source, else 0."""
+    m = config.matchers(*extra)
+    return max_of_sources(f"{contract.PATCHED_AVAILABLE}{m}", f"{contract.SIDECAR_AVAILABLE}{m}", config)
+
+
+def calls_per_hour(config: MixinConfig = DEFAULT) -> str:
+    """Calls in the last hour, for the hourly group.
+
+    The per-series count is the last value in the hour minus the last value before it, so
+    consecutive hourly evaluations tile time exactly: no call between two evaluations is lost or
+    counted twice, and the sum over 168 hours is the week's calls. The value before the hour is
+    looked up as far back as `gap_lookback`: after a scrape gap the hour that ends it gets the gap's
+    calls, where a 1h lookback would count the counter's whole value as that hour's calls.
+    """
+    return calls_in("1h", config, lookback=config.gap_lookback)
+
+
+def available_share_per_hour(config: MixinConfig = DEFAULT) -> str:
+    """Share of the observed minutes of the last hour in which the version was AVAILABLE somewhere."""
+    return f"avg_over_time(\n{_indent(available(config))}[1h:1m]\n)"
+
+
+def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
+    """Share of the last hour's minutes with a fresh sample, for the worst replica of each version.
+
+    Presence is judged on either source's availability gauge (one series per version and replica,
+    from the same scrape as the counters, present even for a version nobody calls). A sample counts
+    as fresh for Prometheus' lookback (5m), so gaps shorter than that are not gaps. A replica that
+    joins or leaves within the hour (a rollout) counts as partly covered for that hour.
+    """
+    by_instance = ", ".join((*config.group_labels, *config.instance_labels))
+    m = config.matchers()
+    union = (
+        f"group by ({by_instance}) ({contract.PATCHED_AVAILABLE}{m})\n"
+        f"  or\n"
+        f"group by ({by_instance}) ({contract.SIDECAR_AVAILABLE}{m})"
+    )
+    # The denominator counts the subquery's steps the same way (61 when the hour is aligned to the minute).
+    steps = "scalar(count_over_time(vector(1)[1h:1m]))"
+    return f"min by ({config.by()}) (\n  count_over_time((\n{_indent(union, 4)}\n  )[1h:1m])\n  / {steps}\n)"
+
+
+def available_minutes_per_hour(config: MixinConfig = DEFAULT) -> str:
+    """Per gauge series (every label kept, source tagged), the minutes of the last hour at which it
+    said AVAILABLE: the report's per-replica coverage (`promql.available_steps`) in hourly pieces."""
+    m = config.matchers()
+    return promql.by_source({s: f"count_over_time(({g}{m} == 1)[1h:1m])" for s, g in promql.AVAILABLE_SOURCES.items()})
+
+
+def calls_by_code_rate(config: MixinConfig = DEFAULT) -> str:
+    """The sidecar's calls per second by gRPC status code (the only source that sees failures)."""
+    m = config.matchers()
+    return f"sum by ({config.by()}, code) (rate({contract.SIDECAR_CALLS}{m}[5m]))"
+
+
+def _indent(text: str, n: int = 2) -> str:
+    return "\n".join(" " * n + line for line in text.splitlines())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Long-window questions, answered from the hourly series (cheap) or raw counters (always right)
+
+
+def window_calls(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True) -> str:
+    """Calls per version over `window`.
+
+    Recorded: the hourly counts summed over the window, plus the raw last hour (the hourly group
+    lags by up to an hour; a version called only in the last minutes must not look idle). Parts are
+    added with a tag-and-sum, so a version in one part only keeps its value. Never fewer calls than
+    the raw count; at most two hours' worth more: the hour before the window that the first hourly
+    sample may reach, and the overlap of the raw last hour with the last hourly sample. (Subtracting
+    that overlap would need the last evaluation's time; getting it wrong would undercount, which is
+    the unsafe side for a retirement decision.)
+    """
+    if not recorded:
+        return calls_in(window, config)
+    by = config.by()
+    return (
+        f"sum by ({by}) (\n"
+        f'  label_replace(sum_over_time({CALLS_1H}[{window}]), "part", "hours", "", "")\n'
+        "  or\n"
+        f'  label_replace({_indent(calls_in("1h", config)).lstrip()}, "part", "recent", "", "")\n'
+        ")"
+    )
+
+
+def window_max_hourly_qps(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True) -> str:
+    """The busiest hour's calls per second per version within `window`."""
+    if recorded:
+        return f"max_over_time({CALLS_1H}[{window}]) / 3600"
+    return f"max_over_time(\n{_indent(calls_rate('1h', config))}[{window}:1h]\n)"
+
+
+def window_coverage(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True) -> str:
+    """Scrape coverage (0..1) per version over `window`; hours without any sample count as 0."""
+    if recorded:
+        return window_coverage_ratio(window)
+    return f"clamp_max(sum_over_time(\n{_indent(coverage_per_hour(config))}[{window}:1h]\n) / {_hours(window)}, 1)"
+
+
+def report_queries(window: float, step: float) -> dict[str, str]:
+    """The report's costly long-window queries (`report.Queries` fields) over the hourly series.
+
+    Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
+    ("rules"), coverage per gauge series. The calls are already counted, so they are handed to the
+    report's `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is
+    the max). Coverage is scaled from minutes to the report's `step`, so the report divides it by
+    its expected step count as it does for the raw query; it can miss the last hour (the hourly
+    group has not run for it yet) and include the hour before the window, so a version loaded a day
+    ago looks up to an hour younger: the safe side (`unknown` sooner than `retire`).
+    """
+    w = format_duration(window)
+    by = promql.BY_VERSION
+    calls = promql.with_source(f"sum by ({by}) ({window_calls(w)})", "rules")
+    return {
+        "calls": f'label_replace({calls}, "{promql.INPUT_LABEL}", "max", "", "")',
+        "qps": promql.with_source(f"max by ({by}) ({window_max_hourly_qps(w)})", "rules"),
+        "hourly": promql.with_source(f"sum by ({by}) (last_over_time({CALLS_1H}[1h]))", "rules"),
+        "coverage": f"sum_over_time({AVAILABLE_MINUTES_1H}[{w}]) * {60 / step:g}",
+    }
+
+
+def rules_cover_window(window: str) -> str:
+    """Non-empty when the hourly rules ran at the window's start (recorded or backfilled): a sample
+    within an hour of the start, each sample covering the hour before it.
+
+    Using recorded series for a window they do not cover would undercount calls and call a busy
+    version idle, so the report asks this first and falls back to raw queries otherwise.
+    """
+    offset = parse_duration(window) - 3600
+    at_start = f"{AVAILABLE_1H}[2h]" + (f" offset {format_duration(offset)}" if offset > 0 else "")
+    return f"count(present_over_time({at_start}))"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Recording rules
+
+
+def recording_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
+    """The `groups` entries of a Prometheus rule file holding the recording rules."""
+    return [
+        {
+            "name": RULES_GROUP,
+            "interval": config.interval,
+            "rules": [
+                {"record": CALLS_RATE5M, "expr": calls_rate("5m", config)},
+                {"record": CALLS_RATE1H, "expr": calls_rate("1h", config)},
+                {"record": AVAILABLE, "expr": available(config)},
+                {"record": CALLS_BY_CODE_RATE5M, "expr": calls_by_code_rate(config)},
+            ],
+        },
+        {
+            "name": HOURLY_GROUP,
+            "interval": "1h",
+            "rules": [
+                {"record": CALLS_1H, "expr": calls_per_hour(config)},
+                {"record": AVAILABLE_1H, "expr": available_share_per_hour(config)},
+                {"record": COVERAGE_1H, "expr": coverage_per_hour(config)},
+                {"record": AVAILABLE_MINUTES_1H, "expr": available_minutes_per_hour(config)},
+            ],
+        },
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Alerts
+
+
+def _hours(window: str) -> int:
+    return int(parse_duration(window) // 3600)
+
+
+def _on(config: MixinConfig) -> str:
+    return f"on ({config.by()})"
+
+
+def observed_since_window_start(window: str, config: MixinConfig = DEFAULT) -> str:
+    """Versions the hourly rules already saw at the start of `window` (whatever happened in between)."""
+    return f"group by ({config.by()}) (present_over_time({AVAILABLE_1H}[2h] offset {window}))"
+
+
+def window_coverage_ratio(window: str) -> str:
+    """Covered share of `window` from the hourly coverage: hours with no sample at all count as 0.
+
+    An average over the hours present would forget an hour-long gap entirely, so the sum is divided
+    by the window's hours (a version younger than the window is not judged anyway).
+    """
+    return f"clamp_max(sum_over_time({COVERAGE_1H}[{window}]) / {_hours(window)}, 1)"
+
+
+def idle_expr(config: MixinConfig = DEFAULT) -> str:
+    """Loaded now, loaded and scraped for the whole window, and not a single call in it.
+
+    Written with `unless ... > 0` rather than `== 0`: a sidecar-only version that nobody ever
+    called has no call series at all, and must still count as idle.
+    """
+    w, on = config.idle_window, _on(config)
+    return (
+        f"({AVAILABLE} == 1)\n"
+        f"unless {on} (sum_over_time({CALLS_1H}[{w}]) > 0)\n"
+        f"unless {on} ({CALLS_RATE1H} > 0)\n"
+        f"and {on} (min_over_time({AVAILABLE_1H}[{w}]) == 1)\n"
+        f"and {on} {observed_since_window_start(w, config)}\n"
+        f"and {on} ({window_coverage_ratio(w)} >= {1 - config.max_gap_ratio:g})"
+    )
+
+
+def not_found_expr(config: MixinConfig = DEFAULT) -> str:
+    """The sidecar answered NOT_FOUND: a client asked for a version that is not loaded."""
+    m = config.matchers('code="NOT_FOUND"')
+    return f"sum by ({config.by()}) (increase({contract.SIDECAR_CALLS}{m}[{config.unavailable_window}])) > 0"
+
+
+def unloaded_in_use_expr(config: MixinConfig = DEFAULT) -> str:
+    """The version went unavailable within the window while it still had calls: its clients now fail.
+
+    This is the signal for patched-only set-ups, where nobody counts the failed calls per version.
+    """
+    w, on = config.unavailable_window, _on(config)
+    return (
+        f"(max_over_time({CALLS_RATE5M}[{w}]) > 0)\n"
+        f"and {on} ({AVAILABLE} == 0)\n"
+        f"and {on} (max_over_time({AVAILABLE}[{w}]) == 1)"
+    )
+
+
+def coverage_low_expr(config: MixinConfig = DEFAULT) -> str:
+    """A loaded version, known for the whole idle window, whose traffic was scraped too rarely."""
+    w, on = config.idle_window, _on(config)
+    return (
+        f"({window_coverage_ratio(w)} < {1 - config.max_gap_ratio:g})\n"
+        f"and {on} ({AVAILABLE} == 1)\n"
+        f"and {on} {observed_since_window_start(w, config)}"
+    )
+
+
+def drop_band_lower(config: MixinConfig = DEFAULT) -> str:
+    """The lower edge of the traffic band, in calls per hour, learned from the version's own history.
+
+    The seed's band is avg - min(max - avg, avg - min) over the window. It uses the narrower side,
+    so for traffic that is high most of the day and routinely low at night (avg close to max), the
+    lower edge lands far above the nightly level and fires every night. The edge used here is the
+    smaller of the seed's edge and a low quantile (`drop_quantile`) of the same hourly history: no
+    level the version sits at for several hours a week can count as a drop, and one outlier hour
+    (a deploy, a scrape gap) moves a quantile much less than the min it would become. The edge is
+    then lowered by `drop_margin`, because hourly counts are noisy (Poisson: at 600 calls an hour
+    one standard deviation is 4%), so a normal quiet hour just under the quantile does not page.
+    """
+    w = config.drop_window
+    avg, mx, mn = (f"{fn}_over_time({CALLS_1H}[{w}])" for fn in ("avg", "max", "min"))
+    quantile = f"quantile_over_time({config.drop_quantile:g}, {CALLS_1H}[{w}])"
+    # min(a, b) for vectors with identical label sets is `(a < b) or b`; `-` binds tighter than `<`.
+    return (
+        f"{1 - config.drop_margin:g} * (\n"
+        "  (\n"
+        f"    {avg}\n"
+        "    - (\n"
+        f"      ({mx} - {avg} < {avg} - {mn})\n"
+        "      or\n"
+        f"      ({avg} - {mn})\n"
+        "    )\n"
+        f"    < {quantile}\n"
+        "  )\n"
+        "  or\n"
+        f"  {quantile}\n"
+        ")"
+    )
+
+
+def drop_expr(config: MixinConfig = DEFAULT) -> str:
+    """Calls in the last hour fell below the band, for a loaded version that serves traffic."""
+    w, on = config.drop_window, _on(config)
+    return (
+        f"(3600 * {CALLS_RATE1H})\n"
+        f"< {on}\n"
+        f"(\n{_indent(drop_band_lower(config))}\n)\n"
+        f"and {on} (avg_over_time({CALLS_1H}[{w}]) >= {config.drop_min_hourly_calls:g})\n"
+        f"and {on} ({AVAILABLE} == 1)"
+    )
+
+
+def fading_expr(config: MixinConfig = DEFAULT) -> str:
+    """A linear fit of the hourly calls reaches zero within the horizon, while calls still come in."""
+    lookback, horizon, on = config.fading_lookback, config.fading_horizon, _on(config)
+    seconds = int(parse_duration(horizon))
+    return (
+        f"(predict_linear({CALLS_1H}[{lookback}], {seconds}) <= 0)\n"
+        f"and {on} ({CALLS_RATE1H} > 0)\n"
+        f"and {on} (count_over_time({CALLS_1H}[{lookback}]) >= {_hours(config.fading_min_history)})\n"
+        f"and {on} ({AVAILABLE} == 1)"
+    )
+
+
+ALERT_NAMES = (
+    "ModelVersionIdle",
+    "ModelVersionCalledWhileUnavailable",
+    "ModelVersionTrafficCoverageLow",
+    "ModelVersionTrafficDrop",
+    "ModelVersionTrafficFading",
+)
+
+
+def _alert(
+    config: MixinConfig,
+    name: str,
+    expr: str,
+    severity: str,
+    summary: str,
+    description: str,
+    runbook: str,
+    for_: str = "",
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    annotations = {"summary": summary, "description": description, "runbook": runbook}
+    if config.runbook_url:
+        annotations["runbook_url"] = f"{config.runbook_url}#{name.lower()}"
+    rule: dict[str, Any] = {"alert": name, "expr": expr}
+    if for_:
+        rule["for"] = for_
+    rule["labels"] = {"severity": severity, **(labels or {})}
+    rule["annotations"] = annotations
+    return rule
+
+
+_VERSION = "{{ $labels.model_name }} version {{ $labels.model_version }}"
+_WHERE = "{{ with $labels.namespace }} in namespace {{ . }}{{ end }}"
+
+
+def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
+    """The `groups` entries of a Prometheus rule file holding the alerts."""
+    idle_w, drop_w = config.idle_window, config.drop_window
+    rules = [
+        _alert(
+            config,
+            "ModelVersionIdle",
+            idle_expr(config),
+            "info",
+            f"Model {_VERSION} is loaded but was not called for {idle_w}.",
+            f"{_VERSION}{_WHERE} has been AVAILABLE and scraped for the last {idle_w} without a single "
+            "call (patched TF Serving and sidecar counters). It holds memory for nothing.",
+            "Run `tfs-traffic report --window "
+            f"{idle_w}` for a verdict (it keeps the latest, only and labelled versions), then remove "
+            "the version from the model config.",
+            for_="1h",
+        ),
+        _alert(
+            config,
+            "ModelVersionCalledWhileUnavailable",
+            not_found_expr(config),
+            "warning",
+            f"Clients call {_VERSION}, which is not loaded.",
+            f"The sidecar answered NOT_FOUND for {_VERSION}{_WHERE} "
+            f"{{{{ $value | humanize }}}} times in the last {config.unavailable_window}.",
+            "Find the clients (sidecar access logs, client metrics) and move them to a loaded version, "
+            "or load the version again.",
+            labels={"reason": "not-found"},
+        ),
+        _alert(
+            config,
+            "ModelVersionCalledWhileUnavailable",
+            unloaded_in_use_expr(config),
+            "warning",
+            f"{_VERSION} was unloaded while clients still called it.",
+            f"{_VERSION}{_WHERE} stopped being AVAILABLE within the last {config.unavailable_window}, "
+            "and it was still receiving calls; those clients now get errors.",
+            "Load the version again (restore it in the model config) or move its clients first.",
+            labels={"reason": "unloaded-in-use"},
+        ),
+        _alert(
+            config,
+            "ModelVersionTrafficCoverageLow",
+            coverage_low_expr(config),
+            "warning",
+            f"Traffic of {_VERSION} was scraped too rarely to trust idleness.",
+            f"Over the last {idle_w}, fewer than {1 - config.max_gap_ratio:.0%} of the minutes had a fresh sample "
+            f"for the worst replica of {_VERSION}{_WHERE}; calls in the gaps may be missing.",
+            "Check the scrape targets (`up`), scrape timeouts and pod restarts; the report answers "
+            "`unknown: scrape-gaps` for this version until coverage recovers.",
+            for_="1h",
+        ),
+        _alert(
+            config,
+            "ModelVersionTrafficDrop",
+            drop_expr(config),
+            "warning",
+            f"Traffic of {_VERSION} dropped below its usual band.",
+            f"{_VERSION}{_WHERE} got fewer calls in the last hour than the lower edge of the band learned "
+            f"from its own hourly calls over the last {drop_w}.",
+            "Check the clients and the path to this version (deploys, routing, errors by status code on "
+            "the dashboard); if the drop is a planned migration, silence the alert.",
+            for_=config.drop_for,
+        ),
+        _alert(
+            config,
+            "ModelVersionTrafficFading",
+            fading_expr(config),
+            "info",
+            f"Traffic of {_VERSION} is fading out.",
+            f"A linear fit of the hourly calls of {_VERSION}{_WHERE} over the last {config.fading_lookback} "
+            f"reaches zero within {config.fading_horizon}.",
+            "Plan its retirement: confirm with the clients, then watch for ModelVersionIdle and run "
+            "`tfs-traffic report --forecast`.",
+            for_="1h",
+        ),
+    ]
+    return [{"name": ALERTS_GROUP, "interval": config.interval, "rules": rules}]

@@ -1,0 +1,148 @@
+"""The stand-in TF Serving's service layer, shared by its gRPC and REST front ends.
+
+Each inference function follows TF Serving's `*WithModelSpec` functions: resolve the ModelSpec
+(`ServerCore::GetServableHandle`), count the call for the resolved version exactly where the
+patch of design.md section 4 counts it (right after resolution, before the model runs and whether
+or not it then fails), then run half_plus_two (`half_plus_two`). Model time (`--latency-ms`) is spent
+by the async front ends after a successful run.
+"""
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tfs_traffic.sim import half_plus_two
+from tfs_traffic.sim.core import Resolved, ServerCore
+from tfs_traffic.sim.errors import Code, SimError
+from tfs_traffic.sim.half_plus_two import Tensor
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A ModelSpec as plain values (gRPC's message or REST's URL)."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+    signature_name: str = ""
+
+
+def spec_from_proto(model_spec: Any) -> Spec:
+    choice = model_spec.WhichOneof("version_choice")
+    return Spec(
+        name=model_spec.name,
+        version=model_spec.version.value if choice == "version" else None,
+        label=model_spec.version_label if choice == "version_label" else None,
+        signature_name=model_spec.signature_name,
+    )
+
+
+@dataclass
+class Result:
+    """What an inference produced, for the front end to encode."""
+
+    resolved: Resolved
+    signature_name: str  # the key that ran (default filled in)
+    values: Any  # predict: {alias: ndarray}; classify/regress: ndarray [N, 1]
+
+
+class SimService:
+    """Inference and metadata over a ServerCore."""
+
+    def __init__(self, core: ServerCore, protos: Any) -> None:
+        self.core = core
+        self.protos = protos
+        self._metadata_any: Any = None
+
+    def resolve(self, spec: Spec) -> Resolved:
+        return self.core.resolve(spec.name, spec.version, spec.label)
+
+    def _resolve_and_count(self, spec: Spec) -> Resolved:
+        resolved = self.resolve(spec)
+        self.core.count_call(resolved)
+        return resolved
+
+    def predict(self, spec: Spec, inputs: Mapping[str, Tensor], output_filter: Sequence[str] = ()) -> Result:
+        resolved = self._resolve_and_count(spec)
+        key, sig = half_plus_two.signature_or_error(spec.signature_name)
+        outputs = half_plus_two.predict(self.protos, sig, inputs, output_filter)
+        return Result(resolved, key, outputs)
+
+    def classify(self, spec: Spec, request_input: Any) -> Result:
+        resolved = self._resolve_and_count(spec)
+        key, _ = half_plus_two.classify_or_regress_signature(self.protos, spec.signature_name, classify=True)
+        x = half_plus_two.examples_x(self.protos, half_plus_two.input_examples(self.protos, request_input))
+        return Result(resolved, key, half_plus_two.half_plus_two(x))
+
+    def regress(self, spec: Spec, request_input: Any) -> Result:
+        resolved = self._resolve_and_count(spec)
+        key, _ = half_plus_two.classify_or_regress_signature(self.protos, spec.signature_name, classify=False)
+        x = half_plus_two.examples_x(self.protos, half_plus_two.input_examples(self.protos, request_input))
+        return Result(resolved, key, half_plus_two.half_plus_two(x))
+
+    def multi_inference(self, request: Any) -> tuple[Resolved, list[tuple[Any, str, str, np.ndarray]]]:
+        """`RunMultiInferenceWithServerCore`: (resolved, [(task spec, method, signature key, y)])."""
+        first = request.tasks[0].model_spec if request.tasks and request.tasks[0].HasField("model_spec") else None
+        resolved = self._resolve_and_count(spec_from_proto(first) if first is not None else Spec(""))
+        model_name = ""
+        seen: set[str] = set()
+        plan: list[tuple[Any, str, str]] = []
+        for task in request.tasks:
+            if not task.model_spec.name:
+                raise SimError(Code.INVALID_ARGUMENT, "Found ModelSpec with an empty model name.")
+            if not model_name:
+                model_name = task.model_spec.name
+            elif model_name != task.model_spec.name:
+                raise SimError(
+                    Code.INVALID_ARGUMENT, "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+                )
+            key = task.model_spec.signature_name or half_plus_two.DEFAULT_SIGNATURE
+            if key in seen:
+                raise SimError(Code.INVALID_ARGUMENT, f"Duplicate evaluation of signature: {key}")
+            seen.add(key)
+            sig = half_plus_two.SIGNATURES.get(key)
+            if sig is None:
+                raise SimError(Code.INVALID_ARGUMENT, f"Requested signature not found in model graph: {key}")
+            if task.method_name == half_plus_two.CLASSIFY_METHOD:
+                half_plus_two.check_classify_signature(self.protos, sig)
+            elif task.method_name == half_plus_two.REGRESS_METHOD:
+                half_plus_two.check_regress_signature(self.protos, sig)
+            else:
+                raise SimError(Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
+            plan.append((task.model_spec, task.method_name, key))
+        y = half_plus_two.half_plus_two(
+            half_plus_two.examples_x(self.protos, half_plus_two.input_examples(self.protos, request.input))
+        )
+        return resolved, [(spec, method, key, y) for spec, method, key in plan]
+
+    def metadata(self, spec: Spec, fields: Sequence[str]) -> tuple[Resolved, Any]:
+        """`GetModelMetadataWithModelSpec`: (resolved, Any-packed SignatureDefMap). Never counted."""
+        if not fields:
+            raise SimError(Code.INVALID_ARGUMENT, "GetModelMetadataRequest must specify at least one metadata_field")
+        for field in fields:
+            if field != "signature_def":
+                raise SimError(Code.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
+        resolved = self.resolve(spec)
+        if self._metadata_any is None:
+            from google.protobuf import any_pb2
+
+            packed = any_pb2.Any()
+            packed.Pack(half_plus_two.signature_def_map(self.protos))
+            self._metadata_any = packed
+        return resolved, self._metadata_any
+
+
+class Transport:
+    """What the gRPC and REST front ends share: the service and the simulated model time."""
+
+    def __init__(self, service: SimService, latency_s: float) -> None:
+        self.service = service
+        self.protos = service.protos
+        self.latency_s = latency_s
+
+    async def _model_time(self) -> None:
+        if self.latency_s > 0:
+            await asyncio.sleep(self.latency_s)
