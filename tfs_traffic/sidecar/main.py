@@ -1,7 +1,7 @@
-"""The sidecar's supervisor: status poller, metrics endpoint, and the proxy worker processes.
+"""The sidecar's supervisor: status poller, metrics endpoint, and the relay worker processes.
 
-One process polls the upstream's model status and serves `/metrics`. In proxy mode it also starts
-`--workers N` proxy processes (spawned, not forked: gRPC does not survive fork) that share the
+One process polls the upstream's model status and serves `/metrics`. In relay mode it also starts
+`--workers N` relay processes (spawned, not forked: the poller's gRPC does not survive fork) that share the
 listen ports with SO_REUSEPORT, restarts any that die, and publishes the poller's view to them
 through a file. Metrics of all processes go through prometheus_client's multiprocess mode, in a
 private temporary directory, so one scrape shows their sum.

@@ -1,7 +1,7 @@
 """What the sidecar knows about the upstream's models, and how it turns a call into metric labels.
 
 The status poller builds a `View` (models from the config file, their version labels, the versions
-AVAILABLE now and every version ever seen AVAILABLE) and publishes it; the proxy workers read it to
+AVAILABLE now and every version ever seen AVAILABLE) and publishes it; the relay workers read it to
 resolve REST calls and to keep label values bounded (design.md section 4):
 
 - a model name that is not in the models config is counted as `__other__`;
@@ -107,7 +107,7 @@ class View:
     def rest_version(self, name: str, version: int | None, label: str | None) -> int | None:
         """The version a REST call goes to: its number, its label's number, or the latest AVAILABLE.
 
-        REST responses do not say which version served them, so this is the proxy's own
+        REST responses do not say which version served them, so this is the relay's own
         resolution (a documented race while versions swap).
         """
         if version is not None:

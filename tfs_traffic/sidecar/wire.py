@@ -1,6 +1,6 @@
 """A minimal protobuf wire-format reader for the few fields the sidecar needs.
 
-The proxy forwards raw bytes and must not pay for decoding tensors (a PredictRequest can be many
+The relay forwards raw bytes and must not pay for decoding tensors (a PredictRequest can be many
 megabytes), nor depend on TensorFlow (which `tensorflow_serving.apis` imports). So this module reads
 only `model_spec` (and, for the status poller, `GetModelStatusResponse`) straight from the wire:
 every other field is skipped by its length or width, never decoded.
