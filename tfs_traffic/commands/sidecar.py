@@ -18,7 +18,7 @@ reads HTTP/2 and HTTP/1.1 beside the copy, and counts each Predict, Classify, Re
 MultiInference call under the version that served it: tfserving_model_calls_total and
 tfserving_model_call_duration_seconds (bytes it cannot parse, TLS included, are still relayed and
 counted in tfserving_sidecar_parse_errors_total).
-It needs grpcio, protobuf, prometheus-client and hpack only: no TensorFlow.
+It needs grpcio, protobuf, prometheus-client, hpack and uvloop only: no TensorFlow.
 """
 
 EPILOG = f"""\

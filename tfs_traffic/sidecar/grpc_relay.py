@@ -126,7 +126,7 @@ class Call:
         self.started = started
         self.deadline = deadline
         field, outer = _spec_field(api, False)
-        self.request = MessageReader(field, outer)
+        self.request = MessageReader(field, outer, lazy=True)
         field, outer = _spec_field(api, True)
         self.response = MessageReader(field, outer)
         self.response_started = False

@@ -9,7 +9,8 @@ not need (tensors included), and collects only the bytes of `model_spec` itself,
 then merges exactly as it does for a whole message (same rules, same results: tests feed both).
 
 `MessageReader` handles gRPC's 5-byte message prefix and the first message of a stream; a message
-that fits in one piece (the common small call) goes straight to `wire`.
+that fits in one piece (the common small call) goes straight to `wire` — for a request, only when
+its spec is asked for: a call that succeeds is counted from its response's spec alone.
 """
 
 from tfs_traffic.sidecar import wire
@@ -18,6 +19,7 @@ _VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
 _TAG, _VALUE, _LENGTH, _SKIP, _COLLECT = 0, 1, 2, 3, 4
 _SKIP_FIELD, _SPEC_FIELD, _ELEMENT_FIELD = 0, 1, 2
 MAX_SPEC_BYTES = 1 << 16  # names, a label and a number: anything longer is not a TF Serving model_spec
+MAX_LAZY_BYTES = 1 << 16  # a whole message up to this size is kept unread until its spec is needed
 _MAX_GROUPS = 100  # protobuf's recursion limit
 
 
@@ -219,12 +221,14 @@ class MessageReader:
     compressed message (flag 1, `grpc-encoding`) is not inflated: its spec reads as unknown.
     """
 
-    __slots__ = ("_field", "_outer", "_prefix", "done", "result", "scanner")
+    __slots__ = ("_field", "_lazy", "_outer", "_prefix", "_raw", "done", "result", "scanner")
 
-    def __init__(self, field: int, outer: int = 0) -> None:
+    def __init__(self, field: int, outer: int = 0, lazy: bool = False) -> None:
         self._field = field
         self._outer = outer
+        self._lazy = lazy
         self._prefix = bytearray()
+        self._raw: bytes | None = None
         self.scanner: SpecScanner | None = None
         self.done = False
         self.result: object = None  # whole-message fast path: ModelSpec | list[ModelSpec] | None
@@ -240,7 +244,10 @@ class MessageReader:
                 length = int.from_bytes(data[pos + 1 : pos + 5])
                 pos += 5
                 if flag == 0 and stop - pos >= length:  # all of it in this piece
-                    self.result = self._whole(data[pos : pos + length])
+                    if self._lazy and length <= MAX_LAZY_BYTES:
+                        self._raw = data[pos : pos + length]  # read only if it is ever needed
+                    else:
+                        self.result = self._whole(data[pos : pos + length])
                     self.done = True
                     return
             else:
@@ -268,14 +275,21 @@ class MessageReader:
                 return None
         return wire.model_spec(message, self._field)
 
+    def _read_raw(self) -> None:
+        if self._raw is not None:
+            self.result = self._whole(self._raw)
+            self._raw = None
+
     def spec(self) -> wire.ModelSpec | None:
         """Single-spec messages: what was read (partial if the stream ended early), None if unreadable."""
+        self._read_raw()
         if self.scanner is not None:
             return self.scanner.spec()
         return self.result if isinstance(self.result, wire.ModelSpec) else None
 
     def specs(self) -> list[wire.ModelSpec] | None:
         """MultiInference messages: the spec of each task or result read."""
+        self._read_raw()
         if self.scanner is not None:
             return self.scanner.specs()
         return self.result if isinstance(self.result, list) else None

@@ -28,6 +28,7 @@ log = logging.getLogger("tfs_traffic.sidecar")
 
 CONNECT_TIMEOUT = 5.0
 REFUSER_IDLE_SECONDS = 1.0
+EARLY_LIMIT = 1 << 20  # bytes held while the upstream connection is being made
 LOG_INTERVAL = 1.0
 
 
@@ -140,14 +141,13 @@ class ClientSide(asyncio.Protocol):
         self.upstream_done = False
         self.lost = False
         self._connecting: asyncio.Task[Any] | None = None
+        self._early: list[bytes] | None = []  # what the client sent while the upstream was connecting
 
     # --- the client's socket ------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
-        transport.pause_reading()  # until the upstream connection is there to write to
-        self.observer = self.listener.observer()
         self._connecting = asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
@@ -166,7 +166,8 @@ class ClientSide(asyncio.Protocol):
             upstream.transport.close()
             return
         self.upstream = upstream
-        self.transport.resume_reading()
+        self.observer = self.listener.observer()
+        self._replay()
 
     def _refuse(self, reason: str) -> None:
         if self.lost:
@@ -176,6 +177,15 @@ class ClientSide(asyncio.Protocol):
         if self.listener.refuser_idle:
             refuser: Any = self.observer
             asyncio.get_running_loop().call_later(REFUSER_IDLE_SECONDS, refuser.idle, True)
+        self._replay()
+
+    def _replay(self) -> None:
+        """Pass on what came while connecting; from now on data goes straight through."""
+        early, self._early = self._early, None
+        for data in early or ():
+            self.data_received(data)
+        if self.client_eof:
+            self.eof_received()
         self.transport.resume_reading()
 
     def _write(self, data: bytes) -> None:
@@ -183,6 +193,11 @@ class ClientSide(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
+        if self._early is not None:
+            self._early.append(data)
+            if sum(map(len, self._early)) > EARLY_LIMIT:
+                self.transport.pause_reading()
+            return
         upstream = self.upstream
         if upstream is not None and not upstream.transport.is_closing():
             upstream.transport.write(data)
@@ -195,6 +210,8 @@ class ClientSide(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.client_eof = True
+        if self._early is not None:
+            return True  # passed on once connected
         upstream = self.upstream
         if upstream is not None and not upstream.transport.is_closing() and upstream.transport.can_write_eof():
             upstream.transport.write_eof()

@@ -129,6 +129,26 @@ def _skip_group(buf: bytes, pos: int, end: int, number: int) -> int:
     return pos
 
 
+def _field(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """`_tag`, with the one-byte tags of fields 1 to 15 (all the sidecar reads) decoded in place."""
+    key = buf[pos]
+    if 8 <= key < 0x80 and key & 7 <= 5:
+        return key >> 3, key & 7, pos + 1
+    return _tag(buf, pos, end)
+
+
+def _value(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """`_length`, with lengths under 128 decoded in place (names, labels, small messages)."""
+    if pos < end:
+        length = buf[pos]
+        if length < 0x80:
+            pos += 1
+            if length > end - pos:
+                raise Malformed
+            return pos, pos + length
+    return _length(buf, pos, end)
+
+
 def _length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """(start, end) of a length-delimited value at `pos`."""
     length, pos = _varint(buf, pos, end)
@@ -167,9 +187,9 @@ class SpecBuilder:
 
     def merge(self, buf: bytes, pos: int, end: int) -> None:
         while pos < end:
-            number, wire_type, pos = _tag(buf, pos, end)
+            number, wire_type, pos = _field(buf, pos, end)
             if wire_type == _LEN and number in (1, 2, 3, 4):
-                start, pos = _length(buf, pos, end)
+                start, pos = _value(buf, pos, end)
                 if number == 1:
                     self.name = _string(buf, start, pos)
                 elif number == 3:
@@ -207,10 +227,11 @@ def _message_spec(buf: bytes, pos: int, end: int, spec_field: int) -> ModelSpec:
     """The merged ModelSpec at `spec_field` of the message in buf[pos:end]; other fields skipped."""
     builder = SpecBuilder()
     while pos < end:
-        number, wire_type, pos = _tag(buf, pos, end)
-        if number == spec_field and wire_type == _LEN:
-            start, pos = _length(buf, pos, end)
-            builder.merge(buf, start, pos)
+        number, wire_type, pos = _field(buf, pos, end)
+        if wire_type == _LEN:
+            start, pos = _value(buf, pos, end)
+            if number == spec_field:
+                builder.merge(buf, start, pos)
         else:
             pos = _skip(buf, pos, end, number, wire_type)
     return builder.build()

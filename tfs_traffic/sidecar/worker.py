@@ -1,4 +1,4 @@
-"""A relay worker process: the gRPC and REST relays on one asyncio loop.
+"""A relay worker process: the gRPC and REST relays on one event loop (uvloop's).
 
 The supervisor (`main.py`) starts N of these; they share the listen ports through SO_REUSEPORT,
 count into prometheus_client's multiprocess files, and follow the poller's view through a JSON file
@@ -136,4 +136,6 @@ def main(config: WorkerConfig, ready: Connection | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
     logging.basicConfig(level=config.log_level, format="tfs-traffic sidecar[worker %(process)d]: %(message)s")
     metrics.enable_multiprocess(config.multiproc_dir)
-    asyncio.run(serve(config, ready))
+    import uvloop  # measured: less CPU per relayed call than asyncio's own loop (README, Overhead)
+
+    uvloop.run(serve(config, ready))
