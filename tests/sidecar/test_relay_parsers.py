@@ -453,7 +453,7 @@ def rest_run(client: bytes, server: bytes, pieces: int = 1, closed: bool = False
         for i in range(0, len(stream), size):
             feed(stream[i : i + size])
     if closed:
-        observer.closed(by_upstream=True)
+        observer.closed(by_upstream=True, upstream_ended=True)
     return counts
 
 
@@ -513,5 +513,5 @@ def test_fuzz_mutated_http1_streams_raise_only_parse_errors(seed: int, cuts: lis
     observer = RestObserver(counts.holder, counts.metrics)
     if not _feed_tolerant(observer.client_data, client, http1.ParseError, cuts):
         _feed_tolerant(observer.server_data, server, http1.ParseError, cuts)
-    observer.closed(by_upstream=True)
+    observer.closed(by_upstream=True, upstream_ended=True)
     assert sum(counts.calls().values()) <= 4

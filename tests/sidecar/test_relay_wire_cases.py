@@ -247,7 +247,7 @@ def test_tls_clients_are_relayed_uncounted_and_said_so(stack: tuple[Sim, Sidecar
     assert wait_for(
         lambda: delta(parse_errors(sidecar), before) == {("grpc",): 1.0, ("rest",): 1.0}  # type: ignore[arg-type]
     )
-    assert sidecar.output().count("TLS: the client started a TLS handshake") == 2
+    assert wait_for(lambda: sidecar.output().count("TLS: the client started a TLS handshake") == 2)
 
 
 @pytest.fixture

@@ -116,6 +116,28 @@ def _timeout(value: bytes) -> float | None:
     return int(digits) * unit
 
 
+def _request_memo(fields: http2.Fields) -> tuple[str | None, float | None]:
+    """(api, grpc-timeout in seconds) of a request header block; api None for methods not counted."""
+    path = timeout = None
+    for name, value in fields:
+        if name == b":path":
+            path = value
+        elif name == b"grpc-timeout":
+            timeout = _timeout(value)
+    return (COUNTED.get(path) if path is not None else None), timeout
+
+
+def _response_memo(fields: http2.Fields) -> tuple[str | None, str | None]:
+    """(code from a :status other than 200, code from grpc-status) of a response header block."""
+    http_code = grpc_code = None
+    for name, value in fields:
+        if name == b"grpc-status":
+            grpc_code = _STATUS_NAMES.get(value, "UNKNOWN")
+        elif name == b":status" and value != b"200":
+            http_code = _HTTP_CODES.get(value, "UNKNOWN")
+    return http_code, grpc_code
+
+
 class Call:
     """One counted stream: what its request asked, what its response said."""
 
@@ -157,31 +179,27 @@ class GrpcObserver:
         if from_client:
             if stream in self.calls:
                 return  # request trailers
-            path = deadline = None
-            for name, value in fields:
-                if name == b":path":
-                    path = value
-                elif name == b"grpc-timeout":
-                    deadline = _timeout(value)
-            api = COUNTED.get(path) if path is not None else None
+            memo = fields.memo
+            if memo is None:
+                memo = fields.memo = _request_memo(fields)
+            api, timeout = memo
             if api is not None:
                 now = self.clock()
-                self.calls[stream] = Call(api, now, None if deadline is None else now + deadline)
+                self.calls[stream] = Call(api, now, None if timeout is None else now + timeout)
             return
         call = self.calls.get(stream)
         if call is None:
             return
-        first = not call.response_started
-        call.response_started = True
-        status = None
-        for name, value in fields:
-            if name == b"grpc-status":
-                status = _STATUS_NAMES.get(value, "UNKNOWN")
-                break
-            if first and name == b":status" and value != b"200":
-                call.status = _HTTP_CODES.get(value, "UNKNOWN")
-        if status is not None:
-            call.status = status
+        memo = fields.memo
+        if memo is None:
+            memo = fields.memo = _response_memo(fields)
+        http_code, grpc_code = memo
+        if not call.response_started:
+            call.response_started = True
+            if http_code is not None:
+                call.status = http_code
+        if grpc_code is not None:
+            call.status = grpc_code
 
     def data_sink(self, from_client: bool, stream: int) -> http2.DataSink | None:
         call = self.calls.get(stream)
@@ -219,8 +237,11 @@ class GrpcObserver:
 
     # --- the end of the connection -----------------------------------------------------------
 
-    def closed(self, by_upstream: bool) -> None:
-        """The connection is over: calls still open end as their client sees them."""
+    def closed(self, by_upstream: bool, upstream_ended: bool = False) -> None:
+        """The connection is over: calls still open end as their client sees them.
+
+        `by_upstream`: the upstream ended it (UNAVAILABLE), not the client (CANCELLED).
+        """
         calls, self.calls = self.calls, {}
         for call in calls.values():
             self._finish(call, "UNAVAILABLE" if by_upstream else "CANCELLED")

@@ -22,7 +22,7 @@ Anything that is not HTTP/2 raises `ParseError`; the relay then stops reading th
 
 import struct
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 import hpack
 
@@ -43,7 +43,16 @@ _CACHE_ENTRIES = 64
 _HEAD = struct.Struct(">BHBBL")
 _SKIP, _DATA, _COLLECT, _PADLEN = 0, 1, 2, 3
 
-Fields = list[tuple[bytes, bytes]]
+
+class Fields(list[tuple[bytes, bytes]]):
+    """A decoded header block. A cached block comes back as the same list: `memo` is the observer's
+    place for what it made of it, so that is worked out once per distinct block too."""
+
+    __slots__ = ("memo",)
+
+    def __init__(self, fields: Any) -> None:
+        super().__init__(fields)
+        self.memo: Any = None
 
 
 class ParseError(Exception):
@@ -149,7 +158,7 @@ class HeaderDecoder:
         if cached is not None:
             return cached
         try:
-            fields: Fields = self._decoder.decode(block, raw=True)  # type: ignore[assignment]
+            fields = Fields(self._decoder.decode(block, raw=True))
         except Exception as e:  # hpack's errors, and whatever a hostile block provokes in it
             raise ParseError(f"HPACK: {type(e).__name__}: {e}") from None
         if table_neutral(block):

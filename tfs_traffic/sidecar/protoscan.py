@@ -13,8 +13,11 @@ that fits in one piece (the common small call) goes straight to `wire` — for a
 its spec is asked for: a call that succeeds is counted from its response's spec alone.
 """
 
+import struct
+
 from tfs_traffic.sidecar import wire
 
+_PREFIX = struct.Struct(">BL")
 _VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
 _TAG, _VALUE, _LENGTH, _SKIP, _COLLECT = 0, 1, 2, 3, 4
 _SKIP_FIELD, _SPEC_FIELD, _ELEMENT_FIELD = 0, 1, 2
@@ -240,8 +243,7 @@ class MessageReader:
         if scanner is None:
             prefix = self._prefix
             if not prefix and stop - pos >= 5:
-                flag = data[pos]
-                length = int.from_bytes(data[pos + 1 : pos + 5])
+                flag, length = _PREFIX.unpack_from(data, pos)
                 pos += 5
                 if flag == 0 and stop - pos >= length:  # all of it in this piece
                     if self._lazy and length <= MAX_LAZY_BYTES:

@@ -37,7 +37,7 @@ class Observer(Protocol):
 
     def server_data(self, data: bytes) -> None: ...
 
-    def closed(self, by_upstream: bool) -> None: ...
+    def closed(self, by_upstream: bool, upstream_ended: bool = False) -> None: ...
 
     def abandon(self) -> None: ...
 
@@ -51,7 +51,10 @@ class ParseErrors:
         self._quiet: dict[str, int] = {}
 
     def report(self, protocol: str, peer: Any, reason: str) -> None:
-        self.metrics.parse_error(protocol)
+        self._log(protocol, peer, reason)
+        self.metrics.parse_error(protocol)  # after the line: whoever sees the count can read the line
+
+    def _log(self, protocol: str, peer: Any, reason: str) -> None:
         now = time.monotonic()
         if now - self._last.get(protocol, -LOG_INTERVAL) < LOG_INTERVAL:
             self._quiet[protocol] = self._quiet.get(protocol, 0) + 1
@@ -186,7 +189,8 @@ class ClientSide(asyncio.Protocol):
             self.data_received(data)
         if self.client_eof:
             self.eof_received()
-        self.transport.resume_reading()
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def _write(self, data: bytes) -> None:
         if not self.transport.is_closing():
@@ -248,18 +252,18 @@ class ClientSide(asyncio.Protocol):
             unanswered = getattr(observer, "unanswered", None)
             if unanswered is not None and unanswered():
                 self._write(unavailable("the upstream closed the connection"))
-        self._observer_closed(by_upstream=not self.client_eof)
+        self._observer_closed(by_upstream=not self.client_eof, upstream_ended=True)
         transport = self.transport
         if self.client_eof:
             self.close()
         elif not transport.is_closing() and transport.can_write_eof():
             transport.write_eof()
 
-    def _observer_closed(self, by_upstream: bool) -> None:
+    def _observer_closed(self, by_upstream: bool, upstream_ended: bool = False) -> None:
         observer, self.observer = self.observer, None
         if observer is not None:
             try:
-                observer.closed(by_upstream)
+                observer.closed(by_upstream, upstream_ended)
             except Exception as e:
                 log.warning(
                     "%s connection from %s: counting failed at close: %s", self.listener.protocol, _peer(self.peer), e

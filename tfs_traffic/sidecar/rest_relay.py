@@ -124,9 +124,13 @@ class RestObserver:
         if isinstance(token, _Call):
             self._finish(token, grpc_code(status))
 
-    def closed(self, by_upstream: bool) -> None:
-        """The connection is over: a body that ends with it ends; requests still waiting fail."""
-        if by_upstream:
+    def closed(self, by_upstream: bool, upstream_ended: bool = False) -> None:
+        """The connection is over: a body that ends with it ends; requests still waiting fail.
+
+        `upstream_ended`: the upstream sent its last byte (a body that runs to the close is whole),
+        `by_upstream`: and did so first (waiting requests fail UNAVAILABLE, else CANCELLED).
+        """
+        if upstream_ended:
             self.connection.server_closed()
         pending, self.connection.pending = self.connection.pending, type(self.connection.pending)()
         for request in pending:
