@@ -158,14 +158,14 @@ class Call:
 class GrpcObserver:
     """Counts the calls of one relayed connection (`http2.Observer`)."""
 
+    answers = False  # a `Refuser` answers the client itself and so reads every frame
+
     def __init__(self, holder: ViewHolder, metrics: CallMetrics, clock: Callable[[], float] = time.perf_counter):
         self.holder = holder
         self.metrics = metrics
         self.clock = clock
         self.calls: dict[int, Call] = {}
         self.connection = http2.Connection(self, frame_hook=self.answers)
-
-    answers = False
 
     def client_data(self, data: bytes) -> None:
         self.connection.client_data(data)
