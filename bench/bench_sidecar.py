@@ -168,7 +168,7 @@ def misses(row: tuple[float, str, str, int, int, float, float, float]) -> list[s
     out = []
     if ratio < TARGET_THROUGHPUT[conc]:
         out.append(
-            f"throughput {ratio:.2f}x < {TARGET_THROUGHPUT[conc]:.2f}x (short by {TARGET_THROUGHPUT[conc] - ratio:.2f})"
+            f"throughput {ratio:.3f}x < {TARGET_THROUGHPUT[conc]:.2f}x (short by {TARGET_THROUGHPUT[conc] - ratio:.3f})"
         )
     if conc in TARGET_P50_MS and p50 > TARGET_P50_MS[conc]:
         out.append(f"p50 {p50:+.2f} ms > +{TARGET_P50_MS[conc]:.1f} ms (over by {p50 - TARGET_P50_MS[conc]:.2f} ms)")
