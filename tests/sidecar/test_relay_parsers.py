@@ -490,7 +490,7 @@ def test_http1_requests_left_unanswered_fail_as_the_client_sees_them() -> None:
         b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"\x16\x03\x01\x02\x00\x01",
-        b"POST / HTTP/1.1\r\n bad folding\r\n\r\n",
+        b"POST /v1/models/m:predict\r\n\r\n",  # HTTP/0.9's request line
     ],
 )
 def test_not_http1_is_a_parse_error(bad: bytes) -> None:
