@@ -3,11 +3,12 @@
 Bytes are written on as they are read, unchanged; the connection's observer (`grpc_relay` or
 `rest_relay`) reads the same bytes to count calls — a request's bytes after they went upstream
 (nothing delays TF Serving), a response's just before they go to the client (so its call is
-counted by the time the client has its answer). So flow
-control, SETTINGS, PING, GOAWAY, deadlines, metadata, compression and trailers are the client's
-and TF Serving's own. Backpressure passes through: while one side's socket cannot take more, the
-other side is not read. An EOF is passed on as an EOF (half-close); when either side goes away,
-the other is closed once what it was sent has been written.
+counted by the time the client has its answer). So flow control, SETTINGS, PING, GOAWAY,
+deadlines, metadata, compression and trailers are the client's and TF Serving's own.
+Backpressure passes through: while one side's socket cannot take more, the other side is not
+read. An EOF is passed on as an EOF (half-close); when either side goes away, the other is closed
+once what it was sent has been written. What a client sends while its upstream connection is
+being made is held (up to EARLY_LIMIT, then its socket is not read) and passed on once it is.
 
 A parse error never touches the copy: the connection keeps being relayed, its counting stops,
 `tfserving_sidecar_parse_errors_total{protocol}` goes up and one line is logged (at most one per
