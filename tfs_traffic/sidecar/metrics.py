@@ -89,13 +89,13 @@ class CallMetrics:
         registry = REGISTRY if registry is None else registry
         self._calls = Counter(
             contract.SIDECAR_CALLS.removesuffix("_total"),
-            "Proxied Predict/Classify/Regress/MultiInference calls by resolved version, api and status code.",
+            "Relayed Predict/Classify/Regress/MultiInference calls by resolved version, api and status code.",
             [contract.MODEL, contract.VERSION, "api", "code"],
             registry=registry,
         )
         self._duration = Histogram(
             contract.SIDECAR_DURATION,
-            "Upstream round-trip time of proxied inference calls.",
+            "Time from the request's headers to the end of the response, of relayed inference calls.",
             [contract.MODEL, contract.VERSION, "api"],
             buckets=DURATION_BUCKETS,
             registry=registry,
