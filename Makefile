@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TFS_API_VERSION := 2.21.0
 # Debian packages the tests and the demo use: a real Prometheus and promtool, Podman's Docker API,
 # a static busybox for locally built base images, g++ for the patch code, h2load and wrk for benchmarks.
-DEBIAN_PACKAGES := prometheus podman busybox-static docker-registry g++ nghttp2-client wrk libgmock-dev
+DEBIAN_PACKAGES := prometheus podman busybox-static docker-registry g++ nghttp2-client wrk libgmock-dev rapidjson-dev libabsl-dev pkg-config
 
 .PHONY: help setup system-deps test lint unit demo bench render clean patch-check bench-patch
 
@@ -16,7 +16,7 @@ help:
 	@echo "make demo   - run the retirement report on a simulated week of fleet history"
 	@echo "make test   - lint (ruff, mypy) and run the test suite against real components"
 	@echo "make bench  - benchmarks, printed as ratios measured in the same run"
-	@echo "make render - regenerate queries/ and k8s/ from the package"
+	@echo "make render - regenerate queries/, the chart's files/ and k8s/examples/ (Helm's engine)"
 	@echo "make build-image TF_SERVING_VERSION=2.20.0 IMAGE=REPO/NAME:TAG [BAZEL_OPTIONS=..] [PUSH=1] [BUILD_WITH=docker|bazel]"
 	@echo "             - patched TF Serving from source, packed into a runtime image (see build/)"
 
@@ -51,7 +51,10 @@ bench: setup
 
 render: setup
 	$(BIN)/tfs-traffic queries render --out queries
-	$(BIN)/tfs-traffic k8s render --values k8s/values.example.yaml --out k8s/examples
+	$(BIN)/tfs-traffic k8s chart-files --chart k8s/chart
+	@mkdir -p k8s/examples
+	$(BIN)/tfs-traffic k8s render recommender --namespace serving --values k8s/values.example.yaml \
+		--chart k8s/chart --out k8s/examples/recommender.yaml
 
 # Dry run of the C++ patch series on a TF Serving source tree: make patch-check TF_SERVING_SRC=DIR
 patch-check: setup

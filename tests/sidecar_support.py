@@ -99,6 +99,7 @@ class Sim(Process):
                 f"127.0.0.1:{self.grpc_port}",
                 "--rest-addr",
                 f"127.0.0.1:{self.rest_port}",
+                "--allow_version_labels_for_unavailable_models",  # as the rendered Deployment runs it
                 *extra,
             ],
             log,

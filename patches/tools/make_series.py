@@ -1,31 +1,29 @@
 #!/usr/bin/env python3
 """Re-create the three-commit series on any TF Serving release tag (maintainers' tool, not shipped).
 
-Every series in patches/ was made by this script from one description: the metrics unit and the
-commit messages are taken from the reference series (patches/2.20.0), and the call sites, tests and
-BUILD deps are re-inserted on the target tag's own source at anchors that every release from 2.4.0
-to 2.20.0 has. Each anchor is asserted, so a release whose code moved stops with the anchor it
-missed instead of producing a wrong patch. The unit's 64-bit type follows the tag's
-core/servable_id.h (`int64` up to 2.7, `int64_t` from 2.8); TFRT hunks are added where the tag has
-servables/tensorflow/tfrt_servable.cc.
+Every series in patches/ was made by this script from one description: the metrics unit comes from
+patches/tools/unit/ (written with `int64_t`) and the commit messages from patches/tools/messages/,
+and the call sites, tests and BUILD deps are inserted on the target tag's own source at anchors
+that every release from 2.4.0 to 2.20.0 has. Each anchor is asserted, so a release whose code moved
+stops with the anchor it missed instead of producing a wrong patch. The unit's 64-bit type follows
+the tag's core/servable_id.h (`int64` up to 2.7, `int64_t` from 2.8); TFRT hunks are added where the
+tag has servables/tensorflow/tfrt_servable.cc.
 
-  .venv/bin/python patches/tools/make_series.py --mirror /path/to/serving.git --tag 2.20.0 --out /tmp/s
+  .venv/bin/python patches/tools/make_series.py --mirror /path/to/serving.git --tag 2.20.0 \
+      --out patches/2.20.0 --applies-to "2.20.0"
   patches/tools/check_tags.sh /path/to/serving.git   # which series applies to which tag
 
-Then copy the new NNNN-*.patch files into patches/<tag>/ with a `series` file ("# Applies to: ...").
+--out is emptied of NNNN-*.patch files first; with --applies-to the `series` file is written too.
 """
 
 import argparse
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tfs_traffic.patchunit import new_files  # noqa: E402
-
+TOOLS = Path(__file__).resolve().parent
 DATE = '2025-11-22T12:00:00+0000'
 AUTHOR_NAME = 'Seed 004d96ee maintainers'
 AUTHOR_EMAIL = 'maintainers@users.noreply.h-seed-004d96ee.example'
@@ -124,17 +122,14 @@ def commit(n):
 
 
 def unit_text(name, it):
-    s = UNIT[SERV + name]
+    """A unit file as the tag spells TF's 64-bit integer: `int64` (from platform/types.h) up to 2.7."""
+    s = UNIT[name]
     if it == 'int64':
         s = re.sub(r'\bint64_t\b', 'int64', s)
+        s = replace1(s, '#include <cstdint>\n', '', name)
+        s = re.sub(r'(#define \w+\n)\n\n', r'\1\n', s)
         if not name.endswith('_test.cc'):
-            s = replace1(s, '#include <cstdint>\n#include <string>\n', '#include <string>\n', name)
-            s = replace1(
-                s,
-                '#include "tensorflow/core/lib/monitoring/gauge.h"\n',
-                '#include "tensorflow/core/lib/monitoring/gauge.h"\n#include "tensorflow/core/platform/types.h"\n',
-                name,
-            )
+            s = add_include(s, '"tensorflow/core/platform/types.h"')
     return s
 
 
@@ -146,6 +141,7 @@ UNIT_BUILD = '''cc_library(
         "//visibility:public",
     ],
     deps = [
+        "@com_google_absl//absl/container:flat_hash_set",
         "@com_google_absl//absl/strings",
         "@org_tensorflow//tensorflow/core:lib",
     ],
@@ -158,6 +154,7 @@ cc_test(
     deps = [
         ":model_traffic_metrics",
         "//tensorflow_serving/core/test_util:test_main",
+        "@com_google_absl//absl/strings",
         "@org_tensorflow//tensorflow/core:lib",
         "@org_tensorflow//tensorflow/core:test",
     ],
@@ -167,7 +164,7 @@ cc_test(
 
 
 def p0001(it):
-    for name in ('model_traffic_metrics.h', 'model_traffic_metrics.cc', 'model_traffic_metrics_test.cc'):
+    for name in UNIT:
         write(SERV + name, unit_text(name, it))
     s = read(SERV + 'BUILD')
     anchor = 'cc_library(\n    name = "util",\n'
@@ -260,16 +257,16 @@ def service_test(path, fixture, kind, api, signature, call, it):
     s = replace1(s, create, create + LABEL_STATIC, path)
     if 'TFRT' in fixture:
         head = f'''// Verifies that each {api}() on the TFRT servable is counted once, under the
-// version that served it, whether the request names that version by number, by
+// version it resolved to, whether the request names that version by number, by
 // label or not at all.
 '''
     else:
-        head = f'''// Verifies that each {api}() is counted once, under the version that served
-// it, whether the request names that version by number, by label or not at all.
+        head = f'''// Verifies that each {api}() is counted once, under the version it resolved
+// to, whether the request names that version by number, by label or not at all.
 '''
     body = (
         head
-        + f'''TEST_F({fixture}, RecordsModelCallUnderServedVersion) {{
+        + f'''TEST_F({fixture}, RecordsModelCallUnderResolvedVersion) {{
   auto request = test_util::CreateProto<{kind}Request>(
       "model_spec {{"
       "  name: \\"test_model\\""
@@ -309,9 +306,9 @@ def predict_test(it):
     call = '''  TF_ASSERT_OK(
       predictor.Predict(GetRunOptions(), GetServerCore(), request, &response));
 '''
-    test = f'''// Verifies that each Predict() is counted once, under the version that served
-// it, whether the request names that version by number, by label or not at all.
-TEST_F(PredictImplTest, RecordsModelCallUnderServedVersion) {{
+    test = f'''// Verifies that each Predict() is counted once, under the version it resolved
+// to, whether the request names that version by number, by label or not at all.
+TEST_F(PredictImplTest, RecordsModelCallUnderResolvedVersion) {{
   PredictRequest request;
   PredictResponse response;
 
@@ -338,13 +335,21 @@ TEST_F(PredictImplTest, RecordsModelCallUnderServedVersion) {{
   model_spec->clear_version_choice();
 {call}  EXPECT_EQ(initial_count + 3, model_call_count->value());
 
+  // A request that resolves to the version and then fails is counted too.
+  model_spec->set_signature_name("signature_that_does_not_exist");
+  EXPECT_FALSE(
+      predictor.Predict(GetRunOptions(), GetServerCore(), request, &response)
+          .ok());
+  EXPECT_EQ(initial_count + 4, model_call_count->value());
+
   // A request for a version that is not loaded is not counted.
+  model_spec->clear_signature_name();
   model_spec->mutable_version()->set_value(kTestModelVersion + 1);
   EXPECT_EQ(
       tensorflow::error::NOT_FOUND,
       predictor.Predict(GetRunOptions(), GetServerCore(), request, &response)
           .code());
-  EXPECT_EQ(initial_count + 3, model_call_count->value());
+  EXPECT_EQ(initial_count + 4, model_call_count->value());
 }}
 
 '''
@@ -373,24 +378,44 @@ def multi_inference_test(it):
       RunOptions(), this->GetServerCore(), thread::ThreadPoolOptions(), request,
       &response));
 '''
-    test = f'''// Verifies that each MultiInference request is counted once, under the version
-// that served it, whether the request names that version by number, by label or
+    test = '''// Verifies that each MultiInference request is counted once, under the version
+// it resolved to, whether the request names that version by number, by label or
 // not at all.
-TYPED_TEST_P(MultiInferenceTest, RecordsModelCallUnderServedVersion) {{
+TYPED_TEST_P(MultiInferenceTest, RecordsModelCallUnderResolvedVersion) {
   MultiInferenceRequest request;
-  AddInput({{{{"x", 2}}}}, &request);
-  PopulateTask("regress_x_to_y", kRegressMethodName, /*version=*/0,
-               request.add_tasks());
+  AddInput({{"x", 2}}, &request);
+  PopulateTask("regress_x_to_y", kRegressMethodName, -1, request.add_tasks());
   ModelSpec* model_spec = request.mutable_tasks(0)->mutable_model_spec();
   MultiInferenceResponse response;
 
-''' + counted_calls(call, it) + '}\n\n'
+''' + counted_calls(call, it) + f'''}}
+
+// Verifies that a MultiInference request with two tasks is counted once: both
+// tasks run on the one version the request resolved to.
+TYPED_TEST_P(MultiInferenceTest, RecordsOneModelCallForTwoTasks) {{
+  MultiInferenceRequest request;
+  AddInput({{{{"x", 2}}}}, &request);
+  PopulateTask("regress_x_to_y", kRegressMethodName, -1, request.add_tasks());
+  PopulateTask("classify_x_to_y", kClassifyMethodName, -1,
+               request.add_tasks());
+  MultiInferenceResponse response;
+  monitoring::CounterCell* const model_call_count =
+      internal::GetModelCallCount()->GetCell(kTestModelName,
+                                             absl::StrCat(kTestModelVersion));
+  const {it} initial_count = model_call_count->value();
+
+{call}  EXPECT_EQ(2, response.results_size());
+  EXPECT_EQ(initial_count + 1, model_call_count->value());
+}}
+
+'''
     anchor = 'TYPED_TEST_P(MultiInferenceTest, ModelSpecOverride) {'
     s = insert_before(s, anchor, test, path)
     s = replace1(
         s,
         '    ModelSpecOverride, ThreadPoolOptions);',
-        '    RecordsModelCallUnderServedVersion, ModelSpecOverride, ThreadPoolOptions);',
+        '    RecordsModelCallUnderResolvedVersion, RecordsOneModelCallForTwoTasks,\n'
+        '    ModelSpecOverride, ThreadPoolOptions);',
         path,
     )
     write(path, s)
@@ -419,7 +444,7 @@ def p0002(it):
         for api in ('Classify', 'Regress', 'Predict', 'MultiInference'):
             m = re.search(r'  TRACELITERAL\("TfrtSavedModelServable::' + api + r'"\);\n(  auto recorder = CreateRecorder\(\);\n)?', s)
             assert m, api
-            s = s[: m.end()] + '  RecordModelCall(std::string(name()), version());\n' + s[m.end() :]
+            s = s[: m.end()] + '  RecordModelCall(name(), version());\n' + s[m.end() :]
         write(p, s)
         build = add_dep(build, 'tfrt_servable', ':model_traffic_metrics')
 
@@ -456,35 +481,45 @@ def p0002(it):
 
 def p0003(it):
     h = MS + 'server_core.h'
-    s = read(h)
-    s = replace1(
+    s = add_include(read(h), INC)
+    # After model_labels_to_versions_, whose declaration spells TF's 64-bit integer as the tag does
+    # (int64 up to 2.7, int64_t from 2.8): that context makes an int64 series refuse an int64_t
+    # tree and the other way round, and the members go before 'manager_' on destruction.
+    labels = re.search(
+        r'  std::unique_ptr<std::map<string, std::map<string, int64(?:_t)?>>>\n'
+        r'      model_labels_to_versions_ TF_GUARDED_BY\(model_labels_to_versions_mu_\);\n\n',
         s,
-        '  std::shared_ptr<ServableStateMonitor> servable_state_monitor_;\n',
-        '''  std::shared_ptr<ServableStateMonitor> servable_state_monitor_;
-  // Keeps /tensorflow/serving/model_version_available in step with the
-  // servable states published on 'servable_event_bus_'.
-  std::unique_ptr<EventBus<ServableState>::Subscription>
-      model_version_available_subscription_;
-''',
-        h,
     )
+    assert labels and f'int64{"_t" if it == "int64_t" else ""}>>>' in labels.group(0), 'server_core.h label map'
+    members = '''  // Sets /tensorflow/serving/model_version_available from the servable states
+  // published on 'servable_event_bus_', through the subscription below. Both
+  // are declared after 'manager_' so that they are destroyed before it: the
+  // subscription stops the updates, then the recorder sets the versions this
+  // core made available back to 0 ('manager_' unloads them on destruction
+  // without publishing servable states).
+  ModelVersionAvailabilityRecorder model_version_availability_;
+  std::unique_ptr<EventBus<ServableState>::Subscription>
+      model_version_availability_subscription_;
+
+'''
+    s = s[: labels.end()] + members + s[labels.end() :]
     write(h, s)
 
     c = MS + 'server_core.cc'
     s = add_include(read(c), INC)
     fn = '''
-// Sets a model version's availability metric from its servable state: 1 when
-// it becomes available, 0 when it starts unloading or reaches the end state.
-void RecordModelVersionAvailability(
-    const EventBus<ServableState>::EventAndTime& event_and_time) {
-  const ServableState& state = event_and_time.event;
+// Records a servable's state on the model_version_available gauge: a version
+// is available from kAvailable until it starts unloading or reaches kEnd,
+// which is also where a version whose load failed ends up.
+void UpdateModelVersionAvailability(
+    const ServableState& state, ModelVersionAvailabilityRecorder* recorder) {
   switch (state.manager_state) {
     case ServableState::ManagerState::kAvailable:
-      RecordModelVersionAvailable(state.id.name, state.id.version);
+      recorder->RecordAvailable(state.id.name, state.id.version);
       break;
     case ServableState::ManagerState::kUnloading:
     case ServableState::ManagerState::kEnd:
-      RecordModelVersionUnavailable(state.id.name, state.id.version);
+      recorder->RecordUnavailable(state.id.name, state.id.version);
       break;
     default:
       break;
@@ -504,8 +539,11 @@ void RecordModelVersionAvailability(
 ''',
         '''    : options_(std::move(options)),
       servable_event_bus_(EventBus<ServableState>::CreateEventBus()),
-      model_version_available_subscription_(
-          servable_event_bus_->Subscribe(RecordModelVersionAvailability)) {
+      model_version_availability_subscription_(servable_event_bus_->Subscribe(
+          [recorder = &model_version_availability_](
+              const EventBus<ServableState>::EventAndTime& event_and_time) {
+            UpdateModelVersionAvailability(event_and_time.event, recorder);
+          })) {
 ''',
         c,
     )
@@ -513,8 +551,9 @@ void RecordModelVersionAvailability(
 
     t = MS + 'server_core_test.cc'
     s = add_include(read(t), '"absl/strings/str_cat.h"')
+    s = add_include(s, '"tensorflow/core/lib/monitoring/collection_registry.h"')
     s = add_include(s, INC)
-    test = '''TEST_P(ServerCoreTest, ModelVersionAvailableFollowsServableState) {
+    available = '''TEST_P(ServerCoreTest, ModelVersionAvailableFollowsServableState) {
   const ModelServerConfig nonempty_config =
       GetTestModelServerConfigForFakePlatform();
   ModelServerConfig empty_config;
@@ -539,33 +578,92 @@ void RecordModelVersionAvailability(
                    ->value());
 }
 
+TEST_P(ServerCoreTest, DestroyingServerCoreMakesItsModelVersionsUnavailable) {
+  const string version = absl::StrCat(test_util::kTestModelVersion);
+  std::unique_ptr<ServerCore> server_core;
+  TF_ASSERT_OK(CreateServerCore(GetTestModelServerConfigForFakePlatform(),
+                                &server_core));
+  EXPECT_EQ(1, internal::GetModelVersionAvailable()
+                   ->GetCell(test_util::kTestModelName, version)
+                   ->value());
+
+  // The manager unloads the model on destruction without publishing servable
+  // states; the core sets the gauge to 0 itself.
+  server_core = nullptr;
+  EXPECT_EQ(0, internal::GetModelVersionAvailable()
+                   ->GetCell(test_util::kTestModelName, version)
+                   ->value());
+}
+
 '''
     anchor = 'TEST_P(ServerCoreTest, ReloadConfigHandlesLoadingAPreviouslyUnloadedModel) {'
-    s = insert_before(s, anchor, test, t)
+    s = insert_before(s, anchor, available, t)
+    erroring = '''// Returns whether 'metric_name' exports a series for 'version' of 'model_name'.
+bool ExportsModelVersionSeries(const string& metric_name,
+                               const string& model_name,
+                               const string& version) {
+  const std::unique_ptr<monitoring::CollectedMetrics> collected =
+      monitoring::CollectionRegistry::Default()->CollectMetrics({});
+  const auto it = collected->point_set_map.find(metric_name);
+  if (it == collected->point_set_map.end()) return false;
+  for (const auto& point : it->second->points) {
+    if (point->labels.at(0).value == model_name &&
+        point->labels.at(1).value == version) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {
+  // A model name no other test loads, so that no call count series exists.
+  constexpr char kErroringModelName[] = "erroring_model";
+  ServerCore::Options options = GetDefaultOptions();
+  test_util::StoragePathErrorInjectingSourceAdapterConfig source_adapter_config;
+  source_adapter_config.set_error_message("injected error");
+  ::google::protobuf::Any source_adapter_config_any;
+  source_adapter_config_any.PackFrom(source_adapter_config);
+  (*(*options.platform_config_map
+          .mutable_platform_configs())[test_util::kFakePlatform]
+        .mutable_source_adapter_config()) = source_adapter_config_any;
+  options.model_server_config = GetTestModelServerConfigForFakePlatform();
+  options.model_server_config.mutable_model_config_list()
+      ->mutable_config(0)
+      ->set_name(kErroringModelName);
+  const string version = absl::StrCat(test_util::kTestModelVersion);
+
+  std::unique_ptr<ServerCore> server_core;
+  EXPECT_FALSE(ServerCore::Create(std::move(options), &server_core).ok());
+
+  EXPECT_TRUE(
+      ExportsModelVersionSeries("/tensorflow/serving/model_version_available",
+                                kErroringModelName, version));
+  EXPECT_EQ(0, internal::GetModelVersionAvailable()
+                   ->GetCell(kErroringModelName, version)
+                   ->value());
+  EXPECT_FALSE(ExportsModelVersionSeries("/tensorflow/serving/model_call_count",
+                                         kErroringModelName, version));
+}
+
+'''
+    anchor = 'TEST_P(ServerCoreTest, IllegalReconfigurationToCustomConfig) {'
+    s = insert_before(s, anchor, erroring, t)
     write(t, s)
 
     b = read(MS + 'BUILD')
     b = add_dep(b, 'server_core', '//tensorflow_serving/servables/tensorflow:model_traffic_metrics')
     b = add_dep(b, 'server_core_test', '//tensorflow_serving/servables/tensorflow:model_traffic_metrics')
+    b = add_dep(b, 'server_core_test', '@com_google_absl//absl/strings')
     write(MS + 'BUILD', b)
     commit(3)
 
 
-def message(patch_text):
-    """The commit message of a `git format-patch` file."""
-    head, _, rest = patch_text.partition('\n\n')
-    subject = re.search(r'^Subject: (?:\[PATCH[^\]]*\] )?(.*(?:\n .*)*)', head, re.M).group(1).replace('\n', '')
-    return subject + '\n\n' + rest.split('\n---\n')[0].strip() + '\n'
-
-
-def load_reference(series_dir):
-    """Unit sources (int64_t spelling) and the three commit messages, from the reference series."""
-    patches = sorted(Path(series_dir).glob('*.patch'))
-    assert len(patches) == 3, patches
-    unit = {}
-    for p in patches:
-        unit.update(new_files(p.read_text()))
-    return unit, [message(p.read_text()) for p in patches]
+def load_sources():
+    """The unit (int64_t spelling, by file name) and the three commit messages, from patches/tools."""
+    unit = {f.name: f.read_text() for f in sorted((TOOLS / 'unit').iterdir())}
+    messages = [f.read_text() for f in sorted((TOOLS / 'messages').glob('000?.txt'))]
+    assert len(messages) == 3, messages
+    return unit, messages
 
 
 def main():
@@ -573,11 +671,11 @@ def main():
     parser.add_argument('--mirror', required=True, help='git dir of a TF Serving clone (bare is fine)')
     parser.add_argument('--tag', required=True, help='release tag to build the series for')
     parser.add_argument('--out', required=True, help='directory to write the NNNN-*.patch files to')
-    parser.add_argument('--reference', default=str(Path(__file__).resolve().parents[1] / '2.20.0'),
-                        help='series whose unit and messages are reused (default: patches/2.20.0)')
+    parser.add_argument('--applies-to', metavar='TAGS', help='also write the series file, for these release tags')
     args = parser.parse_args()
     global UNIT, MESSAGES
-    UNIT, MESSAGES = load_reference(args.reference)
+    UNIT, MESSAGES = load_sources()
+    out = Path(args.out).resolve()  # before the chdir below
     env = dict(os.environ, GIT_AUTHOR_DATE=DATE, GIT_COMMITTER_DATE=DATE)
     with tempfile.TemporaryDirectory(prefix='tfs-series-') as tmp:
         # Test data blobs may be absent from a partial mirror; they are never patched.
@@ -599,10 +697,16 @@ def main():
         p0001(it)
         p0002(it)
         p0003(it)
-        out = Path(args.out).resolve()
         out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob('[0-9][0-9][0-9][0-9]-*.patch'):
+            old.unlink()
         subprocess.run(['git', 'format-patch', '-q', '--no-signature', '--filename-max-length=80', '-o', str(out), 'base'],
                        check=True)
+    if args.applies_to:
+        names = sorted(p.name for p in out.glob('[0-9][0-9][0-9][0-9]-*.patch'))
+        (out / 'series').write_text(
+            '# Per-version call count and availability metrics for TF Serving (see ../README.md).\n'
+            f'# Applies to: {" ".join(args.applies_to.split())}\n' + ''.join(f'{n}\n' for n in names))
     print(f'{args.tag}: series ({it}) written to {out}')
 
 

@@ -408,12 +408,21 @@ def test_patch_that_does_not_apply(world: World, patch_with: str) -> None:
         assert line.startswith(f"tfs-traffic: error: 0001-count-per-version.patch does not apply to {VERSION}")
 
 
-def test_missing_series_is_a_usage_error(world: World) -> None:
-    done = world.run("--version", "2.19.0")  # argparse: the last --version wins
+@pytest.mark.parametrize("patch_with", ["auto", "git"])
+def test_missing_series_is_a_usage_error(world: World, patch_with: str) -> None:
+    done = world.run("--version", "2.19.0", "--patch-with", patch_with)  # argparse: the last --version wins
     assert done.returncode == 2
     line = _error_line(done)
     assert line.startswith("tfs-traffic: error: no patch series for ") and "2.19.0" in line
     assert not world.cache.exists()
+
+
+def test_git_apply_finds_the_series_by_its_applies_to_line(world: World) -> None:
+    """A release served by a series named after another tag (2.8.0 gets patches/2.10.1/) builds with git apply too."""
+    (world.patches / VERSION).rename(world.patches / "2.20.x")
+    done = world.run("--patch-with", "git", env=world.env(FAKE_BAZEL_NO_BINARY="1"))  # stop after bazel
+    assert f"applying 2 patch(es) from {world.patches / '2.20.x'} with git apply" in done.stderr
+    assert "==> building tensorflow_serving/model_servers:tensorflow_model_server" in done.stderr
 
 
 def test_cache_with_foreign_changes_is_not_reused(world: World) -> None:

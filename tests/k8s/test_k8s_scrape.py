@@ -22,8 +22,7 @@ import requests
 import yaml
 
 from tfs_traffic import cli
-from tfs_traffic.k8s import manifests
-from tfs_traffic.k8s.values import parse_values
+from tfs_traffic.k8s import helm, scrape
 from tfs_traffic.prometheus.local import LocalPrometheus, promtool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,17 +118,13 @@ def unrelated_deployment(deployment: dict[str, Any]) -> dict[str, Any]:
 
 
 def scrape_jobs(values_file: Path | None = None) -> list[dict[str, Any]]:
-    values = None
-    if values_file is not None:
-        from tfs_traffic.k8s.values import load_values
-
-        values = load_values(values_file)
-    return yaml.safe_load(manifests.scrape_config(values))["scrape_configs"]
+    values = helm.effective_values(helm.load_values_files([values_file] if values_file else []))
+    return yaml.safe_load(scrape.scrape_config(values))["scrape_configs"]
 
 
 def test_jobs_follow_the_contract() -> None:
     annotated, sidecar = scrape_jobs(EXAMPLE_VALUES)
-    assert annotated["job_name"] == "kubernetes-pods" and sidecar["job_name"] == manifests.SIDECAR_JOB
+    assert annotated["job_name"] == "kubernetes-pods" and sidecar["job_name"] == scrape.SIDECAR_JOB
     for job in (annotated, sidecar):
         assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
         rules = job["relabel_configs"]
@@ -155,7 +150,8 @@ def test_scrape_config_without_values_and_with_bad_values(tmp_path: Path, capsys
     bad.write_text(yaml.safe_dump(data))
     assert cli.main(["k8s", "scrape-config", "--values", str(bad)]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.startswith("tfs-traffic: error: values.yaml: sidecar.metricsPortName: must be a port name")
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("tfs-traffic: error: values.yaml: at '/sidecar/metricsPortName': 'allOf' failed"), err
 
 
 def test_promtool_accepts_the_jobs_with_static_targets(tmp_path: Path, capsys) -> None:
@@ -181,8 +177,11 @@ def test_relabelling_on_a_real_prometheus(tmp_path: Path, metrics_server) -> Non
     data = yaml.safe_load(EXAMPLE_VALUES.read_text())
     data["tfserving"]["restPort"] = tfs_port
     data["sidecar"]["metricsPort"] = sidecar_port
-    values = parse_values(data)
-    [deployment] = [o.obj for o in manifests.render(values) if o.kind == "Deployment"]
+    # A Prometheus without the Operator: the chart's pods carry the annotations once the PodMonitor is off.
+    data["monitoring"]["podMonitor"]["enabled"] = False
+    _, manifests = helm.template(data, release="recommender", namespace="serving")
+    [deployment] = [m.obj for m in manifests if m.kind == "Deployment"]
+    values = helm.effective_values(data)
 
     pods = [
         *pod_targets(deployment, "recommender-7d9f-a", "127.0.0.1"),
@@ -194,7 +193,7 @@ def test_relabelling_on_a_real_prometheus(tmp_path: Path, metrics_server) -> Non
     ]
     sd_file = tmp_path / "pods.json"
     sd_file.write_text(json.dumps(pods))
-    jobs = copy.deepcopy(yaml.safe_load(manifests.scrape_config(values))["scrape_configs"])
+    jobs = copy.deepcopy(yaml.safe_load(scrape.scrape_config(values))["scrape_configs"])
     for job in jobs:
         assert job.pop("kubernetes_sd_configs") == [{"role": "pod"}]
         job["file_sd_configs"] = [{"files": [str(sd_file)]}]
@@ -208,12 +207,12 @@ def test_relabelling_on_a_real_prometheus(tmp_path: Path, metrics_server) -> Non
         by_job.setdefault(t["labels"]["job"], []).append(t)
     # Five container ports of the pod collapse into one target per pod: the annotation names the port.
     assert sorted(t["labels"]["pod"] for t in by_job["kubernetes-pods"]) == ["recommender-7d9f-a", "recommender-7d9f-b"]
-    assert sorted(t["labels"]["pod"] for t in by_job[manifests.SIDECAR_JOB]) == [
+    assert sorted(t["labels"]["pod"] for t in by_job[scrape.SIDECAR_JOB]) == [
         "recommender-7d9f-a",
         "recommender-7d9f-b",
     ]
     [tfs] = [t for t in by_job["kubernetes-pods"] if t["labels"]["pod"] == "recommender-7d9f-a"]
-    [side] = [t for t in by_job[manifests.SIDECAR_JOB] if t["labels"]["pod"] == "recommender-7d9f-a"]
+    [side] = [t for t in by_job[scrape.SIDECAR_JOB] if t["labels"]["pod"] == "recommender-7d9f-a"]
     assert tfs["scrapeUrl"] == f"http://127.0.0.1:{tfs_port}/monitoring/prometheus/metrics"
     assert side["scrapeUrl"] == f"http://127.0.0.1:{sidecar_port}/metrics"
     for target, port in ((tfs, tfs_port), (side, sidecar_port)):
@@ -224,7 +223,7 @@ def test_relabelling_on_a_real_prometheus(tmp_path: Path, metrics_server) -> Non
         assert labels["node"] == "node-a"
         assert labels["app_kubernetes_io_instance"] == "recommender"  # pod labels carried over
     [tfs6] = [t for t in by_job["kubernetes-pods"] if t["labels"]["pod"] == "recommender-7d9f-b"]
-    [side6] = [t for t in by_job[manifests.SIDECAR_JOB] if t["labels"]["pod"] == "recommender-7d9f-b"]
+    [side6] = [t for t in by_job[scrape.SIDECAR_JOB] if t["labels"]["pod"] == "recommender-7d9f-b"]
     assert tfs6["labels"]["instance"] == f"[0:0:0:0:0:0:0:1]:{tfs_port}"
     assert side6["labels"]["instance"] == f"[0:0:0:0:0:0:0:1]:{sidecar_port}"
 

@@ -38,6 +38,8 @@ call half_plus_two 1
 call resnet 10 3
 unavailable half_plus_two 1
 collect
+shutdown
+collect
 """
 
 
@@ -74,7 +76,7 @@ def test_every_series_ships_one_of_two_unit_variants() -> None:
 
 
 def test_metric_names_kinds_and_labels_follow_the_contract(driver_output: str) -> None:
-    first, _ = _collects(driver_output)
+    first, *_ = _collects(driver_output)
     metrics = _by_name(first)
     assert sorted(metrics) == sorted([contract.TF_CALLS, contract.TF_AVAILABLE])
     assert metrics[contract.TF_CALLS].kind == exposition.COUNTER
@@ -84,7 +86,7 @@ def test_metric_names_kinds_and_labels_follow_the_contract(driver_output: str) -
 
 
 def test_available_version_has_call_count_from_zero(driver_output: str) -> None:
-    first, _ = _collects(driver_output)
+    first, *_ = _collects(driver_output)
     metrics = _by_name(first)
     assert _values(metrics[contract.TF_AVAILABLE]) == {
         ("half_plus_two", "1"): 1,
@@ -100,7 +102,7 @@ def test_available_version_has_call_count_from_zero(driver_output: str) -> None:
 
 
 def test_calls_and_unload_are_counted_per_version(driver_output: str) -> None:
-    _, second = _collects(driver_output)
+    _, second, _ = _collects(driver_output)
     metrics = _by_name(second)
     assert _values(metrics[contract.TF_CALLS]) == {
         ("half_plus_two", "1"): 1,
@@ -113,6 +115,19 @@ def test_calls_and_unload_are_counted_per_version(driver_output: str) -> None:
         ("half_plus_two", "2"): 1,
         ("resnet", "10"): 1,
     }
+
+
+def test_destroyed_recorder_sets_its_versions_to_zero(driver_output: str) -> None:
+    """ServerCore's recorder goes with the core: every version it left AVAILABLE drops to 0."""
+    _, second, third = _collects(driver_output)
+    metrics = _by_name(third)
+    assert _values(metrics[contract.TF_AVAILABLE]) == {
+        ("half_plus_two", "1"): 0,
+        ("half_plus_two", "2"): 0,
+        ("resnet", "10"): 0,
+    }
+    # The counts stay (the cells cannot be deleted): frozen, so they add no calls from here on.
+    assert _values(metrics[contract.TF_CALLS]) == _values(_by_name(second)[contract.TF_CALLS])
 
 
 def expected_page() -> str:
@@ -132,7 +147,7 @@ def expected_page() -> str:
 
 
 def test_exposition_matches_the_contract(driver_output: str) -> None:
-    _, second = _collects(driver_output)
+    _, second, _ = _collects(driver_output)
     assert exposition.metric_name(contract.TF_CALLS) == contract.PATCHED_CALLS
     assert exposition.metric_name(contract.TF_AVAILABLE) == contract.PATCHED_AVAILABLE
     assert exposition.render(second) == expected_page()
@@ -161,7 +176,7 @@ def test_the_simulator_serves_the_same_page(driver_output: str, tmp_path: Path) 
 
     patched = {contract.TF_CALLS, contract.TF_AVAILABLE}
     sim_page = exposition.render(f for f in core.families() if f.tf_name in patched)
-    _, second = _collects(driver_output)
+    _, second, _ = _collects(driver_output)
     assert exposition.render(second) == sim_page
 
 
@@ -216,8 +231,10 @@ def test_prometheus_scrapes_the_exposition(served_page: str, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("series", SERIES)
-def test_the_units_own_gtest_passes(series: str) -> None:
-    """model_traffic_metrics_test.cc, as the patch adds it, built with Debian's googletest and run."""
+def test_the_units_own_gtest_passes_twice_in_one_process(series: str) -> None:
+    """model_traffic_metrics_test.cc, as the patch adds it, built with Debian's googletest and run
+    with --gtest_repeat=2: the metrics are process-wide, so a test that read absolute values would
+    fail on the second pass (upstream's util_test.cc compares before and after, and so does this)."""
     binary = unit.build(
         PATCHES / series,
         None,
@@ -225,9 +242,19 @@ def test_the_units_own_gtest_passes(series: str) -> None:
         name="model_traffic_metrics_test",
         extra_link=("-lgmock_main", "-lgmock", "-lgtest", "-lpthread"),
     )
-    output = unit.run(binary)
-    assert "[  PASSED  ] 4 tests." in output, output
+    output = unit.run(binary, args=["--gtest_repeat=2"])
+    assert output.count("[  PASSED  ] 6 tests.") == 2, output
+    assert "Repeating all tests (iteration 2)" in output
     assert "FAILED" not in output
+
+
+def test_the_int64_t_series_ship_the_unit_sources_byte_for_byte() -> None:
+    """patches/tools/unit/ is what make_series.py puts into every series; the shipped copies match it."""
+    tools = {p.name: p.read_text() for p in (PATCHES / "tools" / "unit").iterdir()}
+    for series in sorted(p for p in PATCHES.iterdir() if (p / "series").exists()):
+        shipped = {Path(path).name: text for path, text in unit.unit_sources(series).items()}
+        if "int64_t" in shipped["model_traffic_metrics.cc"]:
+            assert shipped == tools, series.name
 
 
 def test_new_files_rebuilds_added_files_only() -> None:

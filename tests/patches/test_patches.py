@@ -60,7 +60,9 @@ def synthesize_tree(series: patch_series.Series, root: Path, version: str) -> No
     current: dict[str, list[int | str]] = {}
     original: dict[str, dict[int, str]] = {}
     for patch in series.patches:
-        for path, old_start, body in _hunks(patch.read_text()):
+        # A hunk's start is a line of the file before this patch: going from the last hunk up keeps
+        # the earlier hunks' lines where they were.
+        for path, old_start, body in sorted(_hunks(patch.read_text()), key=lambda hunk: -hunk[1]):
             if old_start == 0:  # a new file: not part of the pre-image
                 continue
             lines = current.setdefault(path, list(range(100_000)))
@@ -124,21 +126,54 @@ def test_series_files_cover_each_release_once(all_series: list[patch_series.Seri
     assert patch_series.series_for("2.4.4", all_series).name == "2.4.4"
 
 
+def test_a_release_listed_by_two_series_is_refused(tmp_path: Path) -> None:
+    for name in ("2.7.4", "2.10.1"):
+        shutil.copytree(PATCHES / name, tmp_path / name)
+    series_file = tmp_path / "2.10.1" / "series"
+    series_file.write_text(series_file.read_text().replace("# Applies to: 2.8.0", "# Applies to: 2.7.4 2.8.0"))
+    with pytest.raises(ToolError, match=r"release 2\.7\.4 is listed by series 2\.10\.1 and 2\.7\.4$"):
+        patch_series.load_series(tmp_path)
+
+
+_LABEL_MAP = re.compile(r"^ +std::unique_ptr<std::map<string, std::map<string, (int64(?:_t)?)>>>$", re.M)
+
+
+def test_every_series_pins_its_integer_spelling_in_a_context_line(all_series: list[patch_series.Series]) -> None:
+    """Why `git am` of the wrong series fails: 0003's server_core.h hunk has the label map's declaration
+    as context, spelled `int64` up to 2.7 and `int64_t` from 2.8 (the unit's spelling must match the
+    tag's TensorFlow). patches/tools/check_tags.sh shows on every release tag that only its own series
+    applies; this keeps the context line in every series."""
+    for series in all_series:
+        text = series.patches[2].read_text()
+        hunk = text[text.index("+++ b/tensorflow_serving/model_servers/server_core.h") :]
+        hunk = hunk[: hunk.index("\ndiff --git ")]
+        spelling = "int64_t" if "Gauge<int64_t, 2>" in series.patches[0].read_text() else "int64"
+        assert [m.group(1) for m in _LABEL_MAP.finditer(hunk)] == [spelling], series.name
+        assert " ModelVersionAvailabilityRecorder model_version_availability_;" in hunk.replace("+", " ")
+
+
 @pytest.mark.parametrize("name", ["2.20.0", "2.4.4"])
-def test_check_then_apply_with_git(name: str, all_series: list[patch_series.Series], tmp_path: Path) -> None:
+def test_check_then_apply_with_git(name: str, all_series: list[patch_series.Series], tmp_path: Path, capsys) -> None:
     series = next(s for s in all_series if s.name == name)
     synthesize_tree(series, tmp_path, series.applies_to[-1])
     _git_init(tmp_path)
 
     assert cli.main(["patch", "check", "--source", str(tmp_path)]) == 0
     assert _git(tmp_path, "status", "--porcelain") == ""  # a dry run changes nothing
+    out = capsys.readouterr().out
+    assert out == (
+        f"TF Serving {series.applies_to[-1]} at {tmp_path}: chose series patches/{name}, because the "
+        f'"Applies to" line of patches/{name}/series lists {series.applies_to[-1]} (from _VERSION in '
+        f"{patch_series.SETUP_PY}); its 3 patches ({len(patch_series.touched_files(series))} files) apply "
+        "cleanly (git apply)\n"
+    )
 
     assert cli.main(["patch", "apply", "--source", str(tmp_path)]) == 0
     predict = (tmp_path / "tensorflow_serving/servables/tensorflow/predict_impl.cc").read_text()
     assert "RecordModelCall(bundle.id().name, bundle.id().version);" in predict
     assert (tmp_path / patch_series.MARKER).is_file()
     server_core = (tmp_path / "tensorflow_serving/model_servers/server_core.cc").read_text()
-    assert "Subscribe(RecordModelVersionAvailability)" in server_core
+    assert "UpdateModelVersionAvailability(event_and_time.event, recorder);" in server_core
 
     with pytest.raises(ToolError, match="already patched"):
         patch_series.apply(tmp_path)
@@ -150,7 +185,7 @@ def test_apply_without_git_uses_patch(all_series: list[patch_series.Series], tmp
     outcome = patch_series.apply(tmp_path)
     assert outcome.method == "patch -p1"
     assert (
-        "RecordModelCall(std::string(name()), version());"
+        "RecordModelCall(name(), version());"
         in (tmp_path / "tensorflow_serving/servables/tensorflow/tfrt_servable.cc").read_text()
     )
     assert not list(tmp_path.rglob("*.orig")) and not list(tmp_path.rglob("*.rej"))
@@ -207,6 +242,7 @@ def test_version_comes_from_setup_py_or_flag(all_series: list[patch_series.Serie
         patch_series.check(tmp_path)
     outcome = patch_series.check(tmp_path, version="2.4.4")
     assert (outcome.version, outcome.series.name) == ("2.4.4", "2.4.4")
+    assert outcome.reason == 'the "Applies to" line of patches/2.4.4/series lists 2.4.4 (given by --version)'
     assert patch_series.detect_version(tmp_path) == "2.4.4-myfork"
 
 

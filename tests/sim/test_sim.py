@@ -65,7 +65,7 @@ def write_config(tmp: Path, models: dict[str, tuple[tuple[int, ...] | None, str]
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     tmp = tmp_path_factory.mktemp("sim")
-    with Sim(write_config(tmp, MODELS), poll_seconds=0.2) as s:
+    with Sim(write_config(tmp, MODELS), poll_seconds=0.2, allow_labels_for_unavailable=True) as s:
         s.tmp = tmp  # type: ignore[attr-defined]
         yield s
 
@@ -439,9 +439,11 @@ def test_metrics_page_format(sim: Sim) -> None:
     text = requests.get(f"{sim.rest_url}/monitoring/prometheus/metrics").text
     lines = text.splitlines()
     assert text.endswith("\n") and not text.endswith("\n\n")
-    assert lines[0] == "# TYPE :tensorflow:serving:model_call_count counter"
+    assert lines[0] == "# TYPE :tensorflow:serving:batching_session:queuing_latency histogram"  # sorted by TF name
+    assert "# TYPE :tensorflow:serving:model_call_count counter" in lines
     assert "# TYPE :tensorflow:serving:model_version_available gauge" in lines
-    assert not any(line.startswith("# HELP") or "_total" in line for line in lines)
+    assert not any(line.startswith("# HELP") for line in lines)
+    assert "model_call_count_total" not in text and "request_count_total" not in text  # no suffix added
     assert ':tensorflow:serving:model_call_count{model_name="plain",model_version="10"} 0' in lines
     assert ':tensorflow:serving:model_call_count{model_name="plain",model_version="5"}' not in text
 

@@ -1,33 +1,37 @@
-"""`tfs-traffic k8s`: Kubernetes manifests and plain-Prometheus scrape jobs from one values file."""
+"""`tfs-traffic k8s`: the Helm chart rendered through Helm's engine, its generated files, scrape jobs."""
 
 import argparse
 import sys
 from typing import Any
 
 DESCRIPTION = """\
-Kubernetes manifests for one TF Serving deployment, rendered from a values file.
+The tfs-traffic Helm chart (k8s/chart): TF Serving (patched image, or stock image with the sidecar in
+proxy or status-only mode), its ConfigMaps, ServiceAccount, Service, PodDisruptionBudget, a PodMonitor,
+a PrometheusRule with the rules and alerts of queries/, Grafana dashboard ConfigMaps and, if
+enabled, a KEDA ScaledObject. Install it with helm; these actions need no helm binary.
 
-render writes one file per object: the Deployment (patched image, or stock image with the sidecar
-in proxy or status-only mode), the models.config and monitoring.config ConfigMaps, a Service, a
-PodMonitor for both metrics endpoints, a PrometheusRule with the recording rules and alerts of
-queries/, Grafana dashboard ConfigMaps and, if enabled, a KEDA ScaledObject. The values file is
-checked first; a mistake is reported as one line naming the field, and nothing is written.
+render prints what `helm template RELEASE k8s/chart -n NAMESPACE -f FILE...` prints, through Helm's
+own engine (helm-python-sdk: the values schema, the templates, the install order). A values mistake
+is reported as one line (Helm's own message) and nothing is written.
+
+chart-files writes the mixin's rules and dashboards into the chart's files/ (`make render`).
 
 scrape-config prints the scrape jobs for a Prometheus without the Prometheus Operator.
 """
 
 EPILOG = """\
 examples:
-  tfs-traffic k8s render --values k8s/values.example.yaml --out k8s/rendered
-  tfs-traffic k8s render --values values.yaml --out - | kubectl apply --server-side -f -
-  tfs-traffic k8s scrape-config --values values.yaml >> prometheus-scrape-jobs.yml
+  helm install recommender k8s/chart -n serving -f values.yaml          # with helm
+  tfs-traffic k8s render recommender -n serving -f values.yaml | kubectl apply --server-side -f -
+  tfs-traffic k8s render recommender -n serving -f values.yaml --out manifests.yaml
+  tfs-traffic k8s scrape-config -f values.yaml >> prometheus-scrape-jobs.yml
 """
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "k8s",
-        help="render Kubernetes manifests and Prometheus scrape jobs from a values file",
+        help="render the Helm chart (no helm binary needed) and Prometheus scrape jobs",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -36,19 +40,32 @@ def register(subparsers: Any) -> None:
 
     render = actions.add_parser(
         "render",
-        help="write the manifests for a values file",
-        description="Render every manifest for a values file (all files or none).",
-        epilog="example:\n  tfs-traffic k8s render --values k8s/values.example.yaml --out k8s/examples\n",
+        help="print `helm template` of the chart for values files",
+        description="Render the chart as `helm template` does, through Helm's engine (all or nothing).",
+        epilog="example:\n  tfs-traffic k8s render recommender -n serving -f k8s/values.example.yaml\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    render.add_argument("--values", required=True, metavar="FILE", help="the values file (YAML)")
     render.add_argument(
-        "--out",
-        default="-",
-        metavar="DIR|-",
-        help="directory to (re)write, one file per object; '-' prints one multi-document stream (default)",
+        "release", nargs="?", default="release-name", metavar="RELEASE", help="release name (default: release-name)"
+    )
+    _values_arguments(render)
+    render.add_argument(
+        "-n", "--namespace", default="default", metavar="NS", help="the release's namespace (default: default)"
+    )
+    render.add_argument(
+        "--out", default="-", metavar="FILE|-", help="write the stream to FILE (atomically); '-' prints it (default)"
     )
     render.set_defaults(run=run_render)
+
+    files = actions.add_parser(
+        "chart-files",
+        help="write the mixin's rules and dashboards into the chart's files/",
+        description="Write files/prometheus-rules.yaml and files/dashboards/*.json of the chart from the mixin.",
+        epilog="example:\n  tfs-traffic k8s chart-files --chart k8s/chart\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    files.add_argument("--chart", required=True, metavar="DIR", help="the chart directory (k8s/chart)")
+    files.set_defaults(run=run_chart_files)
 
     scrape = actions.add_parser(
         "scrape-config",
@@ -57,35 +74,62 @@ def register(subparsers: Any) -> None:
             "Print scrape_configs for Prometheus without the Operator: the annotated TF Serving endpoint\n"
             "(the prometheus-community chart's kubernetes-pods job) and the sidecar's metrics port."
         ),
-        epilog="example:\n  tfs-traffic k8s scrape-config --values values.yaml\n",
+        epilog="example:\n  tfs-traffic k8s scrape-config -f values.yaml\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    scrape.add_argument("--values", metavar="FILE", help="take the scrape interval and port name from this values file")
+    _values_arguments(scrape)
     scrape.set_defaults(run=run_scrape_config)
 
 
-def run_render(args: argparse.Namespace) -> int:
+def _values_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--values",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a values file (repeatable; later files win, as with helm -f)",
+    )
+    parser.add_argument("--chart", metavar="DIR", help="render this chart instead of the packaged one (k8s/chart)")
+
+
+def _source(paths: list[str]) -> str:
     from pathlib import Path
 
-    from tfs_traffic.k8s import manifests
-    from tfs_traffic.k8s import values as k8s_values
+    return ", ".join(Path(p).name for p in paths) or "values"
 
-    values = k8s_values.load_values(args.values)
-    objects = manifests.render(values, source=Path(args.values).name)
+
+def run_render(args: argparse.Namespace) -> int:
+    from tfs_traffic.files import write_atomic
+    from tfs_traffic.k8s import helm
+
+    values = helm.load_values_files(args.values)
+    text, manifests = helm.template(
+        values, chart_dir=args.chart, release=args.release, namespace=args.namespace, source=_source(args.values)
+    )
     if args.out == "-":
-        sys.stdout.write(manifests.as_stream(objects))
+        sys.stdout.write(text)
     else:
-        manifests.write_dir(objects, args.out)
-        print(f"wrote {len(objects)} objects to {args.out}", file=sys.stderr)
+        write_atomic(args.out, text)
+        print(f"wrote {len(manifests)} objects to {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_chart_files(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tfs_traffic.k8s import chart_files
+
+    for path in chart_files.write(Path(args.chart)):
+        print(path)
     return 0
 
 
 def run_scrape_config(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from tfs_traffic.k8s import helm, scrape
 
-    from tfs_traffic.k8s import manifests
-    from tfs_traffic.k8s import values as k8s_values
-
-    values = k8s_values.load_values(args.values) if args.values else None
-    sys.stdout.write(manifests.scrape_config(values, source=Path(args.values).name if args.values else ""))
+    values = helm.effective_values(
+        helm.load_values_files(args.values), chart_dir=args.chart, source=_source(args.values)
+    )
+    sys.stdout.write(scrape.scrape_config(values, source=_source(args.values) if args.values else ""))
     return 0

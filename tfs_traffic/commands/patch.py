@@ -7,10 +7,12 @@ DESCRIPTION = """\
 Patch a TF Serving source tree so that the server itself counts calls per model version.
 
 The patch adds /tensorflow/serving/model_call_count{model_name,model_version} (+1 per Predict,
-Classify, Regress or MultiInference request, under the version that served it) and
+Classify, Regress or MultiInference request resolved to a version, under that version's number,
+also when the request then fails) and
 /tensorflow/serving/model_version_available{model_name,model_version} to TF Serving's
 Prometheus page. The release is read from tensorflow_serving/tools/pip_package/setup.py
-(or --version) and mapped to the series in patches/ that applies to it (2.4.0 to 2.20.0).
+(or --version) and mapped to the one series in patches/ whose "Applies to" line lists it
+(2.4.0 to 2.20.0); each series also refuses, by its context lines, the releases it is not for.
 
 `check` is a dry run. `apply` refuses a tree with uncommitted changes, a tree that is already
 patched and a release with no series; a git checkout is patched with `git apply` (the changes
@@ -50,13 +52,15 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "check":
         outcome = patch_series.check(args.source, args.version)
         print(
-            f"TF Serving {outcome.version} at {args.source}: series patches/{outcome.series.name} "
-            f"({len(outcome.series.patches)} patches, {len(outcome.files)} files) applies cleanly ({outcome.method})"
+            f"TF Serving {outcome.version} at {args.source}: chose series patches/{outcome.series.name}, because "
+            f"{outcome.reason}; its {len(outcome.series.patches)} patches ({len(outcome.files)} files) apply "
+            f"cleanly ({outcome.method})"
         )
     else:
         outcome = patch_series.apply(args.source, args.version)
         print(
             f"patched TF Serving {outcome.version} at {args.source} with series patches/{outcome.series.name} "
-            f"({len(outcome.series.patches)} patches, {len(outcome.files)} files, {outcome.method})"
+            f"({len(outcome.series.patches)} patches, {len(outcome.files)} files, {outcome.method}), because "
+            f"{outcome.reason}"
         )
     return 0

@@ -101,22 +101,10 @@ def _use_patch_module(request: BuildRequest) -> Any | None:
 
 
 def series_dir(request: BuildRequest) -> Path:
-    """The patch series for the version: as `tfs-traffic patch` picks it, or patches/<version>."""
-    module = _use_patch_module(request)
-    if module is not None:
-        series = module.series_for(request.version, module.load_series(request.patches_dir))
-        return Path(series.path)
-    # --patch-with git: the series is patches/<version>.
-    patches_dir = request.patches_dir or Path("patches")
-    directory = patches_dir / request.version
-    if not (directory / "series").is_file():
-        have = sorted(p.parent.name for p in patches_dir.glob("*/series"))
-        raise UsageError(
-            f"no patch series for {request.version}: {directory}/series is missing"
-            + (f" (have: {', '.join(have)})" if have else "")
-        )
-    pack.series_patches(directory)
-    return directory
+    """The patch series for the version, as `tfs-traffic patch` picks it (its `Applies to` line), however applied."""
+    series = patch_series.series_for(request.version, patch_series.load_series(request.patches_dir))
+    pack.series_patches(Path(series.path))
+    return Path(series.path)
 
 
 def _run(cmd: Sequence[str], cwd: Path | None = None, check: bool = True, timeout: float | None = None) -> str:

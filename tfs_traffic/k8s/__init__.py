@@ -1,5 +1,6 @@
-"""Kubernetes: the values file and the manifests rendered from it (Deployment, Service, PodMonitor, rules).
+"""Kubernetes: the Helm chart (k8s/chart, packaged through the `chart` symlink) and its tooling.
 
-Public: `values` (the values file's schema and loader) and `manifests` (rendering, scrape jobs).
-Imports the shared leaves and `queries` (mixin, dashboards) for the rules and dashboards it wraps.
+Public: `helm` (`helm template` through Helm's own engine, values files, lint), `chart_files` (the
+mixin's rules and dashboards written into the chart) and `scrape` (plain-Prometheus scrape jobs).
+Imports the shared leaves and `queries` (mixin, dashboards) for the files it writes into the chart.
 """

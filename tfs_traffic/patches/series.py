@@ -48,6 +48,7 @@ class Outcome:
 
     version: str
     series: Series
+    reason: str  # why this series: its "Applies to" line names the release, and where the release came from
     method: str  # "git apply" or "patch -p1"
     files: tuple[str, ...]
 
@@ -83,6 +84,12 @@ def load_series(patches_dir: Path | None = None) -> list[Series]:
         found.append(Series(series_file.parent.name, series_file.parent, patches, tuple(applies)))
     if not found:
         raise ToolError(f"no patch series under {root}")
+    claimed: dict[str, str] = {}
+    for series in found:
+        for release in series.applies_to:
+            if release in claimed:
+                raise ToolError(f"{root}: release {release} is listed by series {claimed[release]} and {series.name}")
+            claimed[release] = series.name
     return found
 
 
@@ -173,8 +180,8 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else "failed"
 
 
-def _prepare(source: Path, version: str | None, patches_dir: Path | None) -> tuple[str, Series, bool]:
-    """All refusals, in the order a user would want to hear them; returns (version, series, is_git)."""
+def _prepare(source: Path, version: str | None, patches_dir: Path | None) -> tuple[str, Series, str, bool]:
+    """All refusals, in the order a user would want to hear them; returns (version, series, reason, is_git)."""
     source = source.resolve()
     if not source.is_dir():
         raise UsageError(f"--source {source}: no such directory")
@@ -185,6 +192,8 @@ def _prepare(source: Path, version: str | None, patches_dir: Path | None) -> tup
             raise UsageError(f"{source} is not a TF Serving source tree: no tensorflow_serving/ directory")
     release = version or detect_version(source)
     series = series_for(release, load_series(patches_dir))
+    origin = "given by --version" if version else f"from _VERSION in {SETUP_PY}"
+    why = f'the "Applies to" line of patches/{series.name}/series lists {release} ({origin})'
     if reason := _already_patched(source, series):
         raise ToolError(f"{source} is already patched ({reason})")
     git = is_git_checkout(source)
@@ -198,19 +207,19 @@ def _prepare(source: Path, version: str | None, patches_dir: Path | None) -> tup
                 f"{source} has uncommitted changes ({len(dirty)} changed, e.g. {dirty[0][3:]}); "
                 "commit or stash them first"
             )
-    return release, series, git
+    return release, series, why, git
 
 
 def check(source: Path, version: str | None = None, patches_dir: Path | None = None) -> Outcome:
     """Dry run: refuse what `apply` would refuse, and prove the whole series applies without fuzz."""
-    release, series, git = _prepare(source, version, patches_dir)
+    release, series, reason, git = _prepare(source, version, patches_dir)
     if git:
         result = _git(source.resolve(), "apply", "--check", *map(str, series.patches))
         if result.returncode != 0:
             raise ToolError(f"series {series.name} does not apply to {source}: {_first_line(result.stderr)}")
     else:
         _dry_run_patch(source.resolve(), series)
-    return Outcome(release, series, "git apply" if git else "patch -p1", tuple(touched_files(series)))
+    return Outcome(release, series, reason, "git apply" if git else "patch -p1", tuple(touched_files(series)))
 
 
 def apply(source: Path, version: str | None = None, patches_dir: Path | None = None) -> Outcome:

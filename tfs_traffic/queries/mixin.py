@@ -107,6 +107,18 @@ def max_of_sources(patched: str, sidecar: str, config: MixinConfig = DEFAULT) ->
     return promql.max_of_sources({"patched": patched, "sidecar": sidecar}, by=config.by())
 
 
+def once_per_target(expr: str, config: MixinConfig = DEFAULT) -> str:
+    """`expr` per call series with one copy per scrape target: the max over the copies.
+
+    A Prometheus that scrapes a pod through two jobs (an annotation job beside a PodMonitor, say)
+    stores each counter twice, under the same `instance` but another `job` (and the Operator's
+    labels); summed, every call would count twice. The copies count the same calls, so the max of
+    each (version, instance, api, code) keeps one. Labels a source lacks (api, code) group nothing.
+    """
+    by = ", ".join((*config.group_labels, *config.instance_labels, "api", "code"))
+    return f"max by ({by}) ({expr})"
+
+
 def sidecar_calls_selector(config: MixinConfig = DEFAULT, *extra: str) -> str:
     """The sidecar's calls, every status code: as in the report, a call that names a version shows
     that a client uses it, even when it failed (NOT_FOUND right after an unload, say)."""
@@ -116,11 +128,9 @@ def sidecar_calls_selector(config: MixinConfig = DEFAULT, *extra: str) -> str:
 def calls_rate(window: str, config: MixinConfig = DEFAULT, *extra: str) -> str:
     """Calls per second per version over `window`, summed over replicas, max over the two sources."""
     by = config.by()
-    return max_of_sources(
-        f"sum by ({by}) (rate({contract.PATCHED_CALLS}{config.matchers(*extra)}[{window}]))",
-        f"sum by ({by}) (rate({sidecar_calls_selector(config, *extra)}[{window}]))",
-        config,
-    )
+    patched = once_per_target(f"rate({contract.PATCHED_CALLS}{config.matchers(*extra)}[{window}])", config)
+    sidecar = once_per_target(f"rate({sidecar_calls_selector(config, *extra)}[{window}])", config)
+    return max_of_sources(f"sum by ({by}) ({patched})", f"sum by ({by}) ({sidecar})", config)
 
 
 def calls_in(window: str, config: MixinConfig = DEFAULT, *extra: str, lookback: str = "1h") -> str:
@@ -132,7 +142,11 @@ def calls_in(window: str, config: MixinConfig = DEFAULT, *extra: str, lookback: 
     by, seconds, before = config.by(), parse_duration(window), parse_duration(lookback)
     patched = promql.calls_per_series(f"{contract.PATCHED_CALLS}{config.matchers(*extra)}", seconds, before)
     sidecar = promql.calls_per_series(sidecar_calls_selector(config, *extra), seconds, before)
-    return max_of_sources(f"sum by ({by}) ({patched})", f"sum by ({by}) ({sidecar})", config)
+    return max_of_sources(
+        f"sum by ({by}) ({once_per_target(patched, config)})",
+        f"sum by ({by}) ({once_per_target(sidecar, config)})",
+        config,
+    )
 
 
 def available(config: MixinConfig = DEFAULT, *extra: str) -> str:
@@ -188,7 +202,7 @@ def available_minutes_per_hour(config: MixinConfig = DEFAULT) -> str:
 def calls_by_code_rate(config: MixinConfig = DEFAULT) -> str:
     """The sidecar's calls per second by gRPC status code (the only source that sees failures)."""
     m = config.matchers()
-    return f"sum by ({config.by()}, code) (rate({contract.SIDECAR_CALLS}{m}[5m]))"
+    return f"sum by ({config.by()}, code) ({once_per_target(f'rate({contract.SIDECAR_CALLS}{m}[5m])', config)})"
 
 
 def _indent(text: str, n: int = 2) -> str:
@@ -346,7 +360,8 @@ def idle_expr(config: MixinConfig = DEFAULT) -> str:
 def not_found_expr(config: MixinConfig = DEFAULT) -> str:
     """The sidecar answered NOT_FOUND: a client asked for a version that is not loaded."""
     m = config.matchers('code="NOT_FOUND"')
-    return f"sum by ({config.by()}) (increase({contract.SIDECAR_CALLS}{m}[{config.unavailable_window}])) > 0"
+    calls = once_per_target(f"increase({contract.SIDECAR_CALLS}{m}[{config.unavailable_window}])", config)
+    return f"sum by ({config.by()}) ({calls}) > 0"
 
 
 def unloaded_in_use_expr(config: MixinConfig = DEFAULT) -> str:

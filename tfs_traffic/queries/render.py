@@ -31,9 +31,9 @@ def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
 _Dumper.add_representer(str, _str)
 
 
-def rule_file_text(groups: list[dict[str, Any]]) -> str:
+def rule_file_text(groups: list[dict[str, Any]], header: str = HEADER) -> str:
     """A Prometheus rule file (`groups:`) as YAML text."""
-    return HEADER + yaml.dump({"groups": groups}, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+    return header + yaml.dump({"groups": groups}, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
 
 
 def rendered_files(config: mixin.MixinConfig = mixin.DEFAULT) -> dict[str, str]:

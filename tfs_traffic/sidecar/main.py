@@ -132,7 +132,9 @@ class Supervisor:
                 if not view_path.exists() or view_path.read_text() != text:
                     write_atomic(view_path, text)
 
-        poller = StatusPoller(watcher, options.upstream_grpc, status, publish, timeout=min(5.0, options.poll_interval))
+        # At least a second per poll: a sub-second --poll-interval must not turn a busy upstream into "down".
+        timeout = max(1.0, min(5.0, options.poll_interval))
+        poller = StatusPoller(watcher, options.upstream_grpc, status, publish, timeout=timeout)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
         try:

@@ -1,14 +1,21 @@
-"""The status poller: which versions the upstream has AVAILABLE, from GetModelStatus over gRPC.
+"""The status poller: which versions the upstream has AVAILABLE, and what its labels resolve to.
 
-TF Serving has no API that lists its models, so the names and version labels come from its models
-config file, re-read whenever the file changes (no restart). Status comes from
-`ModelService.GetModelStatus` over gRPC — never REST, whose GETs count in upstream's own
-`request_count` — sent and read as raw bytes with `wire.py`, so no TensorFlow is needed.
+TF Serving has no API that lists its models or their labels, so the names and the label *names* come
+from its models config file, re-read whenever the file changes (no restart). Status comes from
+`ModelService.GetModelStatus`. What each label (and "latest") resolves to comes from the server, never
+the file: TF Serving refuses a label whose version is not AVAILABLE and keeps its previous label map
+(`ServerCore::UpdateModelVersionLabelMap`), so the file can name a version the server does not use.
+Each poll asks `PredictionService.GetModelMetadata` with the label (or no version) in its
+`model_spec`: it resolves exactly like inference (`GetServableHandle`) and answers with the resolved
+number, and upstream counts it neither in `request_count` (`prediction_service_impl.cc` records only
+Predict, Classify and Regress) nor in the patched `model_call_count`. All over gRPC — never REST,
+whose GETs count in `request_count` — as raw bytes with `wire.py`, so no TensorFlow is needed.
 """
 
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +30,9 @@ from tfs_traffic.sidecar.view import ModelView, View
 log = logging.getLogger("tfs_traffic.sidecar")
 
 STATUS_METHOD = "/tensorflow.serving.ModelService/GetModelStatus"
+METADATA_METHOD = "/tensorflow.serving.PredictionService/GetModelMetadata"
+# basic_manager.cc: NotFound("Servable not found for request: ", ServableRequest::DebugString())
+_SPECIFIC = re.compile(r"Servable not found for request: Specific\(.*, (-?\d+)\)")
 
 # Options for every channel to the upstream: no message size limit (TF Serving sets none either),
 # and quick reconnects so service resumes within a second or so when the upstream comes back.
@@ -111,6 +121,9 @@ class StatusPoller:
         self.timeout = timeout
         self._channel = grpc.insecure_channel(upstream_grpc, options=UPSTREAM_CHANNEL_OPTIONS)
         self._status = self._channel.unary_unary(STATUS_METHOD)
+        self._metadata = self._channel.unary_unary(METADATA_METHOD)
+        self._labels: dict[str, dict[str, int]] = {}  # what the server resolves each label to, per model
+        self._latest: dict[str, int | None] = {}  # what it resolves a request with no version to
         self._exported: dict[str, set[int]] = {}  # versions with a gauge series, per model
         self._seen: dict[str, set[int]] = {}  # versions ever AVAILABLE, per model
         self._available: dict[str, frozenset[int]] = {}
@@ -135,6 +148,44 @@ class StatusPoller:
                     log.debug("GetModelStatus(%s) failed: %s %s", name, e.code(), e.details())
         return out
 
+    def _resolve(self, models: list[ConfiguredModel], answers: dict[str, Any]) -> None:
+        """Ask the server what each configured label, and "latest", of each answering model resolves to.
+
+        OK: the response's `model_spec.version`. NOT_FOUND `Specific(m, N)`: the server maps the label to
+        N but N is not loaded (a call by it fails; failed calls count under N). INVALID_ARGUMENT: the
+        server has no such label. Anything else (the server not answering): keep the last answer.
+        """
+        grpc = self._grpc
+        jobs = [
+            (m.name, label, self._metadata.future(wire.metadata_request(m.name, label), timeout=self.timeout))
+            for m in models
+            if answers.get(m.name) is not None
+            for label in (None, *m.labels)
+        ]
+        for name, label, future in jobs:
+            labels = self._labels.setdefault(name, {})
+            try:
+                spec = wire.model_spec(future.result(), 1)
+                version = spec.version if spec is not None else None
+            except grpc.RpcError as e:
+                code, found = e.code(), _SPECIFIC.fullmatch(e.details() or "")
+                if code == grpc.StatusCode.NOT_FOUND:
+                    version = int(found.group(1)) if found else None
+                elif code == grpc.StatusCode.INVALID_ARGUMENT:
+                    version = None
+                else:
+                    log.debug("GetModelMetadata(%s, %s) failed: %s %s", name, label, code, e.details())
+                    continue
+            if label is None:
+                self._latest[name] = version
+            elif version is None:
+                labels.pop(label, None)
+            else:
+                labels[label] = version
+        for m in models:  # labels no longer in the config are no longer asked about
+            if m.name in self._labels:
+                self._labels[m.name] = {k: v for k, v in self._labels[m.name].items() if k in m.labels}
+
     def _probe(self) -> bool:
         """With no models configured, the upstream is up if it answers at all."""
         grpc = self._grpc
@@ -150,6 +201,7 @@ class StatusPoller:
         names = [m.name for m in models]
         answers = self._ask(names) if names else {}
         up = all(a is not None for a in answers.values()) if names else self._probe()
+        self._resolve(models, answers)
         gauge = self.metrics.available
         for name, statuses in answers.items():
             if statuses is None:
@@ -174,9 +226,10 @@ class StatusPoller:
         self.view = View(
             {
                 m.name: ModelView(
-                    labels=dict(m.labels),
+                    labels=dict(self._labels.get(m.name, {})),
                     available=self._available.get(m.name, frozenset()),
                     seen=set(self._seen.get(m.name, ())),
+                    latest_version=self._latest.get(m.name),
                 )
                 for m in models
             }

@@ -1,7 +1,8 @@
 """What the sidecar knows about the upstream's models, and how it turns a call into metric labels.
 
-The status poller builds a `View` (models from the config file, their version labels, the versions
-AVAILABLE now and every version ever seen AVAILABLE) and publishes it; the relay workers read it to
+The status poller builds a `View` (models from the config file, what the *server* resolves their
+version labels and "latest" to, the versions AVAILABLE now and every version ever seen AVAILABLE)
+and publishes it; the relay workers read it to
 resolve REST calls and to keep label values bounded (design.md section 4):
 
 - a model name that is not in the models config is counted as `__other__`;
@@ -24,16 +25,20 @@ MAX_LEARNED = 64
 
 @dataclass
 class ModelView:
-    """One configured model: its labels (from the config) and what the poller saw."""
+    """One configured model: its labels as the server resolves them, and what the poller saw."""
 
     labels: dict[str, int] = field(default_factory=dict)
     available: frozenset[int] = frozenset()
     seen: set[int] = field(default_factory=set)
     learned: set[int] = field(default_factory=set)
+    latest_version: int | None = None  # what the server resolved a request with no version to
 
     @property
     def latest(self) -> int | None:
-        """The highest AVAILABLE version: where TF Serving sends a request that names none."""
+        """Where TF Serving sends a request that names no version: its own last answer, else the
+        highest AVAILABLE version."""
+        if self.latest_version is not None:
+            return self.latest_version
         return max(self.available) if self.available else None
 
     def known(self, version: int) -> bool:
@@ -49,7 +54,12 @@ class View:
     def to_json(self) -> str:
         return json.dumps(
             {
-                name: {"labels": m.labels, "available": sorted(m.available), "seen": sorted(m.seen)}
+                name: {
+                    "labels": m.labels,
+                    "available": sorted(m.available),
+                    "seen": sorted(m.seen),
+                    "latest": m.latest_version,
+                }
                 for name, m in self.models.items()
             },
             sort_keys=True,
@@ -64,6 +74,7 @@ class View:
                     labels={str(k): int(v) for k, v in m["labels"].items()},
                     available=frozenset(int(v) for v in m["available"]),
                     seen={int(v) for v in m["seen"]},
+                    latest_version=m.get("latest"),
                 )
                 for name, m in data.items()
             }
@@ -105,10 +116,11 @@ class View:
         return name, str(version) if model.known(version) else OTHER
 
     def rest_version(self, name: str, version: int | None, label: str | None) -> int | None:
-        """The version a REST call goes to: its number, its label's number, or the latest AVAILABLE.
+        """The version a REST call goes to: its number, or what the server resolved its label / "latest"
+        to on the last poll.
 
-        REST responses do not say which version served them, so this is the relay's own
-        resolution (a documented race while versions swap).
+        REST responses do not say which version served them, so this is the poller's last answer
+        from the server (a documented race while versions swap or labels move).
         """
         if version is not None:
             return version

@@ -356,3 +356,13 @@ def status_request(model_name: str) -> bytes:
     name = model_name.encode("utf-8")
     spec = _encode_len(1, name) if name else b""
     return _encode_len(1, spec)
+
+
+def metadata_request(model_name: str, version_label: str | None = None) -> bytes:
+    """A serialized GetModelMetadataRequest for `model_name` (by label, or latest) asking for
+    `signature_def`, the one metadata field TF Serving supports."""
+    name = model_name.encode("utf-8")
+    spec = _encode_len(1, name) if name else b""
+    if version_label is not None:
+        spec += _encode_len(4, version_label.encode("utf-8"))
+    return _encode_len(1, spec) + _encode_len(2, b"signature_def")

@@ -14,9 +14,17 @@ AVAILABLE as soon as it is aspired):
   request after resolution, its zero cell created when a version becomes AVAILABLE, and
   `model_version_available` 1/0; plus upstream's `request_count{model_name,status}`.
 
-Choices where TF Serving would differ: labels in the startup config may point at versions that are
-not loaded yet (TF Serving needs `--allow_version_labels_for_unavailable_models` for that), a
-reload checks labels the way that flag does, and a failed reload keeps the old config whole.
+Version labels follow `ServerCore::UpdateModelVersionLabelMap` (`model_servers/server_core.cc`),
+which `ReloadConfig` runs for the startup config and every reload *before* any model is added or
+changed: every label must point at an AVAILABLE version, else FAILED_PRECONDITION and the previous
+label map stays. With `--allow_version_labels_for_unavailable_models` a new label, or one that keeps
+its version, may point anywhere; moving an existing label still needs the target AVAILABLE. At
+startup nothing is AVAILABLE, so a startup config with labels is refused unless the flag is given.
+
+Judged harmless: TF Serving stores a refused config as its current one (`config_ = new_config`
+precedes the label check) but applies none of it; here the previous config stays whole. The only
+difference a client could see is which config a later *identical* reload is compared with, and both
+then run the same checks.
 """
 
 import enum
@@ -31,8 +39,8 @@ from typing import Any
 from tfs_traffic import contract
 from tfs_traffic.exposition import COUNTER, GAUGE, Family
 from tfs_traffic.sim.errors import Code, SimError
+from tfs_traffic.sim.stock_metrics import StockMetrics
 
-TF_REQUEST_COUNT = "/tensorflow/serving/request_count"
 _INT64_MAX = 2**63 - 1
 
 
@@ -110,20 +118,25 @@ def validate_config(config: Any) -> None:
 class ServerCore:
     """Model versions, labels and counters; every method is thread-safe."""
 
-    def __init__(self, config: Any, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        log: Callable[[str], None] | None = None,
+        allow_labels_for_unavailable: bool = False,
+    ) -> None:
         validate_config(config)
+        self.allow_labels_for_unavailable = allow_labels_for_unavailable
         self._lock = threading.Lock()
         self._log = log or (lambda msg: print(f"tfs-traffic sim: {msg}", file=sys.stderr, flush=True))
         self._config = config
         self._states: dict[str, dict[int, State]] = {}
         self._available: dict[str, list[int]] = {}  # sorted ascending
-        self._labels: dict[str, dict[str, int]] = {
-            m.name: dict(m.version_labels) for m in config.model_config_list.config
-        }
+        self._labels: dict[str, dict[str, int]] = {}
         self._calls: dict[tuple[str, str], int] = {}
         self._version_available: dict[tuple[str, str], int] = {}
-        self._requests: dict[tuple[str, str], int] = {}
+        self.stock = StockMetrics()
         self._missing_warned: set[str] = set()
+        self._labels = self._label_map(config)  # `ReloadConfig` of the startup config: before any load
         self.poll()
 
     # --- versions ---
@@ -175,23 +188,34 @@ class ServerCore:
                 self._version_available[(name, str(version))] = 0
         self._available[name] = sorted(v for v, s in states.items() if s == State.AVAILABLE)
 
+    def _label_map(self, config: Any) -> dict[str, dict[str, int]]:
+        """`UpdateModelVersionLabelMap`: the new label map, or FAILED_PRECONDITION.
+
+        Called under the lock, or from `__init__`, before any version of the config is (re)loaded.
+        """
+        new_labels: dict[str, dict[str, int]] = {}
+        for model in config.model_config_list.config:
+            old = self._labels.get(model.name, {})
+            available = set(self._available.get(model.name, ()))
+            for label, version in model.version_labels.items():
+                allowed = self.allow_labels_for_unavailable and old.get(label, version) == version
+                if not allowed and version not in available:
+                    raise SimError(
+                        Code.FAILED_PRECONDITION,
+                        f"Request to assign label to version {version} of model {model.name}, "
+                        "which is not currently available for inference",
+                    )
+                new_labels.setdefault(model.name, {})[label] = version
+        return new_labels
+
     def reload_config(self, new_config: Any) -> None:
-        """`ServerCore::ReloadConfig` for a model_config_list: validate, relabel, then load/unload."""
+        """`ServerCore::ReloadConfig` for a model_config_list: validate, relabel, then load/unload.
+
+        A refused label leaves the label map, the models and their policies as they were.
+        """
         validate_config(new_config)
         with self._lock:
-            new_labels: dict[str, dict[str, int]] = {}
-            for model in new_config.model_config_list.config:
-                old = self._labels.get(model.name, {})
-                available = set(self._available.get(model.name, ()))
-                for label, version in model.version_labels.items():
-                    moved = label in old and old[label] != version
-                    if moved and version not in available:
-                        raise SimError(
-                            Code.FAILED_PRECONDITION,
-                            f"Request to assign label to version {version} of model {model.name}, "
-                            "which is not currently available for inference",
-                        )
-                    new_labels.setdefault(model.name, {})[label] = version
+            new_labels = self._label_map(new_config)
             self._config = new_config
             self._labels = new_labels
         self.poll()
@@ -243,9 +267,7 @@ class ServerCore:
 
     def count_request(self, model_name: str, code: Code) -> None:
         """Upstream's `RecordModelRequestCount(model_name, status)`."""
-        key = (model_name, code.name)
-        with self._lock:
-            self._requests[key] = self._requests.get(key, 0) + 1
+        self.stock.count_request(model_name, code.name)
 
     def call_counts(self) -> dict[tuple[str, str], int]:
         """`model_call_count` cells: (model_name, model_version) -> count (zero cells included)."""
@@ -259,17 +281,16 @@ class ServerCore:
 
     def request_counts(self) -> dict[tuple[str, str], int]:
         """`request_count` cells: (model_name, status name) -> count."""
-        with self._lock:
-            return dict(self._requests)
+        return dict(self.stock.requests)
 
     def families(self) -> list[Family]:
         """The metric families this server exports, for `exposition.render`."""
         with self._lock:
-            return [
+            patched = [
                 Family(contract.TF_CALLS, COUNTER, (contract.MODEL, contract.VERSION), dict(self._calls)),
                 Family(contract.TF_AVAILABLE, GAUGE, (contract.MODEL, contract.VERSION), dict(self._version_available)),
-                Family(TF_REQUEST_COUNT, COUNTER, ("model_name", "status"), dict(self._requests)),
             ]
+        return [*patched, *self.stock.families()]
 
     def metric_first_values(self, names: Iterable[str]) -> dict[str, int]:
         """For ReloadConfigResponse.metric: the first cell's value of each named metric (0 if none)."""

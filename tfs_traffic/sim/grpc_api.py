@@ -5,6 +5,7 @@ Messages are tensorflow-serving-api's own. Tensors are decoded only as far as th
 by default (`AsProtoField`: dtype, shape, packed `float_val`), assembled as bytes in one go.
 """
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -98,14 +99,19 @@ class _Base(Transport):
 class PredictionServicer(_Base):
     """tensorflow.serving.PredictionService."""
 
-    async def _counted(self, request: Any, context: Any, run: Callable[[], Any]) -> Any:
+    async def _counted(self, request: Any, context: Any, run: Callable[[], Any], api: str) -> Any:
+        """`PredictionServiceImpl::Predict`/`Classify`/`Regress`: `request_count` for every call,
+        `request_latency{API, entrypoint="GRPC"}` for the OK ones."""
+        start = time.perf_counter()
+        name = request.model_spec.name
         try:
             response = run()
         except SimError as e:
-            self.service.core.count_request(request.model_spec.name, e.code)
+            self.service.core.count_request(name, e.code)
             return await self._fail(context, e)
-        await self._model_time()
-        self.service.core.count_request(request.model_spec.name, Code.OK)
+        await self._model_time(name, api)
+        self.service.core.stock.request_latency(name, api, "GRPC", (time.perf_counter() - start) * 1e6)
+        self.service.core.count_request(name, Code.OK)
         return response
 
     async def Predict(self, request: Any, context: Any) -> Any:
@@ -122,7 +128,7 @@ class PredictionServicer(_Base):
                 response.outputs[alias].MergeFromString(float_tensor_bytes(values))
             return response
 
-        return await self._counted(request, context, run)
+        return await self._counted(request, context, run, "Predict")
 
     async def Classify(self, request: Any, context: Any) -> Any:
         def run() -> Any:
@@ -137,7 +143,7 @@ class PredictionServicer(_Base):
                 response.result.classifications.add().classes.add(score=float(row[0]))
             return response
 
-        return await self._counted(request, context, run)
+        return await self._counted(request, context, run, "Classify")
 
     async def Regress(self, request: Any, context: Any) -> Any:
         def run() -> Any:
@@ -152,7 +158,7 @@ class PredictionServicer(_Base):
                 response.result.regressions.add(value=float(row[0]))
             return response
 
-        return await self._counted(request, context, run)
+        return await self._counted(request, context, run, "Regress")
 
     async def MultiInference(self, request: Any, context: Any) -> Any:
         try:
@@ -169,6 +175,7 @@ class PredictionServicer(_Base):
                 for row in y:
                     result.regression_result.regressions.add(value=float(row[0]))
             fill_model_spec(result.model_spec, spec.name, spec.signature_name, resolved.version)
+        self.service.core.stock.example_count(resolved.name, len(results[0][3]))
         await self._model_time()
         return response
 
@@ -232,6 +239,30 @@ class ModelServicer(_Base):
         for name in names:
             response.metric.add(name=name, int64_value_increase=after[name] - before[name])
         return response
+
+
+_HEALTH_SERVING = {"", "ModelService", "PredictionService"}
+
+
+def health_handler() -> Any:
+    """gRPC's default health service as `server.cc` turns it on with `--enable_grpc_healthcheck_service`:
+    the default service ("") and `ModelService`, `PredictionService` (those names, unqualified) are
+    SERVING; other names NOT_FOUND. Only `Check` (what a Kubernetes gRPC probe calls); requests and
+    responses are `grpc.health.v1` messages, read and written as bytes."""
+
+    async def check(request: bytes, context: Any) -> bytes:
+        service = b""
+        if request[:1] == b"\x0a":  # field 1, length-delimited: the service name
+            size, start = request[1], 2
+            if size & 0x80:
+                size, start = (size & 0x7F) | (request[2] << 7), 3
+            service = request[start : start + size]
+        if service.decode("utf-8", "replace") not in _HEALTH_SERVING:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "service name unregistered")
+        return b"\x08\x01"  # status: SERVING
+
+    handler = grpc.unary_unary_rpc_method_handler(check)
+    return grpc.method_handlers_generic_handler("grpc.health.v1.Health", {"Check": handler})
 
 
 def add_servicers(server: Any, service: SimService, latency_s: float) -> None:

@@ -9,13 +9,41 @@ URL grammar, JSON request handling and error bodies follow TF Serving 2.20:
   INVALID_ARGUMENT and FAILED_PRECONDITION 400, ...);
 - `request_count{model_name,status}` counts every `/v1/` request, status GETs included, as
   upstream does; `model_call_count` only inference after resolution (see `service`).
+
+Matched where a client can tell (each with a test citing the upstream function):
+
+- the query string is part of what is matched (`evhttp_request.cc:EvHTTPRequest::uri_path`): the
+  `/v1/` dispatcher and `ParseModelInfo`'s regexes see it, the Prometheus handler is found by the
+  path alone and then refuses a query (`http_server.cc:ProcessPrometheusRequest`); model names and
+  labels are `DecodeArg`-unescaped after matching;
+- targets libevent's strict URI parser refuses, and paths nobody takes, get libevent's own pages
+  and headers and a closed connection (`evhttp.py`); no `Server` header; a CORS preflight has no
+  body and libevent's default content type;
+- a version beyond int64 is a 400 with an empty body (`ParseModelInfo` fails before
+  `MakeJsonFromStatus`);
+- JSON is parsed and request values are quoted as rapidjson 1.1.0 does (`rapidjson.py`), b64 is
+  `absl::Base64Unescape` (`absl.py`), messages are escaped by rapidjson's Writer, floats are
+  `WriteDecimal<float>` (`tfjson.py`); the metrics page carries TF Serving's stock families
+  (`stock_metrics.py`).
+
+Judged harmless, with the reason:
+
+- request lines aiohttp's own parser refuses (raw non-ASCII bytes in the target) get aiohttp's 400
+  text instead of libevent's 400 page: both are 400s that reach no handler and count nothing, and
+  clients percent-encode;
+- targets that are not origin-form (`*`, absolute URIs) are matched as plain paths: clients of TF
+  Serving send origin-form;
+- `--rest_api_timeout_in_ms` and `--enable_cors_support`'s extra headers are not modelled: no test
+  or user of the stand-in sets them;
+- protobuf JSON (status, metadata) is Python's printer with TF Serving's options: the same
+  documents, key order aside, and no test or client depends on byte order there;
+- with several labels refused at once, which one the message names follows the map's iteration
+  order, which protobuf leaves unspecified in C++ as well.
 """
 
-import base64
-import binascii
-import json
 import re
 import sys
+import time
 import traceback
 import urllib.parse
 from typing import Any
@@ -24,34 +52,37 @@ import numpy as np
 from aiohttp import web
 
 from tfs_traffic import exposition
-from tfs_traffic.sim import half_plus_two, tfjson
+from tfs_traffic.sim import absl, evhttp, half_plus_two, rapidjson, tfjson
 from tfs_traffic.sim.errors import Code, SimError
 from tfs_traffic.sim.half_plus_two import DT_FLOAT, DT_STRING, Tensor
 from tfs_traffic.sim.service import SimService, Spec, Transport
 
-PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
-_V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
+# RE2 patterns of http_server.cc (kHTTPRestApiHandlerPathRegex) and http_rest_api_util.cc, matched
+# against the path *with* its query string; RE2's `.` stops at a newline and `\d` is ASCII.
+_V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.ASCII)
 _PREDICTION = re.compile(
-    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.IGNORECASE
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    re.IGNORECASE | re.ASCII,
 )
 _STATUS = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?", re.IGNORECASE
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?",
+    re.IGNORECASE | re.ASCII,
 )
-_NOT_FOUND_HTML = "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>\n"
-_JSON_TYPES = {type(None): "Null", bool: "Bool", dict: "Object", list: "Array", str: "String", int: "Number"}
+_JSON_TYPES = {type(None): "Null", list: "Array", str: "String"}
 
 
 def _json_type(value: Any) -> str:
+    """`JsonTypeString`."""
     if value is True:
         return "True"
     if value is False:
         return "False"
+    if isinstance(value, dict):
+        return "Object"
     return _JSON_TYPES.get(type(value), "Number")
 
 
-def _debug(value: Any) -> str:
-    """`JsonValueToDebugString`: compact JSON."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+_debug = rapidjson.debug_string
 
 
 def _format_error(value: Any, *parts: str) -> SimError:
@@ -59,15 +90,13 @@ def _format_error(value: Any, *parts: str) -> SimError:
 
 
 def parse_json(body: bytes) -> dict:
-    """`ParseJson`: an object, or INVALID_ARGUMENT with the parse error."""
+    """`ParseJson`: an object, or INVALID_ARGUMENT with rapidjson's parse error."""
     if not body:
         raise SimError(Code.INVALID_ARGUMENT, "JSON Parse error: The document is empty")
     try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        msg = e.msg if isinstance(e, json.JSONDecodeError) else "Invalid encoding in string."
-        pos = e.pos if isinstance(e, json.JSONDecodeError) else e.start
-        raise SimError(Code.INVALID_ARGUMENT, f"JSON Parse error: {msg} at offset: {pos}") from None
+        doc = rapidjson.parse(body)
+    except rapidjson.ParseError as e:
+        raise SimError(Code.INVALID_ARGUMENT, f"JSON Parse error: {e}") from None
     if not isinstance(doc, dict):
         raise _format_error(doc, "Is not object")
     return doc
@@ -95,7 +124,8 @@ def _dense_shape(value: Any) -> list[int]:
 
 
 def _is_b64(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+    """`IsValBase64Object`: exactly one member (duplicates count), `b64`, holding a string."""
+    return isinstance(value, dict) and len(rapidjson.members(value)) == 1 and isinstance(value.get("b64"), str)
 
 
 def _leaf(value: Any, dtype: int) -> Any:
@@ -108,10 +138,10 @@ def _leaf(value: Any, dtype: int) -> Any:
         return value
     if dtype == DT_STRING:
         if _is_b64(value):
-            try:
-                return base64.b64decode(value["b64"], validate=True)
-            except (binascii.Error, ValueError):
-                raise SimError(Code.INVALID_ARGUMENT, "Unable to base64 decode") from None
+            decoded = absl.base64_unescape(value["b64"])
+            if decoded is None:
+                raise SimError(Code.INVALID_ARGUMENT, "Unable to base64 decode")
+            return decoded
         if isinstance(value, dict):
             raise SimError(
                 Code.INVALID_ARGUMENT, f"JSON Value: {_debug(value)} not formatted correctly for base64 data"
@@ -121,7 +151,7 @@ def _leaf(value: Any, dtype: int) -> Any:
                 Code.INVALID_ARGUMENT,
                 f"JSON Value: {_debug(value)} Type: {_json_type(value)} is not of expected type: string",
             )
-        return value.encode()
+        return rapidjson.utf8(value)
     raise SimError(Code.UNIMPLEMENTED, f"Conversion of JSON Value: {_debug(value)} to type: {dtype}")
 
 
@@ -228,7 +258,7 @@ def tensors_from_instances(
         if objects:
             if not is_object(elem):
                 raise SimError(Code.INVALID_ARGUMENT, f"Expecting object but got list at item {count} of input list")
-            for name, item in elem.items():
+            for name, item in rapidjson.members(elem):
                 try:
                     add(item, name)
                 except SimError as e:
@@ -258,7 +288,9 @@ def tensors_from_instances(
     out: dict[str, Tensor] = {}
     for name, values in parts.items():
         shape = (len(instances), *shapes[name])
-        if infos[name].dtype == DT_FLOAT:
+        if len(values) != len(instances):  # a repeated key added its values twice: shape and count disagree
+            out[name] = Tensor(infos[name].dtype, shape, None, malformed=True)
+        elif infos[name].dtype == DT_FLOAT:
             out[name] = Tensor(DT_FLOAT, shape, np.stack(values).reshape(shape))
         else:
             out[name] = Tensor(DT_STRING, shape, [b for v in values for b in v])
@@ -311,7 +343,7 @@ def _feature_value(protos: Any, feature: Any, name: str, value: Any) -> None:
         feature.bytes_list.value.append(_leaf(value, DT_STRING))
     elif isinstance(value, str):
         need("bytes_list")
-        feature.bytes_list.value.append(value.encode())
+        feature.bytes_list.value.append(rapidjson.utf8(value))
     elif isinstance(value, float):
         need("float_list")
         feature.float_list.value.append(value)
@@ -326,7 +358,7 @@ def _example(protos: Any, value: Any, target: Any) -> None:
     """`MakeExampleFromJsonObject`."""
     if not isinstance(value, dict):
         raise SimError(Code.INVALID_ARGUMENT, f"Example must be JSON object but got JSON {_json_type(value)}")
-    for name, content in value.items():
+    for name, content in rapidjson.members(value):  # every member, a repeated key's last wins
         feature = protos.feature.Feature()
         for item in content if isinstance(content, list) else [content]:
             _feature_value(protos, feature, name, item)
@@ -356,30 +388,61 @@ def input_from_json(protos: Any, doc: dict) -> Any:
     return request_input
 
 
+def _decode_arg(text: str) -> str:
+    """`DecodeArg` (`curl_easy_unescape`): %XX escapes only, `+` stays; bytes kept as they decode."""
+    return urllib.parse.unquote_to_bytes(text).decode("utf-8", "surrogateescape")
+
+
 class RestApi(Transport):
     """aiohttp handlers over a SimService."""
 
+    def __init__(self, service: SimService, latency_s: float, prometheus_path: str | None) -> None:
+        super().__init__(service, latency_s)
+        self.prometheus_path = prometheus_path
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.raw_path.split("?", 1)[0]
-        if path == PROMETHEUS_PATH:
-            page = exposition.render(self.service.core.families())
-            return web.Response(body=page.encode(), headers={"Content-Type": "text/plain"})
-        if not _V1.fullmatch(path):
-            return web.Response(status=404, body=_NOT_FOUND_HTML.encode(), headers={"Content-Type": "text/html"})
-        if request.method == "OPTIONS":
+        """`EvHTTPServer::DispatchEvRequest`: the exact Prometheus handler, else the `/v1/` dispatcher."""
+        target = request.raw_path  # uri_path(): the path with its query string, as sent
+        if not evhttp.uri_ok(target):
+            return evhttp.error_page(400)
+        if self.prometheus_path is not None and evhttp.path_of(target) == self.prometheus_path:
+            return self._prometheus(target)
+        if not _V1.fullmatch(target):
+            return evhttp.error_page(404)
+        start = time.perf_counter()
+        if request.method == "OPTIONS":  # the handler is not called: no headers, no body
             origin = request.headers.get("Origin", "")
-            ok = re.search(r"https?://", origin) is not None  # CORS preflight: empty body either way
-            self.service.core.count_request("", Code.OK if ok else Code.FAILED_PRECONDITION)
-            return web.Response(status=200 if ok else 400, body=b"")
-        body = await request.read()
-        model_name, status, output = await self.process(request.method, path, body)
+            status = Code.OK if re.search(r"https?://", origin) else Code.FAILED_PRECONDITION
+            model_name, api, output = "", "", b""
+            headers = {"Content-Type": evhttp.DEFAULT_CONTENT_TYPE}
+        else:
+            body = await request.read()
+            model_name, api, status, text = await self.process(request.method, target, body)
+            output = rapidjson.utf8(text)
+            headers = {"Content-Type": "application/json"}
+        if status == Code.OK:
+            self.service.core.stock.request_latency(model_name, api, "REST", (time.perf_counter() - start) * 1e6)
         self.service.core.count_request(model_name, status)
         http = 200 if status == Code.OK else SimError(status, "").http_status
-        return web.Response(status=http, body=output.encode(), headers={"Content-Type": "application/json"})
+        return web.Response(status=http, body=output, headers=headers)
 
-    async def process(self, method: str, path: str, body: bytes) -> tuple[str, Code, str]:
-        """`HttpRestApiHandler::ProcessRequest`: (model name, status code, response body)."""
+    def _prometheus(self, target: str) -> web.Response:
+        """`http_server.cc:ProcessPrometheusRequest`: the page, or 400 when a query string came along."""
+        headers = {"Content-Type": "text/plain"}
+        if target != self.prometheus_path:
+            text = f"Unexpected path: {target}. Should be {self.prometheus_path}"
+            return web.Response(status=400, body=text.encode(), headers=headers)
+        page = exposition.render(self.service.core.families())
+        return web.Response(body=page.encode(), headers=headers)
+
+    async def process(self, method: str, path: str, body: bytes) -> tuple[str, str, Code, str]:
+        """`HttpRestApiHandler::ProcessRequest`: (model name, method for the latency metric, status, body).
+
+        `path` is the uri_path with its query string. A version too big for int64 fails in
+        `ParseModelInfo`, which returns before `MakeJsonFromStatus`: that 400 has an empty body.
+        """
         model_name = ""
+        verb = ""
         try:
             match = None
             if method == "POST":
@@ -387,13 +450,13 @@ class RestApi(Transport):
             elif method == "GET":
                 match = _STATUS.fullmatch(path)
             name, version_str, label, verb = match.groups("") if match else ("", "", "", "")
-            model_name = urllib.parse.unquote(name)
+            model_name = _decode_arg(name)
             version = None
             if version_str:
                 version = int(version_str)
                 if version >= 2**63:
-                    raise SimError(Code.INVALID_ARGUMENT, f"Failed to convert version: {version_str} to numeric.")
-            label_value = urllib.parse.unquote(label) if label else None
+                    return model_name, "", Code.INVALID_ARGUMENT, ""
+            label_value = _decode_arg(label) if label else None
             spec = Spec(model_name, version, label_value)
             if match and method == "POST" and verb in ("predict", "classify", "regress"):
                 output = await getattr(self, f"_{verb}")(spec, body)
@@ -401,12 +464,12 @@ class RestApi(Transport):
                 output = self._metadata(spec) if verb == "metadata" else self._status(spec)
             else:
                 raise SimError(Code.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
-            return model_name, Code.OK, output
+            return model_name, verb if method == "POST" else "", Code.OK, output
         except SimError as e:
-            return model_name, e.code, tfjson.error_body(e.message)
+            return model_name, "", e.code, tfjson.error_body(e.message)
         except Exception as e:  # a bug in the sim: answer like TF Serving's INTERNAL, say what broke
             traceback.print_exc(file=sys.stderr)
-            return model_name, Code.INTERNAL, tfjson.error_body(f"sim internal error: {type(e).__name__}: {e}")
+            return model_name, "", Code.INTERNAL, tfjson.error_body(f"sim internal error: {type(e).__name__}: {e}")
 
     async def _predict(self, spec: Spec, body: bytes) -> str:
         doc = parse_json(body)
@@ -435,7 +498,7 @@ class RestApi(Transport):
         else:
             raise SimError(Code.INVALID_ARGUMENT, "Missing 'inputs' or 'instances' key")
         result = self.service.predict(spec, tensors)
-        await self._model_time()
+        await self._model_time(spec.name, "Predict")
         try:
             return tfjson.predict_response(result.values, row_format=row)
         except ValueError as e:
@@ -445,14 +508,14 @@ class RestApi(Transport):
         doc = parse_json(body)
         spec = Spec(spec.name, spec.version, spec.label, _signature_name(doc))
         result = self.service.classify(spec, input_from_json(self.protos, doc))
-        await self._model_time()
+        await self._model_time(spec.name, "Classify")
         return tfjson.classify_response(result.values)
 
     async def _regress(self, spec: Spec, body: bytes) -> str:
         doc = parse_json(body)
         spec = Spec(spec.name, spec.version, spec.label, _signature_name(doc))
         result = self.service.regress(spec, input_from_json(self.protos, doc))
-        await self._model_time()
+        await self._model_time(spec.name, "Regress")
         return tfjson.regress_response(result.values)
 
     def _status(self, spec: Spec) -> str:
@@ -471,9 +534,10 @@ class RestApi(Transport):
         return tfjson.metadata_response(model_spec, half_plus_two.signature_def_map(self.protos))
 
 
-def make_app(service: SimService, latency_s: float) -> web.Application:
+def make_app(service: SimService, latency_s: float, prometheus_path: str | None) -> web.Application:
     """The aiohttp application: every path goes to one dispatcher, as TF Serving's does."""
-    api = RestApi(service, latency_s)
+    api = RestApi(service, latency_s, prometheus_path)
     app = web.Application(client_max_size=512 * 1024 * 1024)
+    app.on_response_prepare.append(evhttp.drop_server_header)
     app.router.add_route("*", "/{tail:.*}", api.handle)
     return app

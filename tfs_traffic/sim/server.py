@@ -17,7 +17,6 @@ Use it as a subprocess (`tfs-traffic sim --models-config FILE --grpc-addr 127.0.
 
 import asyncio
 import contextlib
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -28,11 +27,56 @@ from tfs_traffic import exposition, modelconfig
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.sim import protos
 from tfs_traffic.sim.core import ServerCore
-from tfs_traffic.sim.errors import SimError
+from tfs_traffic.sim.errors import Code, SimError
 from tfs_traffic.sim.service import SimService
 
 DEFAULT_GRPC = "127.0.0.1:8500"
 DEFAULT_REST = "127.0.0.1:8501"
+PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
+
+
+class StartupError(ToolError):
+    """TF Serving refused its startup config: `main.cc` prints `Failed to start server. Error: ...`
+    and returns -1 (exit status 255)."""
+
+    exit_code = 255
+
+
+def _monitoring_config_class() -> Any:
+    """`tensorflow_serving/config/monitoring_config.proto`'s MonitoringConfig (tensorflow-serving-api
+    does not ship it), built from the same two messages and field numbers."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    file = descriptor_pb2.FileDescriptorProto(name="tfs_traffic_monitoring_config.proto", package="tfs_traffic.sim")
+    file.syntax = "proto3"
+    prom = file.message_type.add(name="PrometheusConfig")
+    prom.field.add(name="enable", number=1, type=8, label=1)  # bool
+    prom.field.add(name="path", number=2, type=9, label=1)  # string
+    mon = file.message_type.add(name="MonitoringConfig")
+    mon.field.add(name="prometheus_config", number=1, type=11, label=1, type_name=".tfs_traffic.sim.PrometheusConfig")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tfs_traffic.sim.MonitoringConfig"))
+
+
+def monitoring_path(config_file: str | Path) -> str | None:
+    """The Prometheus page path a `--monitoring_config_file` turns on, or None when it stays off.
+
+    `http_server.cc:CreateAndStartHttpServer` registers the exporter only when
+    `prometheus_config.enable` is set, at `prometheus_config.path` or the default path.
+    """
+    from google.protobuf import text_format
+
+    from tfs_traffic.files import read_user_text
+
+    config = _monitoring_config_class()()
+    try:
+        text_format.Parse(read_user_text(config_file, "monitoring config"), config)
+    except text_format.ParseError as e:
+        raise UsageError(f"{config_file}: {e}") from None
+    if not config.prometheus_config.enable:
+        return None
+    return str(config.prometheus_config.path) or PROMETHEUS_PATH
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -54,7 +98,13 @@ class Sim:
     `grpc_addr`/`rest_addr` may use port 0; `grpc_target`/`rest_url` then tell the real ports.
     `poll_seconds` is how often model base paths are re-read (TF Serving's
     `--file_system_poll_wait_seconds`); `config_poll_seconds` > 0 also re-reads the config file
-    (`--model_config_file_poll_wait_seconds`).
+    (`--model_config_file_poll_wait_seconds`) and reloads it every time, as
+    `Server::PollFilesystemAndReloadConfig` does (a refused config is retried each period).
+    `allow_labels_for_unavailable` is `--allow_version_labels_for_unavailable_models`.
+    `prometheus_path` is where the metrics page is served (None: no page). TF Serving serves one
+    only with a `--monitoring_config_file` that enables it; the sim serves it at the default path
+    unless told otherwise, because every test, benchmark and demo scrapes it. `grpc_health` is
+    `--enable_grpc_healthcheck_service`.
     """
 
     def __init__(
@@ -67,13 +117,20 @@ class Sim:
         config_poll_seconds: float = 0.0,
         light_protos: bool = False,
         log: Callable[[str], None] | None = None,
+        allow_labels_for_unavailable: bool = False,
+        prometheus_path: str | None = PROMETHEUS_PATH,
+        grpc_health: bool = False,
     ) -> None:
         self.models_config = Path(models_config)
         self.protos = protos.load(light=light_protos)
+        self.prometheus_path = prometheus_path
+        self.grpc_health = grpc_health
         config = modelconfig.load(self.models_config)
         try:
-            self.core = ServerCore(config, log=log)
+            self.core = ServerCore(config, log=log, allow_labels_for_unavailable=allow_labels_for_unavailable)
         except SimError as e:
+            if e.code == Code.FAILED_PRECONDITION:
+                raise StartupError(f"Failed to start server. Error: {e.code.name}: {e.message}") from None
             raise UsageError(f"{models_config}: {e.message}") from None
         self.service = SimService(self.core, self.protos)
         self.latency_s = max(0.0, latency_ms) / 1000.0
@@ -88,7 +145,7 @@ class Sim:
         self._stop_event: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._config_mtime = self._mtime()
+        self.reload_error: str | None = None  # the last config poll's refusal, None once one succeeded
 
     # --- addresses ---
 
@@ -135,7 +192,7 @@ class Sim:
         import grpc
         from aiohttp import web
 
-        from tfs_traffic.sim.grpc_api import add_servicers
+        from tfs_traffic.sim.grpc_api import add_servicers, health_handler
         from tfs_traffic.sim.rest_api import make_app
 
         self._stop_event = asyncio.Event()
@@ -148,6 +205,8 @@ class Sim:
             maximum_concurrent_rpcs=None,
         )
         add_servicers(server, self.service, self.latency_s)
+        if self.grpc_health:
+            server.add_generic_rpc_handlers((health_handler(),))
         port = server.add_insecure_port(_join(self._grpc_host, self._grpc_port))
         if port == 0:
             raise ToolError(f"cannot listen for gRPC on {_join(self._grpc_host, self._grpc_port)}")
@@ -156,7 +215,9 @@ class Sim:
         runner = None
         try:
             if self._rest is not None:
-                runner = web.AppRunner(make_app(self.service, self.latency_s), access_log=None, handle_signals=False)
+                runner = web.AppRunner(
+                    make_app(self.service, self.latency_s, self.prometheus_path), access_log=None, handle_signals=False
+                )
                 await runner.setup()
                 site = web.TCPSite(runner, self._rest[0], self._rest[1], backlog=1024)
                 try:
@@ -189,25 +250,21 @@ class Sim:
                 elapsed_config += step
                 if elapsed_config >= self.config_poll_seconds:
                     elapsed_config = 0.0
-                    await loop.run_in_executor(None, self._reload_if_changed)
+                    await loop.run_in_executor(None, self.reload_now)
             if self.poll_seconds > 0:
                 await loop.run_in_executor(None, self.core.poll)
 
-    def _mtime(self) -> float:
-        try:
-            return os.stat(self.models_config).st_mtime
-        except OSError:
-            return 0.0
-
-    def _reload_if_changed(self) -> None:
-        mtime = self._mtime()
-        if mtime == self._config_mtime:
-            return
-        self._config_mtime = mtime
+    def reload_now(self) -> None:
+        """One config poll: read the file and `ReloadConfig` it; a refusal is logged once per message."""
         try:
             self.core.reload_config(modelconfig.load(self.models_config))
         except (ToolError, SimError) as e:
-            print(f"tfs-traffic sim: config reload failed: {e}", flush=True)
+            message = e.message if isinstance(e, SimError) else str(e)
+            if message != self.reload_error:
+                print(f"tfs-traffic sim: config reload failed: {message}", flush=True)
+            self.reload_error = message
+            return
+        self.reload_error = None
 
     def start(self, timeout: float = 30.0) -> "Sim":
         """Serve on a background thread; returns once both ports are bound."""

@@ -8,6 +8,7 @@ by the async front ends after a successful run.
 """
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,6 +144,11 @@ class Transport:
         self.protos = service.protos
         self.latency_s = latency_s
 
-    async def _model_time(self) -> None:
+    async def _model_time(self, model_name: str | None = None, api: str = "") -> None:
+        """Spend the model's run time; for Predict/Classify/Regress (`api` given) record it as
+        `runtime_latency`, as `predict_util.cc`/`classifier.cc`/`regressor.cc` do after a run."""
+        start = time.perf_counter()
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
+        if model_name is not None:
+            self.service.core.stock.runtime_latency(model_name, api, (time.perf_counter() - start) * 1e6)

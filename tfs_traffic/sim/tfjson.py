@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from tfs_traffic.sim.rapidjson import write_string
+
 INDENT = "    "
 
 
@@ -91,8 +93,8 @@ class PrettyWriter:
 
 
 def json_string(text: str) -> str:
-    """A JSON string as rapidjson writes it (UTF-8 kept, control characters escaped)."""
-    return json.dumps(text, ensure_ascii=False)
+    """A JSON string as rapidjson's Writer writes it (`rapidjson.write_string`)."""
+    return write_string(text)
 
 
 def format_float(value: float) -> str:
@@ -113,7 +115,8 @@ def _round_trips_6(flat: np.ndarray) -> np.ndarray:
     """Per element: does `%g` (six significant digits) read back as the same float32?
 
     Vectorised: round to six digits in float64 and compare; the few values whose seventh digit
-    is within rounding error of a tie are checked exactly with `format_float`'s test.
+    is within rounding error of a tie, or whose six-digit value lies within rounding error of a
+    float32 tie (1.5e10: half-way between two floats), are checked exactly with `format_float`'s test.
     """
     d = flat.astype(np.float64)
     a = np.abs(d)
@@ -126,8 +129,13 @@ def _round_trips_6(flat: np.ndarray) -> np.ndarray:
     scale = 10.0 ** (5 - e)
     q = an * scale
     m = np.rint(q)
-    ok = (np.sign(d[nz]) * (m / scale)).astype(np.float32) == flat[nz]
-    near = np.abs(np.abs(q - np.floor(q)) - 0.5) < 1e-6
+    six = m / scale
+    single = six.astype(np.float32)
+    ok = (np.sign(d[nz]) * six).astype(np.float32) == flat[nz]
+    half_ulp = np.spacing(np.abs(single)).astype(np.float64) / 2
+    near = (np.abs(np.abs(q - np.floor(q)) - 0.5) < 1e-6) | (
+        np.abs(np.abs(six - single.astype(np.float64)) - half_ulp) <= np.abs(six) * 1e-14
+    )
     for i in np.flatnonzero(near).tolist():
         v = float(flat[nz][i])
         ok[i] = np.float32(float(f"{v:g}")) == flat[nz][i]

@@ -3,10 +3,12 @@
 // collects, so the test can check names, kinds, labels and values and render
 // them the way TF Serving's PrometheusExporter does.
 //
-// Commands on stdin, one per line:
-//   available MODEL VERSION     RecordModelVersionAvailable
-//   unavailable MODEL VERSION   RecordModelVersionUnavailable
+// Commands on stdin, one per line (one ModelVersionAvailabilityRecorder, as a
+// ServerCore owns one):
+//   available MODEL VERSION     recorder.RecordAvailable
+//   unavailable MODEL VERSION   recorder.RecordUnavailable
 //   call MODEL VERSION [N]      RecordModelCall, N times (default 1)
+//   shutdown                    destroy the recorder, as ~ServerCore does
 //   collect                     print every /tensorflow/serving/ metric
 // Output of "collect", tab-separated, then a line "end":
 //   metric NAME KIND VALUE_TYPE LABEL_NAMES(comma-separated) DESCRIPTION
@@ -84,6 +86,8 @@ void Collect() {
 }  // namespace
 
 int main() {
+  auto recorder =
+      std::make_unique<tensorflow::serving::ModelVersionAvailabilityRecorder>();
   std::string line;
   while (std::getline(std::cin, line)) {
     std::istringstream words(line);
@@ -95,14 +99,22 @@ int main() {
       Collect();
       continue;
     }
+    if (command == "shutdown") {
+      recorder.reset();
+      continue;
+    }
     if (!(words >> model >> version)) {
       std::cerr << "bad command: " << line << std::endl;
       return 2;
     }
+    if ((command == "available" || command == "unavailable") && !recorder) {
+      std::cerr << "recorder is shut down: " << line << std::endl;
+      return 2;
+    }
     if (command == "available") {
-      tensorflow::serving::RecordModelVersionAvailable(model, version);
+      recorder->RecordAvailable(model, version);
     } else if (command == "unavailable") {
-      tensorflow::serving::RecordModelVersionUnavailable(model, version);
+      recorder->RecordUnavailable(model, version);
     } else if (command == "call") {
       words >> times;
       for (int64_t i = 0; i < times; ++i) {
