@@ -103,6 +103,7 @@ class _Upstream(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.client.upstream_made(self)  # before any of its bytes can arrive
 
     def data_received(self, data: bytes) -> None:
         # Responses are read before they are written on: a call is counted by the time its client
@@ -158,14 +159,15 @@ class ClientSide(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         host, port = self.listener.upstream
         try:
-            _, upstream = await asyncio.wait_for(
-                loop.create_connection(lambda: _Upstream(self), host, port), CONNECT_TIMEOUT
-            )
+            await asyncio.wait_for(loop.create_connection(lambda: _Upstream(self), host, port), CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as e:
-            self._refuse(getattr(e, "strerror", None) or str(e) or type(e).__name__)
-            return
+            if self.upstream is None:
+                self._refuse(getattr(e, "strerror", None) or str(e) or type(e).__name__)
         finally:
             self._connecting = None
+
+    def upstream_made(self, upstream: _Upstream) -> None:
+        """The upstream connection is there: what the client sent meanwhile goes to it first."""
         if self.lost:
             upstream.transport.close()
             return
