@@ -105,7 +105,7 @@ def test_labels_name_the_base_and_the_packages(built: dict[str, Any]) -> None:
     assert labels["org.opencontainers.image.base.name"] == BASE
     assert labels["org.opencontainers.image.version"] == metadata.version("tfs-traffic")
     packages = dict(item.split("==") for item in labels["io.github.tfs-traffic.python-packages"].split())
-    for name in ("grpcio", "protobuf", "prometheus-client", "aiohttp", "tensorflow-serving-api"):
+    for name in ("grpcio", "protobuf", "prometheus-client", "hpack", "uvloop", "tensorflow-serving-api"):
         assert packages[name] == metadata.version(name), name  # the wheels given, not whatever an index has
     assert packages["tfs-traffic"] == metadata.version("tfs-traffic")
     assert not [name for name in packages if name.startswith("tensorflow") and name != "tensorflow-serving-api"]
@@ -115,7 +115,7 @@ def test_site_packages_hold_the_runtime_and_no_tensorflow(built: dict[str, Any])
     files = built["files"]
     site = {path.removeprefix(SITE + "/") for path in files if path.startswith(SITE + "/")}
     tops = {path.split("/")[0] for path in site}
-    for needed in ("grpc", "google", "prometheus_client", "aiohttp", "yarl", "multidict", "tfs_traffic"):
+    for needed in ("grpc", "google", "prometheus_client", "hpack", "uvloop", "tfs_traffic"):
         assert needed in tops, needed
     assert "google/protobuf/message.py" in site
     assert "tensorflow_serving/config/model_server_config_pb2.py" in site
@@ -126,7 +126,7 @@ def test_site_packages_hold_the_runtime_and_no_tensorflow(built: dict[str, Any])
     # tfs-traffic is the checkout's code, byte for byte
     for module in (
         "tfs_traffic/sidecar/__main__.py",
-        "tfs_traffic/sidecar/grpc_proxy.py",
+        "tfs_traffic/sidecar/relay.py",
         "tfs_traffic/modelconfig.py",
     ):
         assert files[f"{SITE}/{module}"].data == (REPO / module).read_bytes()
@@ -190,7 +190,7 @@ def test_packaged_sidecar_help_runs_without_tensorflow(built: dict[str, Any], ro
     assert "--models-config" in done.stdout and "--upstream-grpc" in done.stdout
     # the image's interpreter sees only its own site-packages: TensorFlow is not there
     probe = (
-        "import importlib.util, sys; import grpc, google.protobuf, prometheus_client, aiohttp;"
+        "import importlib.util, sys; import grpc, google.protobuf, prometheus_client, hpack, uvloop;"
         "from tensorflow_serving.config import model_server_config_pb2;"
         "print(sys.version_info[:2], importlib.util.find_spec('tensorflow'), grpc.__file__)"
     )

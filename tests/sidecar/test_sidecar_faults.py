@@ -174,7 +174,7 @@ def test_garbage_on_the_wire_does_not_hurt(tmp_path: Path) -> None:
                             pass
                     except (ConnectionResetError, TimeoutError):
                         pass
-        # HTTP/1.1 nonsense on the REST port: a 400 from the proxy itself, and service goes on.
+        # HTTP/1.1 nonsense on the REST port: the upstream's 400, relayed (not counted), and service goes on.
         with socket.create_connection(("127.0.0.1", sidecar.rest_port), timeout=5) as s:
             s.sendall(b"BLAH /\x00\x01 HTTP/9.9\r\n\r\n")
             assert b" 400 " in s.recv(4096).split(b"\r\n")[0] + b" "

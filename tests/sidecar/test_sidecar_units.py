@@ -9,7 +9,7 @@ import pytest
 from tfs_traffic import cli
 from tfs_traffic.contract import OTHER, UNRESOLVED
 from tfs_traffic.errors import UsageError
-from tfs_traffic.sidecar import main, rest_proxy
+from tfs_traffic.sidecar import main, rest_relay
 from tfs_traffic.sidecar.view import MAX_LEARNED, ModelView, View
 
 
@@ -53,9 +53,9 @@ def test_rest_resolution() -> None:
     assert v.rest_version("m", None, None) == 3  # the highest AVAILABLE
     assert v.rest_version("m", None, "nope") is None
     assert v.rest_version("zz", None, None) is None
-    assert rest_proxy.call_labels(v, "m", None, None, ok=True) == ("m", "3")
-    assert rest_proxy.call_labels(v, "m", None, None, ok=False) == ("m", UNRESOLVED)
-    assert rest_proxy.call_labels(v, "m", None, "stable", ok=False) == ("m", "1")
+    assert rest_relay.call_labels(v, "m", None, None, ok=True) == ("m", "3")
+    assert rest_relay.call_labels(v, "m", None, None, ok=False) == ("m", UNRESOLVED)
+    assert rest_relay.call_labels(v, "m", None, "stable", ok=False) == ("m", "1")
 
 
 def test_view_round_trips_through_json() -> None:
@@ -84,11 +84,11 @@ def test_view_round_trips_through_json() -> None:
     ],
 )
 def test_rest_inference_paths(method: str, path: str, expected: tuple | None) -> None:
-    assert rest_proxy.parse_inference_path(method, path) == expected
+    assert rest_relay.parse_inference_path(method, path) == expected
 
 
 def test_http_status_maps_back_to_grpc_names() -> None:
-    assert [rest_proxy.grpc_code(s) for s in (200, 400, 404, 409, 429, 500, 501, 503, 504)] == [
+    assert [rest_relay.grpc_code(s) for s in (200, 400, 404, 409, 429, 500, 501, 503, 504)] == [
         "OK",
         "INVALID_ARGUMENT",
         "NOT_FOUND",
@@ -99,8 +99,8 @@ def test_http_status_maps_back_to_grpc_names() -> None:
         "UNAVAILABLE",
         "DEADLINE_EXCEEDED",
     ]
-    assert rest_proxy.grpc_code(418) == "INVALID_ARGUMENT"
-    assert rest_proxy.grpc_code(502) == "UNKNOWN"
+    assert rest_relay.grpc_code(418) == "INVALID_ARGUMENT"
+    assert rest_relay.grpc_code(502) == "UNKNOWN"
 
 
 def test_random_names_stay_bounded_in_the_label_set() -> None:

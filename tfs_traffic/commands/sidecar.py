@@ -12,11 +12,13 @@ The status poller reads model names and version labels from TF Serving's models 
 (re-read when it changes), asks the upstream's ModelService.GetModelStatus over gRPC for every
 model, and exports tfserving_model_version_available and tfserving_sidecar_upstream_up.
 
-With --listen-grpc and/or --listen-rest it is also a transparent proxy: clients call the sidecar,
-which forwards raw bytes to TF Serving (no re-serialisation, metadata, deadlines and status codes
-unchanged) and counts each Predict, Classify, Regress and MultiInference call under the version
-that served it: tfserving_model_calls_total and tfserving_model_call_duration_seconds.
-It needs grpcio, protobuf, prometheus-client and aiohttp only: no TensorFlow.
+With --listen-grpc and/or --listen-rest it is also an observe-only relay: clients call the
+sidecar, which forwards every byte to TF Serving and back unchanged (it never terminates gRPC),
+reads HTTP/2 and HTTP/1.1 beside the copy, and counts each Predict, Classify, Regress and
+MultiInference call under the version that served it: tfserving_model_calls_total and
+tfserving_model_call_duration_seconds (bytes it cannot parse, TLS included, are still relayed and
+counted in tfserving_sidecar_parse_errors_total).
+It needs grpcio, protobuf, prometheus-client, hpack and uvloop only: no TensorFlow.
 """
 
 EPILOG = f"""\
@@ -24,7 +26,7 @@ examples:
   # status only, beside TF Serving in the same pod
   tfs-traffic sidecar --models-config /models/models.config --upstream-grpc 127.0.0.1:8500
 
-  # proxy: clients use :9500 (gRPC) and :9501 (REST) instead of :8500/:8501
+  # relay: clients use :9500 (gRPC) and :9501 (REST) instead of :8500/:8501
   tfs-traffic sidecar --models-config /models/models.config \\
       --upstream-grpc 127.0.0.1:8500 --upstream-rest 127.0.0.1:8501 \\
       --listen-grpc 0.0.0.0:9500 --listen-rest 0.0.0.0:9501 --workers 2

@@ -8,7 +8,7 @@ the Dockerfile only COPYs rootfs/ and points PYTHONPATH there. This works the sa
 Podman, and for another architecture than the build host's.
 
 What goes in is exactly what `python -m tfs_traffic.sidecar` imports: grpcio, protobuf,
-prometheus-client and aiohttp (with the dependencies pip resolves for them), tfs-traffic built from the
+prometheus-client, hpack and uvloop (with the dependencies pip resolves for them), tfs-traffic built from the
 checkout, and tensorflow-serving-api's protobuf-only config protos (`--no-deps`: its metadata requires
 TensorFlow; its `apis/` package imports TensorFlow and is removed).
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 from tfs_traffic.errors import ToolError, UsageError
 
 # The sidecar's run-time dependencies (distribution names in pyproject.toml, whose specifiers are used).
-SIDECAR_REQUIREMENTS = ("grpcio", "protobuf", "prometheus-client", "aiohttp")
+SIDECAR_REQUIREMENTS = ("grpcio", "protobuf", "prometheus-client", "hpack", "uvloop")
 # The same version the Makefile installs for the tests (tests check the two agree).
 TFS_API_VERSION = "2.21.0"
 # The default base (sidecar/Dockerfile) is Debian 12's CPython 3.11, built against glibc 2.36.

@@ -1,7 +1,7 @@
-"""The sidecar's supervisor: status poller, metrics endpoint, and the proxy worker processes.
+"""The sidecar's supervisor: status poller, metrics endpoint, and the relay worker processes.
 
-One process polls the upstream's model status and serves `/metrics`. In proxy mode it also starts
-`--workers N` proxy processes (spawned, not forked: gRPC does not survive fork) that share the
+One process polls the upstream's model status and serves `/metrics`. In relay mode it also starts
+`--workers N` relay processes (spawned, not forked: the poller's gRPC does not survive fork) that share the
 listen ports with SO_REUSEPORT, restarts any that die, and publishes the poller's view to them
 through a file. Metrics of all processes go through prometheus_client's multiprocess mode, in a
 private temporary directory, so one scrape shows their sum.
@@ -139,6 +139,8 @@ class Supervisor:
             signal.signal(sig, lambda *_: self.stop.set())
         try:
             poller.poll()
+            if not poller.up:
+                self._say_if_tls()
             described = [f"metrics http://{_join(host, metrics_port)}/metrics"]
             if proxying:
                 assert view_path is not None
@@ -151,6 +153,19 @@ class Supervisor:
             httpd.shutdown()
         return 0
 
+    def _say_if_tls(self) -> None:
+        """One line when the upstream's gRPC port speaks TLS: then nothing can be counted or polled."""
+        from tfs_traffic.sidecar import tls
+
+        host, port = parse_addr(self.options.upstream_grpc, "--upstream-grpc")
+        if tls.speaks_tls(host, port):
+            log.warning(
+                "upstream gRPC %s speaks TLS (TF Serving's --ssl_config_file): the relay forwards TLS "
+                "connections but cannot read them, so their calls are not counted, and the status poller "
+                "speaks plaintext gRPC only",
+                self.options.upstream_grpc,
+            )
+
     def _start_workers(self, view_path: str) -> list[str]:
         options = self.options
         assert self.workdir is not None
@@ -159,8 +174,8 @@ class Supervisor:
         if options.listen_grpc:
             host, port = parse_addr(options.listen_grpc, "--listen-grpc")
             port = _claim_port(host, port, "--listen-grpc")
-            listen_grpc = _join(host, port)
-            described.append(f"gRPC {listen_grpc} -> {options.upstream_grpc}")
+            listen_grpc = (host, port)
+            described.append(f"gRPC {_join(host, port)} -> {options.upstream_grpc}")
         if options.listen_rest:
             host, port = parse_addr(options.listen_rest, "--listen-rest")
             port = _claim_port(host, port, "--listen-rest")
@@ -172,8 +187,8 @@ class Supervisor:
                 parent_pid=multiprocessing.current_process().pid or 0,
                 multiproc_dir=str(self.workdir / "metrics"),
                 view_path=view_path,
-                upstream_grpc=options.upstream_grpc,
-                upstream_rest=options.upstream_rest,
+                upstream_grpc=parse_addr(options.upstream_grpc, "--upstream-grpc"),
+                upstream_rest=parse_addr(options.upstream_rest, "--upstream-rest") if options.upstream_rest else None,
                 listen_grpc=listen_grpc,
                 listen_rest=listen_rest,
                 reuse_port=options.workers > 1,

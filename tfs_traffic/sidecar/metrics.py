@@ -9,10 +9,14 @@ The data path never builds label strings per call: `CallMetrics` caches the labe
 (model, version, api, code), a set kept small by the cardinality rules in `view.py`.
 """
 
+import glob
 import os
 from typing import Any
 
 from tfs_traffic import contract
+
+PARSE_ERRORS = "tfserving_sidecar_parse_errors_total"
+PROTOCOLS = ("grpc", "rest")
 
 # Upstream round trips, from a fast local model to slow batch jobs.
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -27,6 +31,13 @@ def enable_multiprocess(directory: str) -> None:
     values.ValueClass = values.get_value_class()
 
 
+def _initialised(path: str) -> bool:
+    try:
+        return os.path.getsize(path) >= 8
+    except OSError:
+        return False
+
+
 def scrape_registry() -> Any:
     """The registry to serve: all processes' files in multiprocess mode, else the default one."""
     import prometheus_client
@@ -34,8 +45,15 @@ def scrape_registry() -> Any:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
+        class Collector(multiprocess.MultiProcessCollector):
+            """Skips a file that a worker is creating at this very moment (still empty)."""
+
+            def collect(self) -> Any:
+                files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _initialised(f)]
+                return self.merge(files, accumulate=True)
+
         registry = prometheus_client.CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        Collector(registry)
         return registry
     return prometheus_client.REGISTRY
 
@@ -63,7 +81,7 @@ class StatusMetrics:
 
 
 class CallMetrics:
-    """Call counter and duration histogram with cached children (the proxy's hot path)."""
+    """Call counter, duration histogram (children cached: the relay's hot path) and parse errors."""
 
     def __init__(self, registry: Any = None) -> None:
         from prometheus_client import REGISTRY, Counter, Histogram
@@ -71,17 +89,24 @@ class CallMetrics:
         registry = REGISTRY if registry is None else registry
         self._calls = Counter(
             contract.SIDECAR_CALLS.removesuffix("_total"),
-            "Proxied Predict/Classify/Regress/MultiInference calls by resolved version, api and status code.",
+            "Relayed Predict/Classify/Regress/MultiInference calls by resolved version, api and status code.",
             [contract.MODEL, contract.VERSION, "api", "code"],
             registry=registry,
         )
         self._duration = Histogram(
             contract.SIDECAR_DURATION,
-            "Upstream round-trip time of proxied inference calls.",
+            "Time from the request's headers to the end of the response, of relayed inference calls.",
             [contract.MODEL, contract.VERSION, "api"],
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
+        parse_errors = Counter(
+            PARSE_ERRORS.removesuffix("_total"),
+            "Relayed connections whose bytes the sidecar could not parse (still forwarded, no longer counted).",
+            ["protocol"],
+            registry=registry,
+        )
+        self._parse_errors = {protocol: parse_errors.labels(protocol) for protocol in PROTOCOLS}
         self._call_children: dict[tuple[str, str, str, str], Any] = {}
         self._duration_children: dict[tuple[str, str, str], Any] = {}
 
@@ -97,3 +122,6 @@ class CallMetrics:
         if timer is None:
             timer = self._duration_children[dkey] = self._duration.labels(model, version, api)
         timer.observe(seconds)
+
+    def parse_error(self, protocol: str) -> None:
+        self._parse_errors[protocol].inc()

@@ -2,7 +2,7 @@
 
 The status poller builds a `View` (models from the config file, what the *server* resolves their
 version labels and "latest" to, the versions AVAILABLE now and every version ever seen AVAILABLE)
-and publishes it; the proxy workers read it to
+and publishes it; the relay workers read it to
 resolve REST calls and to keep label values bounded (design.md section 4):
 
 - a model name that is not in the models config is counted as `__other__`;
@@ -130,3 +130,10 @@ class View:
         if label is not None:
             return model.labels.get(label)
         return model.latest
+
+
+class ViewHolder:
+    """A worker's current View, replaced whenever the supervisor publishes a new one."""
+
+    def __init__(self, view: View | None = None) -> None:
+        self.view = view or View()

@@ -1,6 +1,6 @@
 """A minimal protobuf wire-format reader for the few fields the sidecar needs.
 
-The proxy forwards raw bytes and must not pay for decoding tensors (a PredictRequest can be many
+The relay forwards raw bytes and must not pay for decoding tensors (a PredictRequest can be many
 megabytes), nor depend on TensorFlow (which `tensorflow_serving.apis` imports). So this module reads
 only `model_spec` (and, for the status poller, `GetModelStatusResponse`) straight from the wire:
 every other field is skipped by its length or width, never decoded.
@@ -32,8 +32,8 @@ STATE_AVAILABLE = 30
 STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
 
 
-class _Malformed(Exception):
-    """Internal: the bytes are not a well-formed message."""
+class Malformed(Exception):
+    """The bytes are not a well-formed message (raised inside this module and `protoscan`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     shift = 0
     while True:
         if pos >= end or shift >= 70:
-            raise _Malformed
+            raise Malformed
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -83,10 +83,10 @@ def _tag(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     """(field number, wire type, next position); rejects what protobuf rejects."""
     key, pos = _varint(buf, pos, end)
     if key > 0xFFFFFFFF:
-        raise _Malformed
+        raise Malformed
     number, wire_type = key >> 3, key & 7
     if number == 0 or wire_type > 5:
-        raise _Malformed
+        raise Malformed
     return number, wire_type, pos
 
 
@@ -97,7 +97,7 @@ def _skip(buf: bytes, pos: int, end: int, number: int, wire_type: int) -> int:
     if wire_type == _LEN:
         length, pos = _varint(buf, pos, end)
         if length > end - pos:
-            raise _Malformed
+            raise Malformed
         return pos + length
     if wire_type == _I64:
         pos += 8
@@ -106,9 +106,9 @@ def _skip(buf: bytes, pos: int, end: int, number: int, wire_type: int) -> int:
     elif wire_type == _SGROUP:
         return _skip_group(buf, pos, end, number)
     else:  # an end-group tag outside of its group
-        raise _Malformed
+        raise Malformed
     if pos > end:
-        raise _Malformed
+        raise Malformed
     return pos
 
 
@@ -117,11 +117,11 @@ def _skip_group(buf: bytes, pos: int, end: int, number: int) -> int:
     open_groups = [number]
     while open_groups:
         if len(open_groups) > _MAX_DEPTH:
-            raise _Malformed
+            raise Malformed
         field, wire_type, pos = _tag(buf, pos, end)
         if wire_type == _EGROUP:
             if field != open_groups.pop():
-                raise _Malformed
+                raise Malformed
         elif wire_type == _SGROUP:
             open_groups.append(field)
         else:
@@ -129,11 +129,31 @@ def _skip_group(buf: bytes, pos: int, end: int, number: int) -> int:
     return pos
 
 
+def _field(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """`_tag`, with the one-byte tags of fields 1 to 15 (all the sidecar reads) decoded in place."""
+    key = buf[pos]
+    if 8 <= key < 0x80 and key & 7 <= 5:
+        return key >> 3, key & 7, pos + 1
+    return _tag(buf, pos, end)
+
+
+def _value(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """`_length`, with lengths under 128 decoded in place (names, labels, small messages)."""
+    if pos < end:
+        length = buf[pos]
+        if length < 0x80:
+            pos += 1
+            if length > end - pos:
+                raise Malformed
+            return pos, pos + length
+    return _length(buf, pos, end)
+
+
 def _length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """(start, end) of a length-delimited value at `pos`."""
     length, pos = _varint(buf, pos, end)
     if length > end - pos:
-        raise _Malformed
+        raise Malformed
     return pos, pos + length
 
 
@@ -141,7 +161,7 @@ def _string(buf: bytes, start: int, stop: int) -> str:
     try:
         return buf[start:stop].decode("utf-8")
     except UnicodeDecodeError:
-        raise _Malformed from None
+        raise Malformed from None
 
 
 def _int64(value: int) -> int:
@@ -153,7 +173,7 @@ def _int32(value: int) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-class _SpecBuilder:
+class SpecBuilder:
     """Accumulates every occurrence of a ModelSpec field, merging as protobuf does."""
 
     __slots__ = ("label", "name", "signature", "version", "which")
@@ -167,9 +187,9 @@ class _SpecBuilder:
 
     def merge(self, buf: bytes, pos: int, end: int) -> None:
         while pos < end:
-            number, wire_type, pos = _tag(buf, pos, end)
+            number, wire_type, pos = _field(buf, pos, end)
             if wire_type == _LEN and number in (1, 2, 3, 4):
-                start, pos = _length(buf, pos, end)
+                start, pos = _value(buf, pos, end)
                 if number == 1:
                     self.name = _string(buf, start, pos)
                 elif number == 3:
@@ -205,19 +225,23 @@ class _SpecBuilder:
 
 def _message_spec(buf: bytes, pos: int, end: int, spec_field: int) -> ModelSpec:
     """The merged ModelSpec at `spec_field` of the message in buf[pos:end]; other fields skipped."""
-    builder = _SpecBuilder()
+    builder = SpecBuilder()
     while pos < end:
-        number, wire_type, pos = _tag(buf, pos, end)
-        if number == spec_field and wire_type == _LEN:
-            start, pos = _length(buf, pos, end)
-            builder.merge(buf, start, pos)
+        number, wire_type, pos = _field(buf, pos, end)
+        if wire_type == _LEN:
+            start, pos = _value(buf, pos, end)
+            if number == spec_field:
+                builder.merge(buf, start, pos)
         else:
             pos = _skip(buf, pos, end, number, wire_type)
     return builder.build()
 
 
-def _repeated_specs(buf: bytes, outer_field: int, spec_field: int) -> list[ModelSpec]:
-    """The ModelSpec of each element of a repeated message field (MultiInference tasks/results)."""
+def repeated_specs(buf: bytes, outer_field: int, spec_field: int) -> list[ModelSpec]:
+    """The ModelSpec of each element of a repeated message field (MultiInference tasks/results).
+
+    Raises `Malformed` (or IndexError) for bytes that are not a well-formed message.
+    """
     out = []
     pos, end = 0, len(buf)
     while pos < end:
@@ -239,7 +263,7 @@ def model_spec(data: bytes, field: int = 1) -> ModelSpec | None:
     """
     try:
         return _message_spec(data, 0, len(data), field)
-    except (_Malformed, IndexError):
+    except (Malformed, IndexError):
         return None
 
 
@@ -256,16 +280,16 @@ def response_spec(data: bytes) -> ModelSpec | None:
 def multi_inference_request_specs(data: bytes) -> list[ModelSpec] | None:
     """The `model_spec` of each task of a MultiInferenceRequest; None if not a valid message."""
     try:
-        return _repeated_specs(data, 1, 1)
-    except (_Malformed, IndexError):
+        return repeated_specs(data, 1, 1)
+    except (Malformed, IndexError):
         return None
 
 
 def multi_inference_response_specs(data: bytes) -> list[ModelSpec] | None:
     """The `model_spec` of each result of a MultiInferenceResponse; None if not a valid message."""
     try:
-        return _repeated_specs(data, 1, 1)
-    except (_Malformed, IndexError):
+        return repeated_specs(data, 1, 1)
+    except (Malformed, IndexError):
         return None
 
 
@@ -310,7 +334,7 @@ def model_status(data: bytes) -> list[VersionStatus] | None:
             else:
                 pos = _skip(data, pos, end, number, wire_type)
         return out
-    except (_Malformed, IndexError):
+    except (Malformed, IndexError):
         return None
 
 

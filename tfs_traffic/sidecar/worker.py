@@ -1,4 +1,4 @@
-"""A proxy worker process: the gRPC and REST proxies on one asyncio loop.
+"""A relay worker process: the gRPC and REST relays on one event loop (uvloop's).
 
 The supervisor (`main.py`) starts N of these; they share the listen ports through SO_REUSEPORT,
 count into prometheus_client's multiprocess files, and follow the poller's view through a JSON file
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tfs_traffic.sidecar import metrics
-from tfs_traffic.sidecar.view import View
+from tfs_traffic.sidecar.view import View, ViewHolder
 
 log = logging.getLogger("tfs_traffic.sidecar")
 
@@ -30,9 +30,9 @@ class WorkerConfig:
     parent_pid: int
     multiproc_dir: str
     view_path: str
-    upstream_grpc: str
-    upstream_rest: str | None
-    listen_grpc: str | None  # host:port
+    upstream_grpc: tuple[str, int]
+    upstream_rest: tuple[str, int] | None
+    listen_grpc: tuple[str, int] | None
     listen_rest: tuple[str, int] | None
     reuse_port: bool
     log_level: int = logging.INFO
@@ -68,30 +68,49 @@ def _tell(ready: Connection | None, message: tuple[str, Any]) -> None:
             ready.close()
 
 
-async def serve(config: WorkerConfig, ready: Connection | None) -> None:
-    """Run the proxies until SIGTERM or until the supervisor goes away."""
-    from tfs_traffic.sidecar import grpc_proxy, rest_proxy
+def listeners(config: WorkerConfig, holder: ViewHolder, calls: metrics.CallMetrics) -> list[tuple[Any, Any]]:
+    """(listener, listen address) of each relay the worker runs."""
+    from tfs_traffic.sidecar import grpc_relay, relay, rest_relay
 
-    holder = grpc_proxy.ViewHolder(read_view(config.view_path))
+    errors = relay.ParseErrors(calls)
+    out: list[tuple[Any, Any]] = []
+    if config.listen_grpc:
+        grpc_listener = relay.Listener(
+            "grpc",
+            config.upstream_grpc,
+            lambda: grpc_relay.GrpcObserver(holder, calls),
+            lambda reason, write, close: grpc_relay.Refuser(holder, calls, reason, write, close),
+            errors,
+            refuser_idle=True,
+        )
+        out.append((grpc_listener, config.listen_grpc))
+    if config.listen_rest and config.upstream_rest:
+        rest_listener = relay.Listener(
+            "rest",
+            config.upstream_rest,
+            lambda: rest_relay.RestObserver(holder, calls),
+            lambda reason, write, close: rest_relay.Refuser(holder, calls, reason, write, close),
+            errors,
+            unavailable=rest_relay.unavailable_response,
+        )
+        out.append((rest_listener, config.listen_rest))
+    return out
+
+
+async def serve(config: WorkerConfig, ready: Connection | None) -> None:
+    """Run the relays until SIGTERM or until the supervisor goes away."""
+    from tfs_traffic.sidecar import relay
+
+    holder = ViewHolder(read_view(config.view_path))
     stamp = _stamp(config.view_path)
     calls = metrics.CallMetrics()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    closers: list[Any] = []
+    servers: list[asyncio.Server] = []
     try:
-        if config.listen_grpc:
-            server, channel, _ = await grpc_proxy.start_server(
-                config.listen_grpc, config.upstream_grpc, holder, calls, config.reuse_port
-            )
-            closers.append(lambda: server.stop(1.0))
-            closers.append(channel.close)
-        if config.listen_rest and config.upstream_rest:
-            proxy = rest_proxy.RestProxy(config.upstream_rest, holder, calls)
-            host, port = config.listen_rest
-            runner = await rest_proxy.start_server(host, port, proxy, config.reuse_port)
-            closers.append(runner.cleanup)
-            closers.append(proxy.close)
+        for listener, (host, port) in listeners(config, holder, calls):
+            servers.append(await relay.serve(listener, host, port, config.reuse_port))
     except Exception as e:
         _tell(ready, ("error", f"{type(e).__name__}: {e}"))
         raise SystemExit(1) from None
@@ -107,9 +126,8 @@ async def serve(config: WorkerConfig, ready: Connection | None) -> None:
             view = read_view(config.view_path)
             view.carry_learned(holder.view)
             holder.view = view
-    for close in closers:
-        with contextlib.suppress(Exception):
-            await close()
+    for server in servers:
+        server.close()
 
 
 def main(config: WorkerConfig, ready: Connection | None = None) -> None:
@@ -118,4 +136,6 @@ def main(config: WorkerConfig, ready: Connection | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
     logging.basicConfig(level=config.log_level, format="tfs-traffic sidecar[worker %(process)d]: %(message)s")
     metrics.enable_multiprocess(config.multiproc_dir)
-    asyncio.run(serve(config, ready))
+    import uvloop  # measured: less CPU per relayed call than asyncio's own loop (README, Overhead)
+
+    uvloop.run(serve(config, ready))

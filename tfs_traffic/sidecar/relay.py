@@ -1,0 +1,296 @@
+"""The observe-only relay: every client connection gets one upstream connection, bytes copied both ways.
+
+Bytes are written on as they are read, unchanged; the connection's observer (`grpc_relay` or
+`rest_relay`) reads the same bytes to count calls — a request's bytes after they went upstream
+(nothing delays TF Serving), a response's just before they go to the client (so its call is
+counted by the time the client has its answer). So flow control, SETTINGS, PING, GOAWAY,
+deadlines, metadata, compression and trailers are the client's and TF Serving's own.
+Backpressure passes through: while one side's socket cannot take more, the other side is not
+read. An EOF is passed on as an EOF (half-close); when either side goes away, the other is closed
+once what it was sent has been written. What a client sends while its upstream connection is
+being made is held (up to EARLY_LIMIT, then its socket is not read) and passed on once it is.
+
+A parse error never touches the copy: the connection keeps being relayed, its counting stops,
+`tfserving_sidecar_parse_errors_total{protocol}` goes up and one line is logged (at most one per
+second and protocol, with a count of those not logged). If the upstream cannot be reached, the
+observer's `Refuser` answers the client itself (UNAVAILABLE / 503), counted like any failed call.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tfs_traffic.sidecar.metrics import CallMetrics
+
+log = logging.getLogger("tfs_traffic.sidecar")
+
+CONNECT_TIMEOUT = 5.0
+REFUSER_IDLE_SECONDS = 1.0
+EARLY_LIMIT = 1 << 20  # bytes held while the upstream connection is being made
+LOG_INTERVAL = 1.0
+
+
+class Observer(Protocol):
+    def client_data(self, data: bytes) -> None: ...
+
+    def server_data(self, data: bytes) -> None: ...
+
+    def closed(self, by_upstream: bool, upstream_ended: bool = False) -> None: ...
+
+    def abandon(self) -> None: ...
+
+
+class ParseErrors:
+    """Counts parse errors and logs them, one line each, at most one a second per protocol."""
+
+    def __init__(self, metrics: CallMetrics) -> None:
+        self.metrics = metrics
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+
+    def report(self, protocol: str, peer: Any, reason: str) -> None:
+        self._log(protocol, peer, reason)
+        self.metrics.parse_error(protocol)  # after the line: whoever sees the count can read the line
+
+    def _log(self, protocol: str, peer: Any, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(protocol, -LOG_INTERVAL) < LOG_INTERVAL:
+            self._quiet[protocol] = self._quiet.get(protocol, 0) + 1
+            return
+        self._last[protocol] = now
+        quiet = self._quiet.pop(protocol, 0)
+        more = f" ({quiet} more such connection(s) not logged)" if quiet else ""
+        log.warning(
+            "%s connection from %s: cannot parse (%s): still relayed, no longer counted%s",
+            protocol,
+            _peer(peer),
+            reason,
+            more,
+        )
+
+
+def _peer(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+@dataclass
+class Listener:
+    """What one listen address relays to, and how its connections are observed."""
+
+    protocol: str  # "grpc" or "rest": the parse error label
+    upstream: tuple[str, int]
+    observer: Callable[[], Observer]
+    refuser: Callable[[str, Callable[[bytes], None], Callable[[], None]], Observer]
+    errors: ParseErrors
+    refuser_idle: bool = False  # close a refusing connection that makes no call (gRPC clients keep them)
+    # REST: the relay's own answer to a request whose response the upstream never began
+    unavailable: Callable[[str], bytes] | None = None
+
+
+class _Upstream(asyncio.Protocol):
+    """The upstream half of a relayed connection."""
+
+    __slots__ = ("client", "transport")
+
+    def __init__(self, client: "ClientSide") -> None:
+        self.client = client
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.client.upstream_made(self)  # before any of its bytes can arrive
+
+    def data_received(self, data: bytes) -> None:
+        # Responses are read before they are written on: a call is counted by the time its client
+        # has the end of its response (a few microseconds later than the other way round).
+        client = self.client
+        observer = client.observer
+        if observer is not None:
+            try:
+                observer.server_data(data)
+            except Exception as e:
+                client.parse_failed(e)
+        if not client.transport.is_closing():
+            client.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.client.upstream_finished()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.upstream_finished()
+        self.client.close()
+
+    def pause_writing(self) -> None:
+        self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.client.transport.resume_reading()
+
+
+class ClientSide(asyncio.Protocol):
+    """The client half of a relayed connection; it opens the upstream half."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.transport: Any = None
+        self.upstream: _Upstream | None = None
+        self.observer: Observer | None = None
+        self.peer: Any = None
+        self.client_eof = False
+        self.upstream_done = False
+        self.lost = False
+        self._connecting: asyncio.Task[Any] | None = None
+        self._early: list[bytes] | None = []  # what the client sent while the upstream was connecting
+
+    # --- the client's socket ------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self._connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        host, port = self.listener.upstream
+        try:
+            await asyncio.wait_for(loop.create_connection(lambda: _Upstream(self), host, port), CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as e:
+            if self.upstream is None:
+                self._refuse(getattr(e, "strerror", None) or str(e) or type(e).__name__)
+        finally:
+            self._connecting = None
+
+    def upstream_made(self, upstream: _Upstream) -> None:
+        """The upstream connection is there: what the client sent meanwhile goes to it first."""
+        if self.lost:
+            upstream.transport.close()
+            return
+        self.upstream = upstream
+        self.observer = self.listener.observer()
+        self._replay()
+
+    def _refuse(self, reason: str) -> None:
+        if self.lost:
+            return
+        self.upstream_done = True
+        self.observer = self.listener.refuser(reason, self._write, self.close)
+        if self.listener.refuser_idle:
+            refuser: Any = self.observer
+            asyncio.get_running_loop().call_later(REFUSER_IDLE_SECONDS, refuser.idle, True)
+        self._replay()
+
+    def _replay(self) -> None:
+        """Pass on what came while connecting; from now on data goes straight through."""
+        early, self._early = self._early, None
+        for data in early or ():
+            self.data_received(data)
+        if self.client_eof:
+            self.eof_received()
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _write(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self._early is not None:
+            self._early.append(data)
+            if sum(map(len, self._early)) > EARLY_LIMIT:
+                self.transport.pause_reading()
+            return
+        upstream = self.upstream
+        if upstream is not None and not upstream.transport.is_closing():
+            upstream.transport.write(data)
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer.client_data(data)
+            except Exception as e:
+                self.parse_failed(e)
+
+    def eof_received(self) -> bool:
+        self.client_eof = True
+        if self._early is not None:
+            return True  # passed on once connected
+        upstream = self.upstream
+        if upstream is not None and not upstream.transport.is_closing() and upstream.transport.can_write_eof():
+            upstream.transport.write_eof()
+        if self.upstream_done:
+            self.close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        self._observer_closed(by_upstream=False)
+        if self.upstream is not None:
+            self.upstream.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.resume_reading()
+
+    # --- called by the upstream half ------------------------------------------------------------
+
+    def upstream_finished(self) -> None:
+        """The upstream sent its last byte (EOF, or the connection is gone)."""
+        if self.upstream_done:
+            return
+        self.upstream_done = True
+        observer = self.observer
+        unavailable = self.listener.unavailable
+        if observer is not None and unavailable is not None and not self.client_eof:
+            unanswered = getattr(observer, "unanswered", None)
+            if unanswered is not None and unanswered():
+                self._write(unavailable("the upstream closed the connection"))
+        self._observer_closed(by_upstream=not self.client_eof, upstream_ended=True)
+        transport = self.transport
+        if self.client_eof:
+            self.close()
+        elif not transport.is_closing() and transport.can_write_eof():
+            transport.write_eof()
+
+    def _observer_closed(self, by_upstream: bool, upstream_ended: bool = False) -> None:
+        observer, self.observer = self.observer, None
+        if observer is not None:
+            try:
+                observer.closed(by_upstream, upstream_ended)
+            except Exception as e:
+                log.warning(
+                    "%s connection from %s: counting failed at close: %s", self.listener.protocol, _peer(self.peer), e
+                )
+
+    def parse_failed(self, error: Exception) -> None:
+        observer, self.observer = self.observer, None
+        if observer is not None:
+            observer.abandon()
+        reason = str(error) if type(error).__name__ == "ParseError" else f"{type(error).__name__}: {error}"
+        self.listener.errors.report(self.listener.protocol, self.peer, reason)
+        if self.upstream is None and self.upstream_done:  # a refusing connection that is not the protocol
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.close()
+
+
+async def serve(listener: Listener, host: str, port: int, reuse_port: bool) -> asyncio.Server:
+    """Accept connections on host:port and relay each to the listener's upstream."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: ClientSide(listener), host, port, reuse_port=reuse_port or None, backlog=1024
+    )
