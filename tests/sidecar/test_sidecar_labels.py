@@ -117,7 +117,7 @@ def test_query_strings_through_the_proxy_get_tf_servings_answers(stack: tuple[Si
     """The proxy forwards the target as sent; TF Serving matches the path *with* its query
     (`evhttp_request.cc:EvHTTPRequest::uri_path`, `http_rest_api_util.cc:ParseModelInfo`)."""
     sim, sidecar, _ = stack
-    before = sim.call_counts()
+    before, counted = sim.call_counts(), sidecar.calls()
     r = requests.get(sidecar.rest + "/v1/models/m?x=1&y=%20", timeout=10)
     assert (r.status_code, r.json()) == (404, {"error": "Could not find any versions of model m?x=1&y= "})
     r = requests.post(sidecar.rest + "/v1/models/m:predict?x=1", json={"instances": [1.0]}, timeout=10)
@@ -128,3 +128,4 @@ def test_query_strings_through_the_proxy_get_tf_servings_answers(stack: tuple[Si
         "Unexpected path: /monitoring/prometheus/metrics?x=1. Should be /monitoring/prometheus/metrics",
     )
     assert sim.call_counts() == before
+    assert sidecar.calls() == counted  # no call of m: upstream never resolved one

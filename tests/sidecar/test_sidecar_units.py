@@ -81,6 +81,9 @@ def test_view_round_trips_through_json() -> None:
         ("GET", "/v1/models/m:predict", None),
         ("GET", "/v1/models/m", None),
         ("POST", "/v1/models/m/versions/99999999999999999999:predict", ("predict", "m", -1, None)),
+        # the query takes part in TF Serving's match (evhttp_request.cc: uri_path is path and query)
+        ("POST", "/v1/models/m:predict?x=1", None),
+        ("POST", "/v1/models/m/labels/st?x=1:predict", ("predict", "m", None, "st?x=1")),
     ],
 )
 def test_rest_inference_paths(method: str, path: str, expected: tuple | None) -> None:

@@ -58,7 +58,8 @@ def grpc_code(status: int) -> str:
 def parse_inference_path(method: str, raw_path: str) -> tuple[str, str, int | None, str | None] | None:
     """(api, model name, version, label) of a REST inference call, None for anything else.
 
-    `raw_path` is the path as sent (percent-encoded, without the query), matched as TF Serving does;
+    `raw_path` is the request target as sent (percent-encoded, query included), matched as TF Serving
+    does (`ParseModelInfo` full-matches the path *with* its query, so `:predict?x=1` is malformed there);
     the method must be lower case as TF Serving dispatches it, or the call is malformed upstream.
     """
     if method != "POST":
@@ -117,7 +118,7 @@ class RestObserver:
         self.connection.server_data(data)
 
     def request(self, method: str, target: str) -> object:
-        inference = parse_inference_path(method, target.split("?", 1)[0])
+        inference = parse_inference_path(method, target)
         return None if inference is None else _Call(inference, self.clock())
 
     def response(self, token: object, status: int) -> None:
