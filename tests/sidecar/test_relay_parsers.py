@@ -442,7 +442,7 @@ CHUNKED = (
 )
 GET = b"GET /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\n"
 HEAD = b"HEAD /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\n"
-LATEST = b"POST /v1/models/m:classify?x=1 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}"
+LATEST = b"POST /v1/models/m:classify HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}"
 
 
 def rest_run(client: bytes, server: bytes, pieces: int = 1, closed: bool = False) -> Counts:
