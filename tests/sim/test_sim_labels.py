@@ -117,7 +117,7 @@ def test_startup_config_with_labels_is_refused_without_the_flag(tmp_path: Path, 
 
 
 def test_reload_without_the_flag_needs_every_label_available(tmp_path: Path, base: Path) -> None:
-    """`UpdateModelVersionLabelMap` without the flag: *every* label of the new config, unchanged ones
+    """`server_core.cc:UpdateModelVersionLabelMap` without the flag: *every* label of the new config, unchanged ones
     too, must point at an AVAILABLE version; a refusal returns before `AddModelsViaModelConfigList`
     and before the map swap, so the old labels and the old version policy stay."""
     config = tmp_path / "models.config"
@@ -142,7 +142,7 @@ def test_reload_without_the_flag_needs_every_label_available(tmp_path: Path, bas
 
 
 def test_reload_with_the_flag_allows_new_and_unchanged_labels_anywhere(tmp_path: Path, base: Path) -> None:
-    """`UpdateModelVersionLabelMap` with `allow_version_labels_for_unavailable_models`: a label that is
+    """`server_core.cc:UpdateModelVersionLabelMap` with `allow_version_labels_for_unavailable_models`: a label that is
     new, or keeps its version, may point at a version that is not loaded; moving an existing label
     (`GetModelVersionForLabel(...).ok() && existing_version != version`) still needs it AVAILABLE."""
     config = tmp_path / "models.config"
