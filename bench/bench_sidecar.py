@@ -34,6 +34,9 @@ DURATION = float(os.environ.get("BENCH_SECONDS", "2"))
 CONCURRENCY = (1, 16, 64)
 SIZES = {"1KiB": 1 << 10, "1MiB": 1 << 20}
 LATENCIES = (0.0, 2.0)
+if os.environ.get("BENCH_SIDECAR_TARGETS_ONLY"):  # just the configurations the targets name
+    SIZES = {"1KiB": 1 << 10}
+    LATENCIES = (2.0,)
 WORKERS = (1, 2)
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 WARM_UP = 0.3  # h2load seconds before it counts; its calls cost CPU too
