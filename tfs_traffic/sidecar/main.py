@@ -4,11 +4,15 @@ One process polls the upstream's model status and serves `/metrics`. In relay mo
 `--workers N` relay processes (spawned, not forked: the poller's gRPC does not survive fork) that share the
 listen ports with SO_REUSEPORT, restarts any that die, and publishes the poller's view to them
 through a file. Metrics of all processes go through prometheus_client's multiprocess mode, in a
-private temporary directory, so one scrape shows their sum.
+private temporary directory, so one scrape shows their sum; before it is read, every worker is
+asked to count what its backlog holds (`worker.FLUSH`), so the scrape misses no call already answered.
+Nothing here wakes up on a timer but the status poll and the models config check.
 """
 
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import shutil
 import signal
 import socket
@@ -21,7 +25,7 @@ from typing import Any
 
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.files import write_atomic
-from tfs_traffic.sidecar import metrics
+from tfs_traffic.sidecar import metrics, worker
 from tfs_traffic.sidecar.poller import ConfigWatcher, StatusPoller
 from tfs_traffic.sidecar.view import View
 from tfs_traffic.sidecar.worker import WorkerConfig
@@ -31,6 +35,7 @@ log = logging.getLogger("tfs_traffic.sidecar")
 CONFIG_CHECK_SECONDS = 1.0
 READY_TIMEOUT = 30.0
 RESTART_BACKOFF_SECONDS = 1.0
+FLUSH_TIMEOUT = 2.0  # a worker busier than this misses one scrape's flush, not the scrape
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,12 @@ class Supervisor:
         self.stop = threading.Event()
         self.workdir: Path | None = None
         self.processes: list[Any] = []
+        self.controls: list[Any] = []  # the supervisor's end of each worker's control pipe
         self.configs: list[WorkerConfig] = []
         self._context = multiprocessing.get_context("spawn")
+        self._control_lock = threading.Lock()  # scrapes (HTTP threads) and the main loop both send
+        self._flushes = 0
+        self._wake_read, self._wake_write = os.pipe()  # a signal wakes the main loop through it
 
     def run(self) -> int:
         options = self.options
@@ -110,6 +119,8 @@ class Supervisor:
             return self._run(watcher, proxying)
         finally:
             self._stop_workers()
+            os.close(self._wake_read)
+            os.close(self._wake_write)
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -120,7 +131,8 @@ class Supervisor:
         status = metrics.StatusMetrics()
         host, port = parse_addr(options.metrics_addr, "--metrics-addr")
         try:
-            httpd, _ = prometheus_client.start_http_server(port, host, registry=metrics.scrape_registry())
+            registry = metrics.scrape_registry(before=self.flush_workers)
+            httpd, _ = prometheus_client.start_http_server(port, host, registry=registry)
         except OSError as e:
             raise ToolError(f"--metrics-addr: cannot listen on {_join(host, port)}: {e.strerror or e}") from None
         metrics_port = httpd.server_address[1]
@@ -131,12 +143,13 @@ class Supervisor:
                 text = view.to_json()
                 if not view_path.exists() or view_path.read_text() != text:
                     write_atomic(view_path, text)
+                    self._tell_workers(worker.READ_VIEW)
 
         # At least a second per poll: a sub-second --poll-interval must not turn a busy upstream into "down".
         timeout = max(1.0, min(5.0, options.poll_interval))
         poller = StatusPoller(watcher, options.upstream_grpc, status, publish, timeout=timeout)
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop.set())
+            signal.signal(sig, self._stop_signal)
         try:
             poller.poll()
             if not poller.up:
@@ -152,6 +165,43 @@ class Supervisor:
             poller.close()
             httpd.shutdown()
         return 0
+
+    def _stop_signal(self, *_: Any) -> None:
+        self.stop.set()
+        os.write(self._wake_write, b"x")
+
+    def _tell_workers(self, message: bytes) -> None:
+        with self._control_lock:
+            self._send(message)
+
+    def _send(self, message: bytes) -> list[Any]:
+        """Send `message` to every worker (holding the control lock); the controls it reached."""
+        reached = []
+        for control in self.controls:
+            try:
+                control.send_bytes(message)
+            except OSError:
+                continue  # a worker that died: restarted by the main loop
+            reached.append(control)
+        return reached
+
+    def flush_workers(self) -> None:
+        """Have every worker count its backlog, and wait (a bounded time) until each has."""
+        with self._control_lock:
+            self._flushes += 1
+            message = worker.FLUSH + str(self._flushes).encode()
+            reached = self._send(message)
+            deadline = time.monotonic() + FLUSH_TIMEOUT
+            for control in reached:
+                try:
+                    # Answers to earlier flushes that timed out come first: skip them.
+                    while control.poll(max(0.0, deadline - time.monotonic())):
+                        if control.recv_bytes() == message:
+                            break
+                    else:
+                        log.warning("a proxy worker did not count its backlog within %.0fs", FLUSH_TIMEOUT)
+                except (EOFError, OSError):
+                    continue
 
     def _say_if_tls(self) -> None:
         """One line when the upstream's gRPC port speaks TLS: then nothing can be counted or polled."""
@@ -184,7 +234,6 @@ class Supervisor:
         self.configs = [
             WorkerConfig(
                 index=i,
-                parent_pid=multiprocessing.current_process().pid or 0,
                 multiproc_dir=str(self.workdir / "metrics"),
                 view_path=view_path,
                 upstream_grpc=parse_addr(options.upstream_grpc, "--upstream-grpc"),
@@ -211,18 +260,21 @@ class Supervisor:
         return described
 
     def _spawn(self, index: int) -> Any:
-        from tfs_traffic.sidecar import worker
-
-        parent_end, child_end = self._context.Pipe(duplex=False)
+        """Start worker `index`; its control pipe, on which it first says whether it is ready."""
+        parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=worker.main, args=(self.configs[index], child_end), name=f"sidecar-worker-{index}", daemon=True
         )
         process.start()
         child_end.close()
-        if index < len(self.processes):
-            self.processes[index] = process
-        else:
-            self.processes.append(process)
+        with self._control_lock:
+            if index < len(self.processes):
+                self.controls[index].close()
+                self.processes[index] = process
+                self.controls[index] = parent_end
+            else:
+                self.processes.append(process)
+                self.controls.append(parent_end)
         return parent_end
 
     def _loop(self, watcher: ConfigWatcher, poller: StatusPoller) -> None:
@@ -230,7 +282,12 @@ class Supervisor:
         next_poll = time.monotonic() + interval
         next_config = time.monotonic() + min(CONFIG_CHECK_SECONDS, interval)
         restart_after = [0.0] * len(self.processes)
-        while not self.stop.wait(0.1):
+        while not self.stop.is_set():
+            # Sleep until the next poll or config check, a worker's exit, or a signal.
+            waiting = [self._wake_read] + [p.sentinel for p in self.processes if p.exitcode is None]
+            restarting = [t for t in restart_after if t > time.monotonic()]
+            wake = min([next_poll, next_config, *restarting]) if restarting else min(next_poll, next_config)
+            multiprocessing.connection.wait(waiting, max(0.0, wake - time.monotonic()))
             now = time.monotonic()
             if now >= next_config:
                 next_config = now + min(CONFIG_CHECK_SECONDS, interval)
@@ -242,7 +299,7 @@ class Supervisor:
             for i, process in enumerate(self.processes):
                 if process.exitcode is not None and not self.stop.is_set() and now >= restart_after[i]:
                     log.warning("proxy worker %d (pid %s) exited with %s; restarting", i, process.pid, process.exitcode)
-                    self._spawn(i).close()
+                    self._spawn(i)
                     restart_after[i] = now + RESTART_BACKOFF_SECONDS
 
     def _stop_workers(self) -> None:

@@ -11,6 +11,7 @@ The data path never builds label strings per call: `CallMetrics` caches the labe
 
 import glob
 import os
+from collections.abc import Callable
 from typing import Any
 
 from tfs_traffic import contract
@@ -38,8 +39,11 @@ def _initialised(path: str) -> bool:
         return False
 
 
-def scrape_registry() -> Any:
-    """The registry to serve: all processes' files in multiprocess mode, else the default one."""
+def scrape_registry(before: Callable[[], None] = lambda: None) -> Any:
+    """The registry to serve: all processes' files in multiprocess mode, else the default one.
+
+    `before` runs ahead of reading the files: the supervisor has its workers count their backlogs.
+    """
     import prometheus_client
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -49,6 +53,7 @@ def scrape_registry() -> Any:
             """Skips a file that a worker is creating at this very moment (still empty)."""
 
             def collect(self) -> Any:
+                before()
                 files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _initialised(f)]
                 return self.merge(files, accumulate=True)
 

@@ -1,10 +1,10 @@
 """The observe-only relay: every client connection gets one upstream connection, bytes copied both ways.
 
 Bytes are written on as they are read, unchanged; the connection's observer (`grpc_relay` or
-`rest_relay`) reads the same bytes to count calls — a request's bytes after they went upstream
-(nothing delays TF Serving), a response's just before they go to the client (so its call is
-counted by the time the client has its answer). So flow control, SETTINGS, PING, GOAWAY,
-deadlines, metadata, compression and trailers are the client's and TF Serving's own.
+`rest_relay`) reads the same bytes to count calls, later and in batches (`backlog`): a chunk is
+only appended, with the time it arrived, to the connection's backlog once it was written on. So
+flow control, SETTINGS, PING, GOAWAY, deadlines, metadata, compression and trailers are the
+client's and TF Serving's own, and counting adds no parsing to any call's latency.
 Backpressure passes through: while one side's socket cannot take more, the other side is not
 read. An EOF is passed on as an EOF (half-close); when either side goes away, the other is closed
 once what it was sent has been written. What a client sends while its upstream connection is
@@ -21,8 +21,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, Protocol
 
+from tfs_traffic.sidecar.backlog import Backlog
 from tfs_traffic.sidecar.metrics import CallMetrics
 
 log = logging.getLogger("tfs_traffic.sidecar")
@@ -84,9 +86,10 @@ class Listener:
 
     protocol: str  # "grpc" or "rest": the parse error label
     upstream: tuple[str, int]
-    observer: Callable[[], Observer]
+    observer: Callable[[Callable[[], float]], Observer]  # given the clock it is to count with
     refuser: Callable[[str, Callable[[bytes], None], Callable[[], None]], Observer]
     errors: ParseErrors
+    backlog: Backlog
     refuser_idle: bool = False  # close a refusing connection that makes no call (gRPC clients keep them)
     # REST: the relay's own answer to a request whose response the upstream never began
     unavailable: Callable[[str], bytes] | None = None
@@ -106,17 +109,12 @@ class _Upstream(asyncio.Protocol):
         self.client.upstream_made(self)  # before any of its bytes can arrive
 
     def data_received(self, data: bytes) -> None:
-        # Responses are read before they are written on: a call is counted by the time its client
-        # has the end of its response (a few microseconds later than the other way round).
         client = self.client
-        observer = client.observer
-        if observer is not None:
-            try:
-                observer.server_data(data)
-            except Exception as e:
-                client.parse_failed(e)
+        arrived = perf_counter()
         if not client.transport.is_closing():
             client.transport.write(data)
+        if client.observer is not None:
+            client.seen(arrived, False, data)
 
     def eof_received(self) -> bool:
         self.client.upstream_finished()
@@ -147,6 +145,9 @@ class ClientSide(asyncio.Protocol):
         self.lost = False
         self._connecting: asyncio.Task[Any] | None = None
         self._early: list[bytes] | None = []  # what the client sent while the upstream was connecting
+        self._backlog: list[tuple[float, bool, bytes]] = []  # (arrival, from client, chunk) not yet parsed
+        self._batched = False  # the observer reads from the backlog (a `Refuser` reads at once)
+        self._now = 0.0  # the arrival time of the chunk being parsed: the observer's clock
 
     # --- the client's socket ------------------------------------------------------------------
 
@@ -172,7 +173,8 @@ class ClientSide(asyncio.Protocol):
             upstream.transport.close()
             return
         self.upstream = upstream
-        self.observer = self.listener.observer()
+        self.observer = self.listener.observer(self._clock)
+        self._batched = True
         self._replay()
 
     def _refuse(self, reason: str) -> None:
@@ -205,15 +207,21 @@ class ClientSide(asyncio.Protocol):
             if sum(map(len, self._early)) > EARLY_LIMIT:
                 self.transport.pause_reading()
             return
+        arrived = perf_counter()
         upstream = self.upstream
         if upstream is not None and not upstream.transport.is_closing():
             upstream.transport.write(data)
         observer = self.observer
-        if observer is not None:
-            try:
-                observer.client_data(data)
-            except Exception as e:
-                self.parse_failed(e)
+        if observer is None:
+            return
+        if self._batched:
+            self.seen(arrived, True, data)
+            return
+        self._now = arrived
+        try:
+            observer.client_data(data)
+        except Exception as e:
+            self.parse_failed(e)
 
     def eof_received(self) -> bool:
         self.client_eof = True
@@ -230,6 +238,7 @@ class ClientSide(asyncio.Protocol):
         self.lost = True
         if self._connecting is not None:
             self._connecting.cancel()
+        self.observe_backlog()
         self._observer_closed(by_upstream=False)
         if self.upstream is not None:
             self.upstream.transport.close()
@@ -249,6 +258,7 @@ class ClientSide(asyncio.Protocol):
         if self.upstream_done:
             return
         self.upstream_done = True
+        self.observe_backlog()
         observer = self.observer
         unavailable = self.listener.unavailable
         if observer is not None and unavailable is not None and not self.client_eof:
@@ -262,8 +272,41 @@ class ClientSide(asyncio.Protocol):
         elif not transport.is_closing() and transport.can_write_eof():
             transport.write_eof()
 
+    # --- counting, off the data path ----------------------------------------------------------
+
+    def _clock(self) -> float:
+        return self._now
+
+    def seen(self, arrived: float, from_client: bool, data: bytes) -> None:
+        """A chunk went on: it waits in the backlog until the worker parses it."""
+        backlog = self._backlog
+        if not backlog:
+            self.listener.backlog.wait(self)
+        backlog.append((arrived, from_client, data))
+        self.listener.backlog.grew(len(data))
+
+    def observe_backlog(self) -> None:
+        """Parse the waiting chunks, each at the time it arrived."""
+        backlog = self._backlog
+        if not backlog:
+            return
+        self._backlog = []
+        self.listener.backlog.done(self)
+        observer = self.observer
+        if observer is None:
+            return
+        try:
+            for self._now, from_client, data in backlog:
+                if from_client:
+                    observer.client_data(data)
+                else:
+                    observer.server_data(data)
+        except Exception as e:
+            self.parse_failed(e)
+
     def _observer_closed(self, by_upstream: bool, upstream_ended: bool = False) -> None:
         observer, self.observer = self.observer, None
+        self._now = perf_counter()
         if observer is not None:
             try:
                 observer.closed(by_upstream, upstream_ended)
@@ -274,6 +317,7 @@ class ClientSide(asyncio.Protocol):
 
     def parse_failed(self, error: Exception) -> None:
         observer, self.observer = self.observer, None
+        self._backlog = []
         if observer is not None:
             observer.abandon()
         reason = str(error) if type(error).__name__ == "ParseError" else f"{type(error).__name__}: {error}"

@@ -2,7 +2,9 @@
 
 The supervisor (`main.py`) starts N of these; they share the listen ports through SO_REUSEPORT,
 count into prometheus_client's multiprocess files, and follow the poller's view through a JSON file
-that the supervisor replaces atomically whenever it changes.
+that the supervisor replaces atomically whenever it changes. A pipe from the supervisor (`control`)
+says when to read that file again and when a scrape wants every waiting backlog counted; an idle
+worker therefore sleeps until a connection or the supervisor has something for it.
 """
 
 import asyncio
@@ -17,17 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from tfs_traffic.sidecar import metrics
+from tfs_traffic.sidecar.backlog import Backlog
 from tfs_traffic.sidecar.view import View, ViewHolder
 
 log = logging.getLogger("tfs_traffic.sidecar")
 
-VIEW_CHECK_SECONDS = 0.2
+# What the supervisor sends over the control pipe.
+READ_VIEW = b"view"  # the view file changed
+FLUSH = b"flush"  # + a sequence number: parse every backlog, then answer with the same bytes
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     index: int
-    parent_pid: int
     multiproc_dir: str
     view_path: str
     upstream_grpc: tuple[str, int]
@@ -52,23 +56,16 @@ def read_view(path: str) -> View:
         return View()
 
 
-def _stamp(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_ino
-
-
-def _tell(ready: Connection | None, message: tuple[str, Any]) -> None:
+def _tell(control: Connection | None, message: tuple[str, Any]) -> None:
     """Report to the supervisor, which may no longer listen (a restarted worker)."""
-    if ready is not None:
+    if control is not None:
         with contextlib.suppress(OSError):
-            ready.send(message)
-            ready.close()
+            control.send(message)
 
 
-def listeners(config: WorkerConfig, holder: ViewHolder, calls: metrics.CallMetrics) -> list[tuple[Any, Any]]:
+def listeners(
+    config: WorkerConfig, holder: ViewHolder, calls: metrics.CallMetrics, backlog: Backlog
+) -> list[tuple[Any, Any]]:
     """(listener, listen address) of each relay the worker runs."""
     from tfs_traffic.sidecar import grpc_relay, relay, rest_relay
 
@@ -78,9 +75,10 @@ def listeners(config: WorkerConfig, holder: ViewHolder, calls: metrics.CallMetri
         grpc_listener = relay.Listener(
             "grpc",
             config.upstream_grpc,
-            lambda: grpc_relay.GrpcObserver(holder, calls),
+            lambda clock: grpc_relay.GrpcObserver(holder, calls, clock),
             lambda reason, write, close: grpc_relay.Refuser(holder, calls, reason, write, close),
             errors,
+            backlog,
             refuser_idle=True,
         )
         out.append((grpc_listener, config.listen_grpc))
@@ -88,49 +86,66 @@ def listeners(config: WorkerConfig, holder: ViewHolder, calls: metrics.CallMetri
         rest_listener = relay.Listener(
             "rest",
             config.upstream_rest,
-            lambda: rest_relay.RestObserver(holder, calls),
+            lambda clock: rest_relay.RestObserver(holder, calls, clock),
             lambda reason, write, close: rest_relay.Refuser(holder, calls, reason, write, close),
             errors,
+            backlog,
             unavailable=rest_relay.unavailable_response,
         )
         out.append((rest_listener, config.listen_rest))
     return out
 
 
-async def serve(config: WorkerConfig, ready: Connection | None) -> None:
+def _follow(control: Connection, holder: ViewHolder, backlog: Backlog, path: str, stop: asyncio.Event) -> None:
+    """One message from the supervisor; its end (EOF) means the supervisor is gone."""
+    try:
+        message = control.recv_bytes()
+    except (EOFError, OSError):
+        stop.set()
+        return
+    if message == READ_VIEW:
+        _follow_view(holder, path)
+    elif message.startswith(FLUSH):
+        backlog.flush()
+        with contextlib.suppress(OSError):
+            control.send_bytes(message)
+
+
+async def serve(config: WorkerConfig, control: Connection | None) -> None:
     """Run the relays until SIGTERM or until the supervisor goes away."""
     from tfs_traffic.sidecar import relay
 
     holder = ViewHolder(read_view(config.view_path))
-    stamp = _stamp(config.view_path)
     calls = metrics.CallMetrics()
+    backlog = Backlog()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     servers: list[asyncio.Server] = []
     try:
-        for listener, (host, port) in listeners(config, holder, calls):
+        for listener, (host, port) in listeners(config, holder, calls, backlog):
             servers.append(await relay.serve(listener, host, port, config.reuse_port))
     except Exception as e:
-        _tell(ready, ("error", f"{type(e).__name__}: {e}"))
+        _tell(control, ("error", f"{type(e).__name__}: {e}"))
         raise SystemExit(1) from None
-    _tell(ready, ("ready", os.getpid()))
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), VIEW_CHECK_SECONDS)
-        if os.getppid() != config.parent_pid:
-            break
-        new_stamp = _stamp(config.view_path)
-        if new_stamp != stamp:
-            stamp = new_stamp
-            view = read_view(config.view_path)
-            view.carry_learned(holder.view)
-            holder.view = view
+    _tell(control, ("ready", os.getpid()))
+    if control is not None:
+        loop.add_reader(control.fileno(), _follow, control, holder, backlog, config.view_path, stop)
+        # The view may have changed between the spawn and the reader: read it once more.
+        _follow_view(holder, config.view_path)
+    await stop.wait()
     for server in servers:
         server.close()
+    backlog.flush()
 
 
-def main(config: WorkerConfig, ready: Connection | None = None) -> None:
+def _follow_view(holder: ViewHolder, path: str) -> None:
+    view = read_view(path)
+    view.carry_learned(holder.view)
+    holder.view = view
+
+
+def main(config: WorkerConfig, control: Connection | None = None) -> None:
     """Process entry point (spawned by the supervisor)."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
@@ -138,4 +153,4 @@ def main(config: WorkerConfig, ready: Connection | None = None) -> None:
     metrics.enable_multiprocess(config.multiproc_dir)
     import uvloop  # measured: less CPU per relayed call than asyncio's own loop (README, Overhead)
 
-    uvloop.run(serve(config, ready))
+    uvloop.run(serve(config, control))
