@@ -213,7 +213,9 @@ def main() -> None:
         for latency in LATENCIES:
             sim = Sim(config, root / f"sim-{latency}.log", extra=["--latency-ms", str(latency)]).start()
             sidecars = {
-                w: Sidecar(config, sim, root / f"sidecar-{latency}-{w}.log", workers=w, poll="15s").start()
+                w: Sidecar(
+                    config, sim, root / f"sidecar-{latency}-{w}.log", workers=w, poll="15s", count_delay=None
+                ).start()
                 for w in WORKERS
             }
             try:

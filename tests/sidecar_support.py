@@ -136,7 +136,10 @@ class Sidecar(Process):
         proxy: bool = True,
         env: dict[str, str] | None = None,
         module: bool = True,
+        count_delay: str | None = "30s",
     ):
+        """`count_delay`: 30 s by default, longer than any test, so that every count a test reads has come
+        through the scrape's flush of the workers' backlogs; None for the sidecar's own default."""
         self.grpc_port = free_port()
         self.rest_port = free_port()
         self.metrics_port = free_port()
@@ -156,6 +159,8 @@ class Sidecar(Process):
             "--workers",
             str(workers),
         ]
+        if count_delay is not None:
+            args += ["--count-delay", count_delay]
         if proxy:
             args += ["--listen-grpc", f"127.0.0.1:{self.grpc_port}", "--listen-rest", f"127.0.0.1:{self.rest_port}"]
         super().__init__(args, log, ready="ready:", env=env)

@@ -65,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=1, metavar="N", help="proxy processes sharing the listen ports (default: 1)"
     )
+    parser.add_argument(
+        "--count-delay",
+        default="50ms",
+        metavar="DURATION",
+        help="relayed bytes are parsed and counted in batches, at most this long after they passed: longer costs "
+        "less CPU per call; a scrape always includes every call already answered (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
 
 
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_addr=args.metrics_addr,
         poll_interval=parse_duration(args.poll_interval),
         workers=args.workers,
+        count_delay=parse_duration(args.count_delay),
         log_level=logging.WARNING if args.quiet else logging.INFO,
     )
     return main.run(options)

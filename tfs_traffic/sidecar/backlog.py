@@ -3,8 +3,8 @@
 Parsing each chunk as it passes costs a Python call chain per read, run with caches just emptied
 by the sim, the client and the kernel in between; at one call in flight that doubled the relay's
 CPU per call (measured, README "Overhead"). So the relay only appends each chunk, with the time it
-arrived, to its connection's backlog, and a worker parses every backlog together: BATCH_SECONDS
-after the first chunk waited, at once when more than BATCH_BYTES wait (memory stays bounded),
+arrived, to its connection's backlog, and a worker parses every backlog together: `--count-delay`
+(50 ms) after the first chunk waited, at once when more than BATCH_BYTES wait (memory stays bounded),
 when a connection ends, and when a scrape asks (`flush`). A scrape therefore sees every call whose
 response the relay forwarded before the scrape came, as it would if each chunk had been parsed at
 once; durations and deadlines use the arrival times, not the time of parsing.
@@ -13,7 +13,6 @@ once; durations and deadlines use the arrival times, not the time of parsing.
 import asyncio
 from typing import Protocol
 
-BATCH_SECONDS = 0.05
 BATCH_BYTES = 4 << 20
 
 
@@ -27,7 +26,7 @@ class Backlog:
 
     __slots__ = ("_bytes", "_loop", "_timer", "_waiting", "delay", "limit")
 
-    def __init__(self, delay: float = BATCH_SECONDS, limit: int = BATCH_BYTES) -> None:
+    def __init__(self, delay: float, limit: int = BATCH_BYTES) -> None:
         self.delay = delay
         self.limit = limit
         self._waiting: dict[Waiting, None] = {}  # insertion-ordered: parsed in the order they began waiting

@@ -48,6 +48,7 @@ class SidecarOptions:
     metrics_addr: str = ":9102"
     poll_interval: float = 15.0
     workers: int = 1
+    count_delay: float = 0.05
     log_level: int = logging.INFO
 
 
@@ -241,6 +242,7 @@ class Supervisor:
                 listen_grpc=listen_grpc,
                 listen_rest=listen_rest,
                 reuse_port=options.workers > 1,
+                count_delay=options.count_delay,
                 log_level=options.log_level,
             )
             for i in range(options.workers)

@@ -39,6 +39,7 @@ class WorkerConfig:
     listen_grpc: tuple[str, int] | None
     listen_rest: tuple[str, int] | None
     reuse_port: bool
+    count_delay: float = 0.05
     log_level: int = logging.INFO
 
 
@@ -117,7 +118,7 @@ async def serve(config: WorkerConfig, control: Connection | None) -> None:
 
     holder = ViewHolder(read_view(config.view_path))
     calls = metrics.CallMetrics()
-    backlog = Backlog()
+    backlog = Backlog(config.count_delay)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -1,0 +1,97 @@
+"""The relay counts from a backlog: calls are timed by when their bytes passed, not when parsed.
+
+A relay runs in this process (the worker's own listeners and `relay.serve`) in front of a real
+stand-in over 127.0.0.1, counting into a private registry, so the test can hold the backlog back
+(a long --count-delay) and flush it itself, as a scrape has a worker do.
+"""
+
+import asyncio
+import json
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sidecar_support import Sim, write_models
+
+from tfs_traffic.sidecar import relay, worker
+from tfs_traffic.sidecar.backlog import Backlog
+from tfs_traffic.sidecar.metrics import CallMetrics
+from tfs_traffic.sidecar.view import ModelView, View, ViewHolder
+
+MODEL_SECONDS = 0.03  # the stand-in's --latency-ms, as seconds
+HELD = 1.5  # how long the test leaves a finished call in the backlog before flushing it
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("backlog")
+    server = Sim(write_models(root, {"m": [1]}), root / "sim.log", extra=["--latency-ms", "30"]).start()
+    yield server
+    server.stop()
+
+
+def _calls(registry: CollectorRegistry) -> float:
+    value = registry.get_sample_value(
+        "tfserving_model_calls_total", {"model_name": "m", "model_version": "1", "api": "predict", "code": "OK"}
+    )
+    return value or 0.0
+
+
+def _seconds(registry: CollectorRegistry) -> float:
+    labels = {"model_name": "m", "model_version": "1", "api": "predict"}
+    return registry.get_sample_value("tfserving_model_call_duration_seconds_sum", labels) or 0.0
+
+
+async def _relayed_calls(sim: Sim, backlog: Backlog, registry: CollectorRegistry, calls: int) -> list[float]:
+    """Make `calls` REST predict calls through an in-process relay; the call count after each response."""
+    config = worker.WorkerConfig(
+        index=0,
+        multiproc_dir="",
+        view_path="",
+        upstream_grpc=("127.0.0.1", 1),
+        upstream_rest=("127.0.0.1", sim.rest_port),
+        listen_grpc=None,
+        listen_rest=("127.0.0.1", 0),
+        reuse_port=False,
+    )
+    holder = ViewHolder(View({"m": ModelView(available=frozenset({1}), seen={1})}))
+    [(listener, _)] = worker.listeners(config, holder, CallMetrics(registry), backlog)
+    server = await relay.serve(listener, "127.0.0.1", 0, False)
+    port = server.sockets[0].getsockname()[1]
+    body = json.dumps({"instances": [1.0, 2.0, 5.0]}).encode()
+    request = (
+        b"POST /v1/models/m/versions/1:predict HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+    counted = []
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(calls):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = next(
+                int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+            )
+            await reader.readexactly(length)
+            counted.append(_calls(registry))
+        await asyncio.sleep(HELD)
+        backlog.flush()  # what a worker does when a scrape asks
+        counted.append(_calls(registry))
+    finally:
+        writer.close()
+        server.close()
+    return counted
+
+
+def test_a_call_waits_in_the_backlog_and_is_timed_by_its_bytes(sim: Sim) -> None:
+    registry = CollectorRegistry()
+    counted = asyncio.run(_relayed_calls(sim, Backlog(delay=60.0), registry, calls=2))
+    assert counted == [0.0, 0.0, 2.0]
+    # Both calls took the model's 30 ms and a little more; they waited HELD seconds more before parsing.
+    assert 2 * MODEL_SECONDS <= _seconds(registry) < 2 * MODEL_SECONDS + 0.5 < HELD
+
+
+def test_past_its_byte_limit_the_backlog_is_parsed_at_once(sim: Sim) -> None:
+    registry = CollectorRegistry()
+    counted = asyncio.run(_relayed_calls(sim, Backlog(delay=60.0, limit=1), registry, calls=3))
+    assert counted == [1.0, 2.0, 3.0, 3.0]
