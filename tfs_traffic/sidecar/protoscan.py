@@ -249,7 +249,7 @@ class MessageReader:
                     if self._lazy and length <= MAX_LAZY_BYTES:
                         self._raw = data[pos : pos + length]  # read only if it is ever needed
                     else:
-                        self.result = self._whole(data[pos : pos + length])
+                        self.result = self._whole(data, pos, pos + length)
                     self.done = True
                     return
             else:
@@ -269,17 +269,19 @@ class MessageReader:
         if scanner.complete or scanner.failed:
             self.done = True
 
-    def _whole(self, message: bytes) -> object:
+    def _whole(self, data: bytes, pos: int, end: int) -> object:
+        """The spec(s) of the whole message in data[pos:end], read in place."""
         if self._outer:
             try:
-                return wire.repeated_specs(message, self._outer, self._field)
+                return wire.repeated_specs(data, self._outer, self._field, pos, end)
             except (wire.Malformed, IndexError):
                 return None
-        return wire.model_spec(message, self._field)
+        return wire.model_spec(data, self._field, pos, end)
 
     def _read_raw(self) -> None:
-        if self._raw is not None:
-            self.result = self._whole(self._raw)
+        raw = self._raw
+        if raw is not None:
+            self.result = self._whole(raw, 0, len(raw))
             self._raw = None
 
     def spec(self) -> wire.ModelSpec | None:

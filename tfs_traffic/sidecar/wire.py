@@ -223,27 +223,66 @@ class SpecBuilder:
         )
 
 
+_NO_SPEC = ModelSpec()
+_SPECS: dict[bytes, ModelSpec] = {}  # a model_spec's bytes -> what they read as (ModelSpec is immutable)
+_SPECS_ENTRIES = 256
+_SPECS_MAX_BYTES = 256
+
+
+def _spec(buf: bytes, start: int, stop: int) -> ModelSpec:
+    """The ModelSpec encoded in buf[start:stop], alone (not merged with another occurrence).
+
+    A connection's responses carry the same few specs over and over (one per model version), so
+    their bytes are looked up before they are parsed again.
+    """
+    if stop - start > _SPECS_MAX_BYTES:
+        builder = SpecBuilder()
+        builder.merge(buf, start, stop)
+        return builder.build()
+    raw = buf[start:stop]
+    spec = _SPECS.get(raw)
+    if spec is None:
+        builder = SpecBuilder()
+        builder.merge(raw, 0, len(raw))
+        spec = builder.build()
+        if len(_SPECS) >= _SPECS_ENTRIES:
+            _SPECS.clear()
+        _SPECS[raw] = spec
+    return spec
+
+
 def _message_spec(buf: bytes, pos: int, end: int, spec_field: int) -> ModelSpec:
     """The merged ModelSpec at `spec_field` of the message in buf[pos:end]; other fields skipped."""
-    builder = SpecBuilder()
+    first = -1, -1  # the first occurrence of the spec, read once the message is walked
+    builder = None  # from a second occurrence on: merged as they come
     while pos < end:
         number, wire_type, pos = _field(buf, pos, end)
         if wire_type == _LEN:
             start, pos = _value(buf, pos, end)
             if number == spec_field:
-                builder.merge(buf, start, pos)
+                if first[0] < 0:
+                    first = start, pos
+                else:
+                    if builder is None:
+                        builder = SpecBuilder()
+                        builder.merge(buf, *first)
+                    builder.merge(buf, start, pos)
         else:
             pos = _skip(buf, pos, end, number, wire_type)
-    return builder.build()
+    if builder is not None:
+        return builder.build()
+    return _NO_SPEC if first[0] < 0 else _spec(buf, *first)
 
 
-def repeated_specs(buf: bytes, outer_field: int, spec_field: int) -> list[ModelSpec]:
-    """The ModelSpec of each element of a repeated message field (MultiInference tasks/results).
+def repeated_specs(buf: bytes, outer_field: int, spec_field: int, pos: int = 0, end: int = -1) -> list[ModelSpec]:
+    """The ModelSpec of each element of a repeated message field (MultiInference tasks/results)
+    of the message in buf[pos:end] (end -1: the end of `buf`).
 
     Raises `Malformed` (or IndexError) for bytes that are not a well-formed message.
     """
     out = []
-    pos, end = 0, len(buf)
+    if end < 0:
+        end = len(buf)
     while pos < end:
         number, wire_type, pos = _tag(buf, pos, end)
         if number == outer_field and wire_type == _LEN:
@@ -254,15 +293,16 @@ def repeated_specs(buf: bytes, outer_field: int, spec_field: int) -> list[ModelS
     return out
 
 
-def model_spec(data: bytes, field: int = 1) -> ModelSpec | None:
-    """The `model_spec` at field number `field` of a message; None if `data` is not a valid message.
+def model_spec(data: bytes, field: int = 1, pos: int = 0, end: int = -1) -> ModelSpec | None:
+    """The `model_spec` at field number `field` of a message, the whole of `data` or data[pos:end];
+    None if that is not a valid message.
 
     field=1: Predict/Classification/Regression/GetModelMetadata/GetModelStatus requests and
     GetModelMetadataResponse. field=2: Predict/Classification/Regression responses.
     An absent model_spec reads as the empty ModelSpec, as protobuf's default instance.
     """
     try:
-        return _message_spec(data, 0, len(data), field)
+        return _message_spec(data, pos, len(data) if end < 0 else end, field)
     except (Malformed, IndexError):
         return None
 
