@@ -11,10 +11,12 @@ Anything it cannot frame raises `ParseError`; the relay then stops reading that 
 """
 
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 MAX_HEAD = 1 << 16  # request or status line plus headers (TF Serving's and aiohttp's limits are lower)
 MAX_LINE = 1 << 12  # a chunk-size line or a trailer line
+_HEADS_ENTRIES = 256  # distinct heads remembered per direction ...
+_HEADS_MAX_BYTES = 4096  # ... each at most this long
 
 _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _TUNNEL = range(8)
 
@@ -94,6 +96,20 @@ def _body(fields: dict[bytes, list[bytes]], request: bool) -> tuple[int, int]:
             raise ParseError("malformed Content-Length")
         return _BODY, int(value)
     return (_BODY, 0) if request else (_UNTIL_CLOSE, 0)
+
+
+# What a head read as, by its bytes. A keep-alive connection repeats the same request head (and,
+# within a second, the same response head: the Date changes) on every call, so a head is parsed
+# once; only heads that parsed are kept, the rest raise again.
+_REQUEST_HEADS: dict[bytes, tuple[str, str, int, int]] = {}
+_RESPONSE_HEADS: dict[bytes, tuple[int, dict[bytes, list[bytes]], tuple[int, int] | None]] = {}
+
+
+def _remember(heads: dict[bytes, Any], head: bytes, value: Any) -> None:
+    if len(head) <= _HEADS_MAX_BYTES:
+        if len(heads) >= _HEADS_ENTRIES:
+            heads.clear()
+        heads[head] = value
 
 
 def _head_end(data: bytes | bytearray, start: int) -> int:
@@ -204,12 +220,20 @@ class _Requests(_Direction):
     __slots__ = ()
 
     def _head(self, head: bytes) -> None:
-        start, fields = _fields(head.lstrip(b"\r\n"))
-        if len(start) != 3 or not start[2].startswith(b"HTTP/1.") or not start[0].isalpha():
-            raise ParseError("malformed request line")
-        method = start[0].decode("ascii")
-        self._conn.pending.append(Pending(self._conn.observer.request(method, start[1].decode("latin-1")), method))
-        self._state, self._left = _body(fields, request=True)
+        conn = self._conn
+        known = _REQUEST_HEADS.get(head)
+        if known is None:
+            start, fields = _fields(head.lstrip(b"\r\n"))
+            if len(start) != 3 or not start[2].startswith(b"HTTP/1.") or not start[0].isalpha():
+                raise ParseError("malformed request line")
+            method = start[0].decode("ascii")
+            target = start[1].decode("latin-1")
+            conn.pending.append(Pending(conn.observer.request(method, target), method))
+            self._state, self._left = body = _body(fields, request=True)
+            _remember(_REQUEST_HEADS, head, (method, target, *body))
+        else:
+            method, target, self._state, self._left = known
+            conn.pending.append(Pending(conn.observer.request(method, target), method))
         if self._state == _BODY and not self._left:
             self._message_done()
         if method == "CONNECT":
@@ -234,10 +258,19 @@ class _Responses(_Direction):
         super().feed(data)
 
     def _head(self, head: bytes) -> None:
-        start, fields = _fields(head.lstrip(b"\r\n"))
-        if len(start) < 2 or not start[0].startswith(b"HTTP/1.") or len(start[1]) != 3 or not start[1].isdigit():
-            raise ParseError("malformed status line")
-        status = self._status = int(start[1])
+        known = _RESPONSE_HEADS.get(head)
+        if known is None:
+            start, fields = _fields(head.lstrip(b"\r\n"))
+            if len(start) < 2 or not start[0].startswith(b"HTTP/1.") or len(start[1]) != 3 or not start[1].isdigit():
+                raise ParseError("malformed status line")
+            try:  # the body is framed only if the status and request say there is one
+                body: tuple[int, int] | None = _body(fields, request=False)
+            except ParseError:
+                body = None
+            known = int(start[1]), fields, body
+            _remember(_RESPONSE_HEADS, head, known)
+        status, fields, body = known
+        self._status = status
         pending = self._conn.pending
         request = pending[0] if pending else None
         if status == 101 or (request is not None and request.method == "CONNECT" and 200 <= status < 300):
@@ -248,7 +281,7 @@ class _Responses(_Direction):
         if (request is not None and request.head) or status in (204, 304):
             self._state, self._left = _BODY, 0
         else:
-            self._state, self._left = _body(fields, request=False)
+            self._state, self._left = _body(fields, request=False) if body is None else body
         if self._state == _BODY and not self._left:
             self._message_done()
 

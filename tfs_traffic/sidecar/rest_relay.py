@@ -55,6 +55,12 @@ def grpc_code(status: int) -> str:
     return "INVALID_ARGUMENT" if 400 <= status < 500 else "UNKNOWN"
 
 
+Inference = tuple[str, str, int | None, str | None]
+_PATHS: dict[str, Inference | None] = {}  # a POST's target -> what it reads as (a client repeats its targets)
+_PATHS_ENTRIES = 1024
+_PATHS_MAX_CHARS = 1024
+
+
 def parse_inference_path(method: str, raw_path: str) -> tuple[str, str, int | None, str | None] | None:
     """(api, model name, version, label) of a REST inference call, None for anything else.
 
@@ -64,6 +70,19 @@ def parse_inference_path(method: str, raw_path: str) -> tuple[str, str, int | No
     """
     if method != "POST":
         return None
+    try:
+        return _PATHS[raw_path]
+    except KeyError:
+        pass
+    inference = _parse_post_target(raw_path)
+    if len(raw_path) <= _PATHS_MAX_CHARS:
+        if len(_PATHS) >= _PATHS_ENTRIES:
+            _PATHS.clear()
+        _PATHS[raw_path] = inference
+    return inference
+
+
+def _parse_post_target(raw_path: str) -> tuple[str, str, int | None, str | None] | None:
     match = PREDICTION_PATH.fullmatch(raw_path)
     if match is None:
         return None
@@ -89,9 +108,6 @@ def call_labels(view: View, name: str, version: int | None, label: str | None, o
             return name, UNRESOLVED
         return view.served(name, resolved)
     return view.requested(name, version, label)
-
-
-Inference = tuple[str, str, int | None, str | None]
 
 
 class _Call:
