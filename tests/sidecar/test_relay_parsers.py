@@ -175,6 +175,22 @@ def test_scanner_agrees_with_wire_on_any_bytes(data: bytes, fields: tuple[int, i
     assert got == _whole(data, field, outer)
 
 
+@FUZZ
+@given(messages(), st.binary(max_size=8), st.binary(max_size=8))
+def test_wire_reads_a_message_in_place_and_a_remembered_spec_as_parsed(
+    case: tuple[bytes, int, int], before: bytes, after: bytes
+) -> None:
+    data, field, outer = case
+    wire._SPECS.clear()
+    parsed = _whole(data, field, outer)
+    assert _whole(data, field, outer) == parsed  # its spec's bytes now remembered
+    buf, start, stop = before + data + after, len(before), len(before) + len(data)
+    if outer:
+        assert wire.repeated_specs(buf, outer, field, start, stop) == parsed
+    else:
+        assert wire.model_spec(buf, field, start, stop) == parsed
+
+
 def test_a_response_spec_after_large_outputs_is_read_from_a_later_frame() -> None:
     response = predict_pb2.PredictResponse()
     response.outputs["y"].tensor_content = bytes(100_000)
@@ -515,3 +531,177 @@ def test_fuzz_mutated_http1_streams_raise_only_parse_errors(seed: int, cuts: lis
         _feed_tolerant(observer.server_data, server, http1.ParseError, cuts)
     observer.closed(by_upstream=True, upstream_ended=True)
     assert sum(counts.calls().values()) <= 4
+
+
+# --- fast paths: a frame or head read whole in place reads as it does in pieces ----------------
+
+
+class Recorder:
+    """An `http2.Observer` and `http1.Observer` that writes down everything it is told, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def headers(self, from_client: bool, stream: int, fields: http2.Fields, end_stream: bool) -> None:
+        self.events.append(("headers", from_client, stream, list(fields), end_stream))
+
+    def data_sink(self, from_client: bool, stream: int) -> Any:
+        self.events.append(("sink", from_client, stream))
+        return self if stream % 4 == 1 else None  # some streams' DATA is skipped
+
+    def feed(self, data: bytes, pos: int, stop: int) -> None:
+        last = self.events[-1]
+        if last[0] == "data":  # the pieces of one frame's data read as one
+            self.events[-1] = ("data", last[1] + data[pos:stop])
+        else:
+            self.events.append(("data", data[pos:stop]))
+
+    def end_stream(self, from_client: bool, stream: int) -> None:
+        self.events.append(("end", from_client, stream))
+
+    def reset(self, from_client: bool, stream: int, code: int) -> None:
+        self.events.append(("reset", from_client, stream, code))
+
+    def goaway(self, from_client: bool, last_stream: int, code: int) -> None:
+        self.events.append(("goaway", from_client, last_stream, code))
+
+    def frame(self, *args: Any) -> None:
+        raise AssertionError("no frame_hook")
+
+    def request(self, method: str, target: str) -> object:
+        self.events.append(("request", method, target))
+        return len(self.events)
+
+    def response(self, token: object, status: int) -> None:
+        self.events.append(("response", token, status))
+
+
+def _recorded(connection: Any, recorder: Recorder, streams: tuple[bytes, bytes], error: type, cuts: list[int]) -> Any:
+    """What `recorder` heard from `connection` fed the client's then the server's bytes in pieces."""
+    outcome = None
+    for data, feed in zip(streams, (connection.client_data, connection.server_data), strict=True):
+        try:
+            for start, stop in _pieces(data, cuts):
+                feed(data[start:stop])
+        except error as e:
+            outcome = str(e)
+            break
+    return recorder.events, outcome
+
+
+def _h2(streams: tuple[bytes, bytes], cuts: list[int]) -> Any:
+    recorder = Recorder()
+    return _recorded(http2.Connection(recorder), recorder, streams, http2.ParseError, cuts)
+
+
+def _h2_wire(rng: random.Random) -> tuple[bytes, bytes]:
+    """A connection of calls in every framing, with the frames that are read by length only."""
+    w = Wire(client_table=rng.choice([None, 0, 512]))
+    for stream in range(1, 2 * rng.randint(1, 5), 2):
+        w.call(
+            stream,
+            predict_request(version=rng.randint(1, 3)),
+            status=rng.choice([0, 5]),
+            response=predict_response(2) if rng.random() < 0.8 else None,
+            pieces=rng.randint(1, 3),
+            pad=rng.choice([0, 0, 3]),
+            priority=rng.random() < 0.3,
+        )
+    extra = [
+        frame(6, 0, 0, bytes(8)),  # PING
+        frame(8, 0, 0, (1000).to_bytes(4, "big")),  # WINDOW_UPDATE
+        frame(2, 0, 3, bytes(5)),  # PRIORITY
+        frame(0x20, 0xFF, 1, b"unknown"),
+        frame(0, 0x9, 5, bytes((2,)) + b"ab" + bytes(2)),  # padded DATA that ends its stream
+        frame(0, 0x1, 9, b""),  # empty DATA that ends its stream
+        frame(RST_STREAM, 0, 7, (8).to_bytes(4, "big")),
+        frame(GOAWAY, 0, 0, bytes(8)),
+    ]
+    client, server = w.client, w.server
+    for _ in range(rng.randint(0, 6)):
+        piece = rng.choice(extra)
+        if rng.random() < 0.5:
+            i = client.find(b"\x00\x00", rng.randrange(len(PREFACE), len(client)))  # not always a frame boundary
+            client = client[:i] + piece + client[i:] if i > 0 else client + piece
+        else:
+            server += piece
+    return client, server
+
+
+@FUZZ
+@given(st.integers(0, 2**32), st.lists(st.integers(min_value=0), max_size=8), st.booleans())
+def test_http2_frames_read_whole_read_as_in_pieces(seed: int, cuts: list[int], mutate: bool) -> None:
+    rng = random.Random(seed)
+    client, server = _h2_wire(rng)
+    if mutate:
+        client, server = _mutate(client, rng), _mutate(server, rng)
+    whole = _h2((client, server), [])
+    assert whole == _h2((client, server), cuts)
+    assert whole == _h2((client, server), list(range(max(len(client), len(server)))))  # byte by byte
+
+
+def test_http2_frames_read_whole_report_exactly_what_they_carry() -> None:
+    client = PREFACE + settings() + frame(0, 0x1, 9, b"") + frame(0x20, 0, 1, b"x") + frame(8, 0, 0, bytes(4))
+    block = hpack.Encoder().encode([(":path", PREDICT)])
+    server = header_frames(5, block, end_stream=True) + data_frames(1, b"abc", end_stream=False)
+    server += data_frames(3, b"skipped")
+    expected = [
+        ("end", True, 9),  # an empty DATA frame asks for no sink
+        ("headers", False, 5, [(b":path", PREDICT.encode())], True),
+        ("end", False, 5),
+        ("sink", False, 1),
+        ("data", b"abc"),
+        ("sink", False, 3),  # no sink for stream 3: its data is skipped
+        ("end", False, 3),
+    ]
+    assert _h2((client, server), []) == (expected, None)
+    assert _h2((client, server), list(range(len(client)))) == (expected, None)
+
+
+def _h1(streams: tuple[bytes, bytes], cuts: list[int], remembered: bool) -> Any:
+    """What an HTTP/1.1 reader reports, with the heads it has parsed before remembered or not."""
+    if not remembered:
+        http1._REQUEST_HEADS.clear()
+        http1._RESPONSE_HEADS.clear()
+    recorder = Recorder()
+    connection = http1.Connection(recorder)
+    events, outcome = _recorded(connection, recorder, streams, http1.ParseError, cuts)
+    if outcome is None:
+        connection.server_closed()
+    return events, outcome, [(p.method, p.complete) for p in connection.pending]
+
+
+H1_CLIENT = POST + CHUNKED + HEAD + GET + LATEST + POST
+H1_SERVER = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"  # HEAD: its body is not framed
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"  # the same head, framed: malformed
+)
+
+
+@FUZZ
+@given(st.integers(0, 2**32), st.lists(st.integers(min_value=0), max_size=8))
+def test_http1_heads_read_as_before_once_remembered(seed: int, cuts: list[int]) -> None:
+    rng = random.Random(seed)
+    streams = _mutate(H1_CLIENT, rng), _mutate(H1_SERVER, rng)
+    first = _h1(streams, [], remembered=False)
+    assert _h1(streams, [], remembered=True) == first
+    assert _h1(streams, cuts, remembered=True) == first
+    assert _h1(streams, cuts, remembered=False) == first
+
+
+def test_http1_a_remembered_head_frames_its_body_only_when_there_is_one() -> None:
+    events, outcome, pending = _h1((H1_CLIENT, H1_SERVER), [], remembered=False)
+    assert outcome == "conflicting Content-Length"  # the last response, whose head was read for HEAD unframed
+    assert [e for e in events if e[0] == "response"] == [
+        ("response", 1, 200),
+        ("response", 2, 204),
+        ("response", 3, 200),
+        ("response", 4, 200),
+        ("response", 5, 200),
+    ]
+    assert pending == [("POST", True)]
+    assert _h1((H1_CLIENT, H1_SERVER), [], remembered=True) == (events, outcome, pending)
