@@ -77,6 +77,9 @@ def _spec_field(api: str, response: bool) -> tuple[int, int]:
     return (2 if response else 1), 0
 
 
+_SPEC_FIELDS = {api: (_spec_field(api, False), _spec_field(api, True)) for api in COUNTED.values()}
+
+
 def served_pairs(view: View, api: str, request: MessageReader, response: MessageReader) -> Pairs:
     """(model, version) labels of a successful call, from the response's model_spec."""
     if api == "multi_inference":
@@ -147,10 +150,9 @@ class Call:
         self.api = api
         self.started = started
         self.deadline = deadline
-        field, outer = _spec_field(api, False)
+        (field, outer), (response_field, response_outer) = _SPEC_FIELDS[api]
         self.request = MessageReader(field, outer, lazy=True)
-        field, outer = _spec_field(api, True)
-        self.response = MessageReader(field, outer)
+        self.response = MessageReader(response_field, response_outer)
         self.response_started = False
         self.status: str | None = None  # from HTTP :status while no grpc-status came
 

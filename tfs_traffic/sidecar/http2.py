@@ -443,7 +443,8 @@ class _Direction:
 
     def _end_block(self, block: bytes, stream: int, end_stream: bool) -> None:
         """A whole header block of `stream` (negative: a PUSH_PROMISE's, reported to nobody)."""
-        fields = self.decoder.decode(block)
+        decoder = self.decoder
+        fields = decoder._cache.get(block) or decoder.decode(block)
         if stream > 0:
             observer = self._conn.observer
             observer.headers(self.client, stream, fields, end_stream)

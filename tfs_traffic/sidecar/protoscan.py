@@ -230,7 +230,7 @@ class MessageReader:
         self._field = field
         self._outer = outer
         self._lazy = lazy
-        self._prefix = bytearray()
+        self._prefix = b""  # a 5-byte prefix split across pieces, as far as it came
         self._raw: bytes | None = None
         self.scanner: SpecScanner | None = None
         self.done = False
@@ -254,7 +254,7 @@ class MessageReader:
                     return
             else:
                 take = min(5 - len(prefix), stop - pos)
-                prefix += data[pos : pos + take]
+                prefix = self._prefix = prefix + data[pos : pos + take]
                 pos += take
                 if len(prefix) < 5:
                     return

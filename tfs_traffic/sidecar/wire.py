@@ -138,14 +138,20 @@ def _field(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
 
 
 def _value(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    """`_length`, with lengths under 128 decoded in place (names, labels, small messages)."""
-    if pos < end:
+    """`_length`, with lengths under 16 KiB decoded in place (names, labels, small messages and tensors)."""
+    if pos + 1 < end:
         length = buf[pos]
         if length < 0x80:
             pos += 1
-            if length > end - pos:
-                raise Malformed
-            return pos, pos + length
+        else:
+            high = buf[pos + 1]
+            if high >= 0x80:
+                return _length(buf, pos, end)
+            length = length & 0x7F | high << 7
+            pos += 2
+        if length > end - pos:
+            raise Malformed
+        return pos, pos + length
     return _length(buf, pos, end)
 
 
