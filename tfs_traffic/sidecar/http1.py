@@ -16,7 +16,7 @@ from typing import Any, Protocol
 MAX_HEAD = 1 << 16  # request or status line plus headers (TF Serving's and aiohttp's limits are lower)
 MAX_LINE = 1 << 12  # a chunk-size line or a trailer line
 _HEADS_ENTRIES = 256  # distinct heads remembered per direction ...
-_HEADS_MAX_BYTES = 4096  # ... each at most this long
+_HEADS_MAX_BYTES = 2048  # ... each at most this long
 
 _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _TUNNEL = range(8)
 

@@ -57,7 +57,7 @@ def grpc_code(status: int) -> str:
 
 Inference = tuple[str, str, int | None, str | None]
 _PATHS: dict[str, Inference | None] = {}  # a POST's target -> what it reads as (a client repeats its targets)
-_PATHS_ENTRIES = 1024
+_PATHS_ENTRIES = 256
 _PATHS_MAX_CHARS = 1024
 
 
