@@ -160,6 +160,7 @@ class Call:
 class GrpcObserver:
     """Counts the calls of one relayed connection (`http2.Observer`)."""
 
+    __slots__ = ("calls", "clock", "connection", "holder", "metrics")
     answers = False  # a `Refuser` answers the client itself and so reads every frame
 
     def __init__(self, holder: ViewHolder, metrics: CallMetrics, clock: Callable[[], float] = time.perf_counter):
@@ -271,6 +272,7 @@ def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
 class Refuser(GrpcObserver):
     """Answers the client itself while the upstream is unreachable: every call ends UNAVAILABLE."""
 
+    __slots__ = ("close", "done", "encoder", "last_stream", "open", "trailers", "write")
     answers = True
 
     def __init__(

@@ -121,6 +121,8 @@ class _Call:
 class RestObserver:
     """Counts the inference calls of one relayed connection (`http1.Observer`)."""
 
+    __slots__ = ("clock", "connection", "holder", "metrics")
+
     def __init__(self, holder: ViewHolder, metrics: CallMetrics, clock: Callable[[], float] = time.perf_counter):
         self.holder = holder
         self.metrics = metrics
@@ -182,6 +184,8 @@ def unavailable_response(reason: str) -> bytes:
 
 class Refuser(RestObserver):
     """Answers the first request itself while the upstream is unreachable, then closes."""
+
+    __slots__ = ("close", "done", "reason", "write")
 
     def __init__(
         self,
