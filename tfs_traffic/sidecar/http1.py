@@ -155,7 +155,7 @@ class _Direction:
                     self._first_byte(data[pos])
                     stop = _head_end(data, pos)
                     if stop >= 0:
-                        head = data[pos:stop]
+                        head = bytes(data[pos:stop])  # hashable, to look it up (free for bytes)
                         pos = stop
                         self._head(head)
                         continue

@@ -245,7 +245,7 @@ def _spec(buf: bytes, start: int, stop: int) -> ModelSpec:
         builder = SpecBuilder()
         builder.merge(buf, start, stop)
         return builder.build()
-    raw = buf[start:stop]
+    raw = bytes(buf[start:stop])  # hashable, to look it up (free for bytes)
     spec = _SPECS.get(raw)
     if spec is None:
         builder = SpecBuilder()
