@@ -238,8 +238,8 @@ _SPECS_MAX_BYTES = 256
 def _spec(buf: bytes, start: int, stop: int) -> ModelSpec:
     """The ModelSpec encoded in buf[start:stop], alone (not merged with another occurrence).
 
-    A connection's responses carry the same few specs over and over (one per model version), so
-    their bytes are looked up before they are parsed again.
+    Responses carry the same few specs over and over (one per model version served), so their
+    bytes are looked up before they are parsed again (in this process, for every connection).
     """
     if stop - start > _SPECS_MAX_BYTES:
         builder = SpecBuilder()
