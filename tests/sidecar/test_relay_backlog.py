@@ -89,9 +89,48 @@ def test_a_call_waits_in_the_backlog_and_is_timed_by_its_bytes(sim: Sim) -> None
     assert counted == [0.0, 0.0, 2.0]
     # Both calls took the model's 30 ms and a little more; they waited HELD seconds more before parsing.
     assert 2 * MODEL_SECONDS <= _seconds(registry) < 2 * MODEL_SECONDS + 0.5 < HELD
+    labels = {"model_name": "m", "model_version": "1", "api": "predict"}
+    buckets = {
+        le: registry.get_sample_value("tfserving_model_call_duration_seconds_bucket", {**labels, "le": le})
+        for le in ("0.025", "1.0", "+Inf")
+    }
+    assert buckets == {"0.025": 0.0, "1.0": 2.0, "+Inf": 2.0}
 
 
 def test_past_its_byte_limit_the_backlog_is_parsed_at_once(sim: Sim) -> None:
     registry = CollectorRegistry()
     counted = asyncio.run(_relayed_calls(sim, Backlog(delay=60.0, limit=1), registry, calls=3))
     assert counted == [1.0, 2.0, 3.0, 3.0]
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_a_batch_writes_what_each_call_would_have() -> None:
+    calls = [
+        ("m", "1", "predict", "OK", 0.0004),
+        ("m", "1", "predict", "OK", 0.0005),  # on a bucket's bound: that bucket
+        ("m", "1", "predict", "OK", 0.003),
+        ("m", "1", "predict", "NOT_FOUND", 0.0001),
+        ("m", "2", "classify", "OK", 45.0),  # past the last bound: +Inf only
+        ("n", "__other__", "regress", "INVALID_ARGUMENT", 0.2),
+    ]
+    one_by_one, batched = CollectorRegistry(), CollectorRegistry()
+    each = CallMetrics(one_by_one)
+    for call in calls:
+        each.record(*call)
+    together = CallMetrics(batched)
+    with together.batch():
+        for call in calls:
+            together.record(*call)
+        assert sum(v for (name, _), v in _samples(batched).items() if name == "tfserving_model_calls_total") == 0
+    assert _samples(batched) == _samples(one_by_one)
+    bucket = ("le", "0.0005"), ("model_name", "m"), ("model_version", "1"), ("api", "predict")
+    # 0.0001 (the failed call: durations carry no code), 0.0004 and 0.0005, not 0.003.
+    assert _samples(batched)[("tfserving_model_call_duration_seconds_bucket", tuple(sorted(bucket)))] == 3.0

@@ -11,7 +11,10 @@ once; durations and deadlines use the arrival times, not the time of parsing.
 """
 
 import asyncio
-from typing import Protocol
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 BATCH_BYTES = 4 << 20
 
@@ -24,11 +27,18 @@ class Waiting(Protocol):
 class Backlog:
     """The connections of one worker that have bytes waiting to be parsed."""
 
-    __slots__ = ("_bytes", "_loop", "_timer", "_waiting", "delay", "limit")
+    __slots__ = ("_batch", "_bytes", "_loop", "_timer", "_waiting", "delay", "limit")
 
-    def __init__(self, delay: float, limit: int = BATCH_BYTES) -> None:
+    def __init__(
+        self,
+        delay: float,
+        limit: int = BATCH_BYTES,
+        batch: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> None:
+        """`batch`: what a flush runs inside (`CallMetrics.batch`: the calls it counts are written together)."""
         self.delay = delay
         self.limit = limit
+        self._batch = batch
         self._waiting: dict[Waiting, None] = {}  # insertion-ordered: parsed in the order they began waiting
         self._bytes = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -60,5 +70,6 @@ class Backlog:
             self._timer = None
         waiting, self._waiting = self._waiting, {}
         self._bytes = 0
-        for connection in waiting:
-            connection.observe_backlog()
+        with self._batch():
+            for connection in waiting:
+                connection.observe_backlog()

@@ -9,9 +9,11 @@ The data path never builds label strings per call: `CallMetrics` caches the labe
 (model, version, api, code), a set kept small by the cardinality rules in `view.py`.
 """
 
+import contextlib
 import glob
 import os
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tfs_traffic import contract
@@ -114,19 +116,60 @@ class CallMetrics:
         self._parse_errors = {protocol: parse_errors.labels(protocol) for protocol in PROTOCOLS}
         self._call_children: dict[tuple[str, str, str, str], Any] = {}
         self._duration_children: dict[tuple[str, str, str], Any] = {}
+        self._held: list[tuple[str, str, str, str, float]] | None = None
 
     def record(self, model: str, version: str, api: str, code: str, seconds: float) -> None:
         """Count one call and observe its duration; labels must already be bounded."""
-        key = (model, version, api, code)
-        child = self._call_children.get(key)
-        if child is None:
-            child = self._call_children[key] = self._calls.labels(model, version, api, code)
-        child.inc()
-        dkey = (model, version, api)
-        timer = self._duration_children.get(dkey)
-        if timer is None:
-            timer = self._duration_children[dkey] = self._duration.labels(model, version, api)
-        timer.observe(seconds)
+        held = self._held
+        if held is not None:
+            held.append((model, version, api, code, seconds))
+            return
+        self._write([(model, version, api, code, seconds)])
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Calls recorded inside are written together when it ends.
+
+        In multiprocess mode every write of a value is a locked mmap update (~3 us, three per call);
+        a batch writes each label set's count, sum and buckets once.
+        """
+        if self._held is not None:
+            yield
+            return
+        held: list[tuple[str, str, str, str, float]] = []
+        self._held = held
+        try:
+            yield
+        finally:
+            self._held = None
+            self._write(held)
+
+    def _write(self, calls: list[tuple[str, str, str, str, float]]) -> None:
+        counts: dict[tuple[str, str, str, str], int] = {}
+        durations: dict[tuple[str, str, str], list[float]] = {}
+        for model, version, api, code, seconds in calls:
+            key = (model, version, api, code)
+            counts[key] = counts.get(key, 0) + 1
+            durations.setdefault((model, version, api), []).append(seconds)
+        for key, n in counts.items():
+            child = self._call_children.get(key)
+            if child is None:
+                child = self._call_children[key] = self._calls.labels(*key)
+            child.inc(n)
+        for dkey, values in durations.items():
+            timer = self._duration_children.get(dkey)
+            if timer is None:
+                timer = self._duration_children[dkey] = self._duration.labels(*dkey)
+            # prometheus_client's Histogram child keeps a sum and per-bucket (not cumulative) values, and
+            # `observe(v)` adds v to the sum and 1 to the first bucket whose bound is >= v: that, per batch.
+            bounds = timer._upper_bounds
+            per_bucket = [0] * len(bounds)
+            for value in values:
+                per_bucket[bisect_left(bounds, value)] += 1
+            timer._sum.inc(sum(values))
+            for bucket, n in zip(timer._buckets, per_bucket, strict=True):
+                if n:
+                    bucket.inc(n)
 
     def parse_error(self, protocol: str) -> None:
         self._parse_errors[protocol].inc()

@@ -118,7 +118,7 @@ async def serve(config: WorkerConfig, control: Connection | None) -> None:
 
     holder = ViewHolder(read_view(config.view_path))
     calls = metrics.CallMetrics()
-    backlog = Backlog(config.count_delay)
+    backlog = Backlog(config.count_delay, batch=calls.batch)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
