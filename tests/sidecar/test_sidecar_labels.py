@@ -89,12 +89,10 @@ def test_label_moved_to_an_unloaded_version_counts_under_the_version_that_served
     assert r.status_code == 200
     assert delta(sim.call_counts(), before_sim) == {("m", "1"): 6.0, ("m", "2"): 1.0}
     assert delta(sidecar.calls(code="OK"), before_sidecar) == {("m", "1"): 6.0, ("m", "2"): 1.0}
-    assert sidecar.calls() == {
-        ("m", "1"): 7.0,
-        ("m", "2"): 1.0,
-        ("n", UNRESOLVED): 1.0,
-        (OTHER, UNRESOLVED): len(probes) - 1.0,  # before the view had "n"
-    }
+    # Probes made before the view had "n" count as __other__ (none, if the first probe already saw it:
+    # the supervisor announces a new view to the workers at once).
+    before_view = {(OTHER, UNRESOLVED): len(probes) - 1.0} if len(probes) > 1 else {}
+    assert sidecar.calls() == {("m", "1"): 7.0, ("m", "2"): 1.0, ("n", UNRESOLVED): 1.0, **before_view}
 
 
 def test_server_resolution_is_asked_with_get_model_metadata(stack: tuple[Sim, Sidecar, Path]) -> None:

@@ -7,7 +7,8 @@ arrived, to its connection's backlog, and a worker parses every backlog together
 (50 ms) after the first chunk waited, at once when more than BATCH_BYTES wait (memory stays bounded),
 when a connection ends, and when a scrape asks (`flush`). A scrape therefore sees every call whose
 response the relay forwarded before the scrape came, as it would if each chunk had been parsed at
-once; durations and deadlines use the arrival times, not the time of parsing.
+once; durations and deadlines use the arrival times, not the time of parsing, and a new view
+of the upstream (`worker`) is taken only after what arrived under the old one was counted.
 """
 
 import asyncio

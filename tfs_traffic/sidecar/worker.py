@@ -105,6 +105,7 @@ def _follow(control: Connection, holder: ViewHolder, backlog: Backlog, path: str
         stop.set()
         return
     if message == READ_VIEW:
+        backlog.flush()  # what arrived under the old view is counted under it
         _follow_view(holder, path)
     elif message.startswith(FLUSH):
         backlog.flush()
@@ -133,6 +134,7 @@ async def serve(config: WorkerConfig, control: Connection | None) -> None:
     if control is not None:
         loop.add_reader(control.fileno(), _follow, control, holder, backlog, config.view_path, stop)
         # The view may have changed between the spawn and the reader: read it once more.
+        backlog.flush()
         _follow_view(holder, config.view_path)
     await stop.wait()
     for server in servers:
