@@ -39,7 +39,6 @@ if os.environ.get("BENCH_SIDECAR_TARGETS_ONLY"):  # just the configurations the 
     LATENCIES = (2.0,)
 WORKERS = (1, 2)
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
-COUNT_DELAY = 0.1  # longer than the sidecar's default --count-delay
 WARM_UP = 0.3  # h2load seconds before it counts; its calls cost CPU too
 TARGET_LATENCY = 2.0
 TARGET_SIZE = "1KiB"
@@ -202,14 +201,17 @@ class Load:
     def __init__(self, proto: str, conc: int, grpc_file: Path, lua: Path, root: Path) -> None:
         self.proto, self.conc, self.grpc_file, self.lua, self.root = proto, conc, grpc_file, lua, root
 
-    def run(self, pid: int, grpc_target: str, rest_base: str) -> tuple[float, float, float, float]:
+    def run(
+        self, pid: int, grpc_target: str, rest_base: str, sidecar: Sidecar | None = None
+    ) -> tuple[float, float, float, float]:
         """(requests/s, p50 ms, p99 ms, CPU us per call of `pid` and its children)."""
         before = _cpu_seconds(pid)
         if self.proto == "grpc":
             rate, p50, p99 = h2load(grpc_target, self.grpc_file, self.conc, self.root)
         else:
             rate, p50, p99 = wrk(rest_base + "/v1/models/m:predict", self.lua, self.conc)
-        time.sleep(COUNT_DELAY)  # the sidecar's last batch of counting is part of the run
+        if sidecar is not None:
+            sidecar.samples()  # a scrape: the sidecar counts what still waits, within this run
         calls = rate * (DURATION + (WARM_UP if self.proto == "grpc" else 0.0))
         return rate, p50, p99, (_cpu_seconds(pid) - before) / calls * 1e6 if calls else float("nan")
 
@@ -223,7 +225,7 @@ class Load:
         relative = {}
         for w, sidecar in sidecars.items():
             assert sidecar.proc is not None
-            rate, p50, p99, cpu = self.run(sidecar.proc.pid, sidecar.grpc, sidecar.rest)
+            rate, p50, p99, cpu = self.run(sidecar.proc.pid, sidecar.grpc, sidecar.rest, sidecar)
             relative[w] = (
                 rate / direct[0] if direct[0] else float("nan"),
                 p50 - direct[1],

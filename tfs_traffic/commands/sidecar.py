@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--count-delay",
-        default="50ms",
+        default="1s",
         metavar="DURATION",
         help="relayed bytes are parsed and counted in batches, at most this long after they passed: longer costs "
         "less CPU per call; a scrape always includes every call already answered (default: %(default)s)",

@@ -4,7 +4,7 @@ Parsing each chunk as it passes costs a Python call chain per read, run with cac
 by the sim, the client and the kernel in between; at one call in flight that doubled the relay's
 CPU per call (measured, README "Overhead"). So the relay only appends each chunk, with the time it
 arrived, to its connection's backlog, and a worker parses every backlog together: `--count-delay`
-(50 ms) after the first chunk waited, at once when more than BATCH_BYTES wait (memory stays bounded),
+(1 s) after the first chunk waited, at once when more than BATCH_BYTES wait (memory stays bounded),
 when a connection ends, and when a scrape asks (`flush`). A scrape therefore sees every call whose
 response the relay forwarded before the scrape came, as it would if each chunk had been parsed at
 once; durations and deadlines use the arrival times, not the time of parsing, and a new view

@@ -48,7 +48,7 @@ class SidecarOptions:
     metrics_addr: str = ":9102"
     poll_interval: float = 15.0
     workers: int = 1
-    count_delay: float = 0.05
+    count_delay: float = 1.0
     log_level: int = logging.INFO
 
 

@@ -39,7 +39,7 @@ class WorkerConfig:
     listen_grpc: tuple[str, int] | None
     listen_rest: tuple[str, int] | None
     reuse_port: bool
-    count_delay: float = 0.05
+    count_delay: float = 1.0
     log_level: int = logging.INFO
 
 
