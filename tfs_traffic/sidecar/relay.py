@@ -33,6 +33,7 @@ CONNECT_TIMEOUT = 5.0
 REFUSER_IDLE_SECONDS = 1.0
 EARLY_LIMIT = 1 << 20  # bytes held while the upstream connection is being made
 LOG_INTERVAL = 1.0
+PARSE_AT_ONCE_BYTES = 16 << 10  # a chunk this large is parsed as it passes, not held in the backlog
 
 
 class Observer(Protocol):
@@ -278,8 +279,27 @@ class ClientSide(asyncio.Protocol):
         return self._now
 
     def seen(self, arrived: float, from_client: bool, data: bytes) -> None:
-        """A chunk went on: it waits in the backlog until the worker parses it."""
+        """A chunk went on: it waits in the backlog until the worker parses it, unless it is large.
+
+        A large chunk (a tensor's bytes) is parsed at once, after what waits: its parse costs little
+        for its size, and holding it would keep memory from being reused while the next ones arrive.
+        """
         backlog = self._backlog
+        if len(data) >= PARSE_AT_ONCE_BYTES:
+            if backlog:
+                self.observe_backlog()
+            observer = self.observer
+            if observer is None:
+                return
+            self._now = arrived
+            try:
+                if from_client:
+                    observer.client_data(data)
+                else:
+                    observer.server_data(data)
+            except Exception as e:
+                self.parse_failed(e)
+            return
         if not backlog:
             self.listener.backlog.wait(self)
         backlog.append((arrived, from_client, data))
