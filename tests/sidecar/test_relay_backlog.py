@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sidecar_support import Sim, write_models
 
+from tfs_traffic.sidecar import backlog as backlog_module
 from tfs_traffic.sidecar import relay, worker
 from tfs_traffic.sidecar.backlog import Backlog
 from tfs_traffic.sidecar.metrics import CallMetrics
@@ -41,8 +42,11 @@ def _seconds(registry: CollectorRegistry) -> float:
     return registry.get_sample_value("tfserving_model_call_duration_seconds_sum", labels) or 0.0
 
 
-async def _relayed_calls(sim: Sim, backlog: Backlog, registry: CollectorRegistry, calls: int) -> list[float]:
-    """Make `calls` REST predict calls through an in-process relay; the call count after each response."""
+async def _relayed_calls(
+    sim: Sim, backlog: Backlog, registry: CollectorRegistry, calls: int, connections: int = 1, flush: bool = True
+) -> list[float]:
+    """Make `calls` REST predict calls on each of `connections` connections through an in-process relay;
+    the call count after each response, and after HELD seconds more (and a flush, with `flush`)."""
     config = worker.WorkerConfig(
         index=0,
         multiproc_dir="",
@@ -63,22 +67,31 @@ async def _relayed_calls(sim: Sim, backlog: Backlog, registry: CollectorRegistry
         b"Content-Length: %d\r\n\r\n" % len(body) + body
     )
     counted = []
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(calls):
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), head
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                await reader.readexactly(length)
+                counted.append(_calls(registry))
+            await asyncio.sleep(HELD)  # the connection stays open: only the backlog's timer or a flush counts
+        finally:
+            writer.close()
+
     try:
-        for _ in range(calls):
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200"), head
-            length = next(
-                int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
-            )
-            await reader.readexactly(length)
-            counted.append(_calls(registry))
-        await asyncio.sleep(HELD)
-        backlog.flush()  # what a worker does when a scrape asks
+        await asyncio.gather(*(client() for _ in range(connections)))
+        if flush:
+            backlog.flush()  # what a worker does when a scrape asks
         counted.append(_calls(registry))
     finally:
-        writer.close()
         server.close()
     return counted
 
@@ -134,3 +147,11 @@ def test_a_batch_writes_what_each_call_would_have() -> None:
     bucket = ("le", "0.0005"), ("model_name", "m"), ("model_version", "1"), ("api", "predict")
     # 0.0001 (the failed call: durations carry no code), 0.0004 and 0.0005, not 0.003.
     assert _samples(batched)[("tfserving_model_call_duration_seconds_bucket", tuple(sorted(bucket)))] == 3.0
+
+
+def test_a_timed_batch_is_counted_in_slices_without_a_scrape(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--count-delay after the first chunk waited, the backlogs are parsed one connection a slice here."""
+    monkeypatch.setattr(backlog_module, "SLICE_SECONDS", 0.0)
+    registry = CollectorRegistry()
+    counted = asyncio.run(_relayed_calls(sim, Backlog(delay=0.3), registry, calls=2, connections=3, flush=False))
+    assert counted[-1] == 6.0

@@ -15,9 +15,13 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from time import perf_counter
 from typing import Any, Protocol
 
 BATCH_BYTES = 4 << 20
+# A timed batch is parsed in slices of about this long, the loop forwarding in between: parsing a
+# second's calls in one go (tens of ms) would hold every connection of the worker that long.
+SLICE_SECONDS = 0.002
 
 
 class Waiting(Protocol):
@@ -42,7 +46,7 @@ class Backlog:
         self._batch = batch
         self._waiting: dict[Waiting, None] = {}  # insertion-ordered: parsed in the order they began waiting
         self._bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None  # the batch's timer, then its next slice
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def wait(self, connection: Waiting) -> None:
@@ -52,7 +56,7 @@ class Backlog:
             loop = self._loop
             if loop is None:
                 loop = self._loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.delay, self.flush)
+            self._timer = loop.call_later(self.delay, self._slice)
 
     def grew(self, size: int) -> None:
         """`size` more bytes wait; past the limit everything is parsed now."""
@@ -65,7 +69,7 @@ class Backlog:
         self._waiting.pop(connection, None)
 
     def flush(self) -> None:
-        """Parse every backlog now."""
+        """Parse every backlog now (a scrape waits for this, and the byte limit asks for it)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -74,3 +78,23 @@ class Backlog:
         with self._batch():
             for connection in waiting:
                 connection.observe_backlog()
+
+    def _slice(self) -> None:
+        """Parse whole backlogs, oldest first, for about SLICE_SECONDS; the rest on the loop's next turn.
+
+        `_timer` stays set meanwhile, so that a connection that starts waiting joins these slices.
+        """
+        waiting = self._waiting
+        deadline = perf_counter() + SLICE_SECONDS
+        with self._batch():
+            while waiting:
+                connection = next(iter(waiting))
+                del waiting[connection]
+                connection.observe_backlog()
+                if perf_counter() >= deadline:
+                    break
+        if waiting:
+            self._timer = asyncio.get_running_loop().call_soon(self._slice)
+        else:
+            self._timer = None
+            self._bytes = 0
