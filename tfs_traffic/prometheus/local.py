@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
 import requests
 
@@ -112,7 +112,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LocalPrometheus:
+class LocalServer:
+    """A query engine's process on 127.0.0.1 in a private working directory, both gone after `stop`."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+
+    def start(self, timeout: float = 60) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+        if self._workdir:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def __enter__(self) -> Self:
+        return self.start() if self._proc is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class LocalPrometheus(LocalServer):
     """A Prometheus process on 127.0.0.1 over `tsdb_dir`, stopped on exit.
 
     `rule_files` are loaded as written; `scrape_configs` (YAML text) lets tests scrape live targets.
@@ -126,6 +158,7 @@ class LocalPrometheus:
         extra_args: Sequence[str] = (),
         evaluation_interval: str = "1m",
     ) -> None:
+        super().__init__()
         self.tsdb_dir = Path(tsdb_dir)
         self.rule_files = [Path(p).resolve() for p in rule_files]
         self.scrape_configs = scrape_configs
@@ -133,10 +166,8 @@ class LocalPrometheus:
         self.evaluation_interval = evaluation_interval
         self.port = 0
         self.url = ""
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
 
-    def start(self, timeout: float = 60) -> "LocalPrometheus":
+    def start(self, timeout: float = 60) -> Self:
         binary = shutil.which("prometheus")
         if not binary:
             raise ToolError("prometheus not found: install the Debian package 'prometheus' (make setup does)")
@@ -182,27 +213,6 @@ class LocalPrometheus:
             return ""
         text = (Path(self._workdir.name) / "prometheus.log").read_text(errors="replace").strip()
         return " | ".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self._proc and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-        if self._workdir:
-            self._workdir.cleanup()
-            self._workdir = None
-
-    def __enter__(self) -> "LocalPrometheus":
-        return self.start() if self._proc is None else self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def backfilled_prometheus(

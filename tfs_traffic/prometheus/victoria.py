@@ -14,12 +14,12 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import requests
 
 from tfs_traffic.errors import ToolError
-from tfs_traffic.prometheus.local import free_port
+from tfs_traffic.prometheus.local import LocalServer, free_port
 
 BATCH_BYTES = 4 << 20
 
@@ -50,18 +50,17 @@ def prometheus_text(openmetrics: Path) -> Iterator[tuple[bytes, int]]:
         yield "".join(lines).encode(), len(lines)
 
 
-class LocalVictoriaMetrics:
+class LocalVictoriaMetrics(LocalServer):
     """A VictoriaMetrics process on 127.0.0.1 holding the Prometheus TSDB `tsdb_dir`'s samples,
     stopped (and its data removed) on exit. Its Prometheus-compatible API is at `url`."""
 
     def __init__(self, openmetrics: Sequence[Path]) -> None:
+        super().__init__()
         self.openmetrics = [Path(p) for p in openmetrics]
         self.url = ""
         self.samples = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
 
-    def start(self, timeout: float = 60) -> "LocalVictoriaMetrics":
+    def start(self, timeout: float = 60) -> Self:
         binary = _binary("victoria-metrics")
         self._workdir = tempfile.TemporaryDirectory(prefix="tfs-traffic-vm-")
         work = Path(self._workdir.name)
@@ -132,24 +131,3 @@ class LocalVictoriaMetrics:
                 pass
             time.sleep(0.1)
         raise ToolError(f"victoria-metrics was not ready within {timeout:.0f}s")
-
-    def stop(self) -> None:
-        if self._proc and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-        if self._workdir:
-            self._workdir.cleanup()
-            self._workdir = None
-
-    def __enter__(self) -> "LocalVictoriaMetrics":
-        return self.start() if self._proc is None else self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
