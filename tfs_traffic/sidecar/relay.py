@@ -147,7 +147,6 @@ class ClientSide(asyncio.Protocol):
         self._connecting: asyncio.Task[Any] | None = None
         self._early: list[bytes] | None = []  # what the client sent while the upstream was connecting
         self._backlog: list[tuple[float, bool, bytes]] = []  # (arrival, from client, chunk) not yet parsed
-        self._batched = False  # the observer reads from the backlog (a `Refuser` reads at once)
         self._now = 0.0  # the arrival time of the chunk being parsed: the observer's clock
 
     # --- the client's socket ------------------------------------------------------------------
@@ -175,7 +174,6 @@ class ClientSide(asyncio.Protocol):
             return
         self.upstream = upstream
         self.observer = self.listener.observer(self._clock)
-        self._batched = True
         self._replay()
 
     def _refuse(self, reason: str) -> None:
@@ -215,14 +213,11 @@ class ClientSide(asyncio.Protocol):
         observer = self.observer
         if observer is None:
             return
-        if self._batched:
+        if upstream is not None:
             self.seen(arrived, True, data)
-            return
-        self._now = arrived
-        try:
-            observer.client_data(data)
-        except Exception as e:
-            self.parse_failed(e)
+        else:  # no upstream: a `Refuser` answers what it reads, at once
+            self._backlog.append((arrived, True, data))
+            self.observe_backlog()
 
     def eof_received(self) -> bool:
         self.client_eof = True
@@ -286,19 +281,8 @@ class ClientSide(asyncio.Protocol):
         """
         backlog = self._backlog
         if len(data) >= PARSE_AT_ONCE_BYTES:
-            if backlog:
-                self.observe_backlog()
-            observer = self.observer
-            if observer is None:
-                return
-            self._now = arrived
-            try:
-                if from_client:
-                    observer.client_data(data)
-                else:
-                    observer.server_data(data)
-            except Exception as e:
-                self.parse_failed(e)
+            backlog.append((arrived, from_client, data))
+            self.observe_backlog()
             return
         if not backlog:
             self.listener.backlog.wait(self)
