@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from h2_support import predict
 from sidecar_support import Sidecar, Sim, delta, wait_for, write_models
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
 
 pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-from tensorflow_serving.apis import predict_pb2
 
 pytestmark = pytest.mark.skipif(
     shutil.which("h2load") is None or shutil.which("wrk") is None, reason="needs h2load and wrk (make setup)"
@@ -46,19 +46,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sim, Sidec
 
 
 def _body(root: Path, name: str, version: int | None = None, label: str | None = None) -> Path:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = name
-    if version is not None:
-        request.model_spec.version.value = version
-    if label is not None:
-        request.model_spec.version_label = label
-    tensor = request.inputs["x"]
-    tensor.dtype = 1
-    tensor.tensor_shape.dim.add().size = 256
-    tensor.float_val.extend([1.0] * 256)
-    data = request.SerializeToString()
     path = root / f"grpc-{name}-{version}-{label}.bin"
-    path.write_bytes(b"\x00" + len(data).to_bytes(4, "big") + data)
+    path.write_bytes(predict(name, version, label, floats=256))
     return path
 
 

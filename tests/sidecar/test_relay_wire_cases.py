@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
-from h2_support import HEADER_TABLE_SIZE, RawClient, data_frames, grpc_message, header_frames
+from h2_support import HEADER_TABLE_SIZE, RawClient, data_frames, header_frames, predict
 from sidecar_support import Sidecar, Sim, delta, free_port, wait_for, write_models
 
 from tfs_traffic.sidecar import tls
@@ -44,20 +44,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sim, Sidec
     finally:
         sidecar.stop()
         sim.stop()
-
-
-def predict(version: int | None = None, label: str | None = None, floats: int = 3) -> bytes:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "m"
-    if version is not None:
-        request.model_spec.version.value = version
-    if label is not None:
-        request.model_spec.version_label = label
-    tensor = request.inputs["x"]
-    tensor.dtype = 1
-    tensor.tensor_shape.dim.add().size = floats
-    tensor.float_val.extend([1.0] * floats)
-    return grpc_message(request.SerializeToString())
 
 
 def parse_errors(sidecar: Sidecar) -> dict[tuple[str, ...], float]:
