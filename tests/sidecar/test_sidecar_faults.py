@@ -213,10 +213,11 @@ def test_two_workers_share_the_ports_and_one_scrape_sums_them(tmp_path: Path) ->
                 channel.unary_unary(PREDICT)(request_bytes("predict", {"name": "m", "version": 1 + i % 2}), timeout=10)
             with requests.Session() as session:
                 session.post(sidecar.rest + "/v1/models/m/versions/2:predict", json={"instances": [1.0]}, timeout=10)
+        # The scrape first: it has each worker count its backlog into its file, which is read next.
+        assert sidecar.calls(code="OK") == {("m", "1"): 12.0, ("m", "2"): 36.0}
         per_process = _per_process_calls(directory)
         assert len([v for v in per_process.values() if v > 0]) == 2, per_process
         assert sum(per_process.values()) == 48
-        assert sidecar.calls(code="OK") == {("m", "1"): 12.0, ("m", "2"): 36.0}
         assert sidecar.gauge("tfserving_model_version_available") == {("m", "1"): 1.0, ("m", "2"): 1.0}
     finally:
         sidecar.stop()
