@@ -10,7 +10,7 @@ Each sidecar run also reports the CPU time its processes spent per call (from /p
 stand-in's own CPU per direct call: where both are CPU-bound on a small machine the throughput
 ratio follows from these two numbers, and they say how many cores a sidecar needs per request rate.
 
-Targets (issue 14), at 2 ms model time with 1 KiB requests, gRPC and REST, every worker count:
+Targets, at 2 ms model time with 1 KiB requests, gRPC and REST, every worker count:
 >= 0.95x of direct throughput at concurrency 1 and 16, >= 0.9x at 64, <= +0.2 ms p50 at
 concurrency 1, <= 150 us of sidecar CPU per call, judged on the medians of ROUNDS interleaved
 rounds. The end of the output says which configurations miss which target, and by how much.

@@ -1,4 +1,4 @@
-"""The metric contract (design.md section 4): names and labels every part agrees on."""
+"""The metric contract (docs/metrics.md): names and labels every part agrees on."""
 
 # Patched TF Serving, as its Prometheus exporter prints them (`/` becomes `:`, no `_total`).
 PATCHED_CALLS = ":tensorflow:serving:model_call_count"

@@ -131,7 +131,7 @@ def test_destroyed_recorder_sets_its_versions_to_zero(driver_output: str) -> Non
 
 
 def expected_page() -> str:
-    """The page a patched TF Serving serves after SCRIPT, written out by hand from design.md section 4."""
+    """The page a patched TF Serving serves after SCRIPT, written out by hand from docs/metrics.md."""
     calls, available = contract.PATCHED_CALLS, contract.PATCHED_AVAILABLE
     m, v = contract.MODEL, contract.VERSION
     return (

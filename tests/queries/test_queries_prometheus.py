@@ -27,7 +27,7 @@ SIDECAR = {"namespace": "serving", "pod": "tfserving-0", "job": "tfs-traffic-sid
 
 def extra_series() -> Iterator[Series]:
     """NOT_FOUND answers for a resnet version that was never loaded (counted under `__other__`,
-    design.md section 4)."""
+    docs/metrics.md)."""
     times = [END - 3 * 3600 + 60 * i for i in range(181)]
     labels = {**SIDECAR, "model_name": "resnet", "model_version": "__other__", "api": "predict", "code": "NOT_FOUND"}
     yield "tfserving_model_calls_total", labels, [(t, float(i)) for i, t in enumerate(times[-61:])]

@@ -1,4 +1,4 @@
-"""The report on a Kubernetes fleet whose pods come and go (issue 12), on two query engines.
+"""The report on a Kubernetes fleet whose pods come and go, on two query engines.
 
 One history — a deployment rolled twice inside the window, pods an autoscaler adds a few hours a
 day, a pod down for 12 hours, a version loaded mid-window on rolling pods, a new pod whose first

@@ -1,4 +1,4 @@
-"""Every verdict and reason of design.md section 5, each from its own model in a backfilled fleet,
+"""Every verdict and reason of docs/verdicts.md, each from its own model in a backfilled fleet,
 judged by the report against a real Prometheus."""
 
 from collections.abc import Iterator

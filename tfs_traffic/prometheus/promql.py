@@ -1,6 +1,6 @@
 """The PromQL behind the retirement report, one small pure function per quantity.
 
-Each function takes a metric name of the contract (design.md section 4) — the patched server's or
+Each function takes a metric name of the contract (docs/metrics.md) — the patched server's or
 the sidecar's — and returns a PromQL expression string, so recording rules can reuse exactly what
 the report asks. Every expression keeps `model_name` and `model_version`; per-series expressions keep
 all labels. Durations are seconds and are rendered as Prometheus durations.
@@ -123,7 +123,7 @@ def state_at_window_start(gauge: str, window: float, lookback: float = 86400.0, 
 
 
 # ---------------------------------------------------------------------------------------------------
-# Fleet-wide observation, scrape gaps and the last call (issue 12): pods come and go.
+# Fleet-wide observation, scrape gaps and the last call: pods come and go.
 #
 # Prometheus evaluates a subquery's inner expression over all its steps at once and counts every
 # selector's full matrix (series x steps) against --query.max-samples, *before* any aggregation.

@@ -4,7 +4,7 @@ A scenario names replicas, models, their versions (when each was loaded and unlo
 replicas), the traffic each version received, and events (replica restarts, scrape gaps). It is
 small enough that a test can state one precise situation ("version 3 loaded on day 2, one call six
 days ago on replica a only, a restart of replica b at hour 50"), and `tfs_traffic.prometheus.backfill` turns it
-into the series the metric contract (design.md section 4) would have produced.
+into the series the metric contract (docs/metrics.md) would have produced.
 
 Times in a scenario are offsets from the start of the history (`0`, `36h`, `2d6h`, `start`) or from
 its end (`end`, `end-6d`). Rates are `N/s`, `N/min`, `N/h` or a plain number of calls per second.

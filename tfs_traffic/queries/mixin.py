@@ -4,7 +4,7 @@ One source, rendered three ways: `tfs-traffic queries render` writes `queries/ru
 `queries/alerts.yml` and `queries/dashboards/*.json`; the k8s renderer wraps the same groups in a
 PrometheusRule and the dashboards in a ConfigMap; the report reads the same recorded series.
 
-Two rules shape every expression here (design.md section 4):
+Two rules shape every expression here (docs/metrics.md):
 
 - The patched counter and the sidecar counter may both count the same calls (a sidecar in front of
   a patched server), so the two sources are combined with `max`, never `sum`. Each source is first

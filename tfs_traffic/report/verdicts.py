@@ -1,6 +1,6 @@
 """The retirement report: for every AVAILABLE model version, keep, retire or unknown, and why.
 
-Verdicts follow design.md section 5; the first matching check decides:
+Verdicts follow docs/verdicts.md; the first matching check decides:
 
     keep     traffic                   calls in the window above the threshold (default: any call)
     keep     only-version              the model's only AVAILABLE version
@@ -244,7 +244,7 @@ def judge(
     present: float,
     worst_gap: float,
 ) -> tuple[str, str]:
-    """The verdict and reason for one version (design.md section 5, first match wins)."""
+    """The verdict and reason for one version (docs/verdicts.md, first match wins)."""
     if _has_traffic(calls, max_qps, options):
         return KEEP, "traffic"
     if len(available_versions) == 1:

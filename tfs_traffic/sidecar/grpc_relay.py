@@ -1,4 +1,4 @@
-"""gRPC calls seen in a relayed HTTP/2 connection, counted as design.md section 4 says.
+"""gRPC calls seen in a relayed HTTP/2 connection, counted as docs/metrics.md says.
 
 For each stream whose `:path` is Predict, Classify, Regress or MultiInference the observer keeps
 the request's first message's `model_spec` and the response's (the version that served the call),

@@ -1,4 +1,4 @@
-"""The sidecar's Prometheus metrics (design.md section 4), in one process or aggregated over workers.
+"""The sidecar's Prometheus metrics (docs/metrics.md), in one process or aggregated over workers.
 
 With `--workers N` every worker counts into prometheus_client's multiprocess files (one mmap file
 per process in a private temporary directory) and the supervisor serves one scrape that sums them.

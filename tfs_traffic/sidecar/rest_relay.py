@@ -1,9 +1,9 @@
-"""REST calls seen in a relayed HTTP/1.1 connection, counted as design.md section 4 says.
+"""REST calls seen in a relayed HTTP/1.1 connection, counted as docs/metrics.md says.
 
 `http1` frames the requests and responses beside the copy; each POST to TF Serving's inference
 route (`:predict`, `:classify`, `:regress`) is counted when its response ends, timed from its
 request's head. REST responses do not say which version served them, so the version is resolved
-here (design.md section 4): `/versions/N` is N, `/labels/L` and no version go through the poller's
+here (docs/metrics.md): `/versions/N` is N, `/labels/L` and no version go through the poller's
 view. The HTTP status maps back to the gRPC status name that TF Serving turned into it, so both
 protocols share the `code` label.
 

@@ -3,7 +3,7 @@
 The status poller builds a `View` (models from the config file, what the *server* resolves their
 version labels and "latest" to, the versions AVAILABLE now and every version ever seen AVAILABLE)
 and publishes it; the relay workers read it to
-resolve REST calls and to keep label values bounded (design.md section 4):
+resolve REST calls and to keep label values bounded (docs/metrics.md):
 
 - a model name that is not in the models config is counted as `__other__`;
 - a version that was never seen AVAILABLE is counted as `__other__`; a failed call that named no

@@ -10,7 +10,7 @@ AVAILABLE as soon as it is aspired):
   TF Serving's state monitor does;
 - requests resolve by number, by label (`version_labels`) or to the latest AVAILABLE version, with
   TF Serving's error codes and messages;
-- the patched metrics of design.md section 4 are kept here: `model_call_count` +1 per inference
+- the patched metrics of docs/metrics.md are kept here: `model_call_count` +1 per inference
   request after resolution, its zero cell created when a version becomes AVAILABLE, and
   `model_version_available` 1/0; plus upstream's `request_count{model_name,status}`.
 

@@ -2,7 +2,7 @@
 
 A real TF Serving cannot run here, so this serves TF Serving's gRPC API (PredictionService,
 ModelService), its REST API and its Prometheus page — with the patched per-version metrics of
-design.md section 4 — from a TF Serving model config file, for half_plus_two (y = 0.5x + 2) in every
+docs/metrics.md — from a TF Serving model config file, for half_plus_two (y = 0.5x + 2) in every
 version of every model. See `core` (versions, labels, resolution, counters), `service`
 (service layer), `grpc_api`, `rest_api` and `half_plus_two`.
 

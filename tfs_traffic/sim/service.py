@@ -2,7 +2,7 @@
 
 Each inference function follows TF Serving's `*WithModelSpec` functions: resolve the ModelSpec
 (`ServerCore::GetServableHandle`), count the call for the resolved version exactly where the
-patch of design.md section 4 counts it (right after resolution, before the model runs and whether
+patch of docs/metrics.md counts it (right after resolution, before the model runs and whether
 or not it then fails), then run half_plus_two (`half_plus_two`). Model time (`--latency-ms`) is spent
 by the async front ends after a successful run.
 """
