@@ -29,7 +29,6 @@ _U64 = 1 << 64
 
 # ModelVersionStatus.State
 STATE_AVAILABLE = 30
-STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
 
 
 class Malformed(Exception):
