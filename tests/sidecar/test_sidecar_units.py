@@ -48,11 +48,11 @@ def test_served_labels_and_learning_is_bounded() -> None:
 
 def test_rest_resolution() -> None:
     v = view()
-    assert v.rest_version("m", 2, None) == 2
-    assert v.rest_version("m", None, "stable") == 1
-    assert v.rest_version("m", None, None) == 3  # the highest AVAILABLE
-    assert v.rest_version("m", None, "nope") is None
-    assert v.rest_version("zz", None, None) is None
+    assert v.resolved_version("m", 2, None) == 2
+    assert v.resolved_version("m", None, "stable") == 1
+    assert v.resolved_version("m", None, None) == 3  # the highest AVAILABLE
+    assert v.resolved_version("m", None, "nope") is None
+    assert v.resolved_version("zz", None, None) is None
     assert rest_relay.call_labels(v, "m", None, None, ok=True) == ("m", "3")
     assert rest_relay.call_labels(v, "m", None, None, ok=False) == ("m", UNRESOLVED)
     assert rest_relay.call_labels(v, "m", None, "stable", ok=False) == ("m", "1")

@@ -96,7 +96,7 @@ def served_pairs(view: View, api: str, request: MessageReader, response: Message
 
 
 def _served_from_request(view: View, spec: wire.ModelSpec) -> tuple[str, str]:
-    return view.served(spec.name, view.rest_version(spec.name, spec.version, spec.version_label))
+    return view.served(spec.name, view.resolved_version(spec.name, spec.version, spec.version_label))
 
 
 def requested_pairs(view: View, api: str, request: MessageReader) -> Pairs:

@@ -103,7 +103,7 @@ def _parse_post_target(raw_path: str) -> tuple[str, str, int | None, str | None]
 def call_labels(view: View, name: str, version: int | None, label: str | None, ok: bool) -> tuple[str, str]:
     """(model, version) labels of a REST inference call."""
     if ok:
-        resolved = view.rest_version(name, version, label)
+        resolved = view.resolved_version(name, version, label)
         if resolved is None and name in view.models:
             return name, UNRESOLVED
         return view.served(name, resolved)
