@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import hpack
 
+from tfs_traffic.sidecar.errors import ParseError
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
 FLAG_END_STREAM = 0x1
@@ -54,10 +56,6 @@ class Fields(list[tuple[bytes, bytes]]):
     def __init__(self, fields: Any) -> None:
         super().__init__(fields)
         self.memo: Any = None
-
-
-class ParseError(Exception):
-    """The bytes are not HTTP/2 as this reader understands it."""
 
 
 class DataSink(Protocol):

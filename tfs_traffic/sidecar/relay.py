@@ -25,6 +25,7 @@ from time import perf_counter
 from typing import Any, Protocol
 
 from tfs_traffic.sidecar.backlog import Backlog
+from tfs_traffic.sidecar.errors import ParseError
 from tfs_traffic.sidecar.metrics import CallMetrics
 
 log = logging.getLogger("tfs_traffic.sidecar")
@@ -324,7 +325,7 @@ class ClientSide(asyncio.Protocol):
         self._backlog = []
         if observer is not None:
             observer.abandon()
-        reason = str(error) if type(error).__name__ == "ParseError" else f"{type(error).__name__}: {error}"
+        reason = str(error) if isinstance(error, ParseError) else f"{type(error).__name__}: {error}"
         self.listener.errors.report(self.listener.protocol, self.peer, reason)
         if self.upstream is None and self.upstream_done:  # a refusing connection that is not the protocol
             self.close()
