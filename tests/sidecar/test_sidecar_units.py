@@ -1,15 +1,19 @@
-"""The sidecar's pure pieces: label resolution, REST path parsing, status mapping, flags."""
+"""The sidecar's pure pieces: label resolution, REST path parsing, status mapping, flags, parse error lines."""
 
+import logging
 import random
 import string
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tfs_traffic import cli
 from tfs_traffic.contract import OTHER, UNRESOLVED
 from tfs_traffic.errors import UsageError
-from tfs_traffic.sidecar import main, rest_relay
+from tfs_traffic.sidecar import http1, http2, main, relay, rest_relay
+from tfs_traffic.sidecar.backlog import Backlog
+from tfs_traffic.sidecar.metrics import CallMetrics
 from tfs_traffic.sidecar.view import MAX_LEARNED, ModelView, View
 
 
@@ -48,11 +52,11 @@ def test_served_labels_and_learning_is_bounded() -> None:
 
 def test_rest_resolution() -> None:
     v = view()
-    assert v.rest_version("m", 2, None) == 2
-    assert v.rest_version("m", None, "stable") == 1
-    assert v.rest_version("m", None, None) == 3  # the highest AVAILABLE
-    assert v.rest_version("m", None, "nope") is None
-    assert v.rest_version("zz", None, None) is None
+    assert v.resolved_version("m", 2, None) == 2
+    assert v.resolved_version("m", None, "stable") == 1
+    assert v.resolved_version("m", None, None) == 3  # the highest AVAILABLE
+    assert v.resolved_version("m", None, "nope") is None
+    assert v.resolved_version("zz", None, None) is None
     assert rest_relay.call_labels(v, "m", None, None, ok=True) == ("m", "3")
     assert rest_relay.call_labels(v, "m", None, None, ok=False) == ("m", UNRESOLVED)
     assert rest_relay.call_labels(v, "m", None, "stable", ok=False) == ("m", "1")
@@ -145,3 +149,28 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["sidecar", "--help"])
     out = capsys.readouterr().out
     assert "--listen-grpc" in out and "examples:" in out and "tfserving_model_calls_total" in out
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (http1.ParseError("malformed status line"), "malformed status line"),
+        (http2.ParseError("GOAWAY shorter than 8 bytes"), "GOAWAY shorter than 8 bytes"),
+        (ValueError("a bug in a reader"), "ValueError: a bug in a reader"),
+    ],
+)
+def test_a_parse_error_is_logged_by_its_reason_any_other_error_with_its_type(
+    error: Exception, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = CollectorRegistry()
+    errors = relay.ParseErrors(CallMetrics(registry))
+    # The connection has no observer yet: neither factory is called.
+    listener = relay.Listener("rest", ("127.0.0.1", 1), pytest.fail, pytest.fail, errors, Backlog(1.0))
+    client = relay.ClientSide(listener)
+    client.peer = ("127.0.0.1", 5)
+    with caplog.at_level(logging.WARNING, logger="tfs_traffic.sidecar"):
+        client.parse_failed(error)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"rest connection from 127.0.0.1:5: cannot parse ({reason}): still relayed, no longer counted"
+    ]
+    assert registry.get_sample_value("tfserving_sidecar_parse_errors_total", {"protocol": "rest"}) == 1.0

@@ -23,6 +23,7 @@ from tfs_traffic.contract import OTHER, UNRESOLVED
 from tfs_traffic.sidecar import http2, wire
 from tfs_traffic.sidecar.metrics import CallMetrics
 from tfs_traffic.sidecar.protoscan import MessageReader
+from tfs_traffic.sidecar.relay import Refusal
 from tfs_traffic.sidecar.view import View, ViewHolder
 
 PREDICTION = "/tensorflow.serving.PredictionService/"
@@ -96,7 +97,7 @@ def served_pairs(view: View, api: str, request: MessageReader, response: Message
 
 
 def _served_from_request(view: View, spec: wire.ModelSpec) -> tuple[str, str]:
-    return view.served(spec.name, view.rest_version(spec.name, spec.version, spec.version_label))
+    return view.served(spec.name, view.resolved_version(spec.name, spec.version, spec.version_label))
 
 
 def requested_pairs(view: View, api: str, request: MessageReader) -> Pairs:
@@ -238,6 +239,11 @@ class GrpcObserver:
     def frame(self, from_client: bool, kind: int, flags: int, stream: int, length: int, payload: bytes | None) -> None:
         """Only a `Refuser` looks at every frame."""
 
+    def unanswered(self) -> bool:
+        """Never: a gRPC client sees its calls end UNAVAILABLE when the connection goes, so the relay does
+        not answer for the upstream."""
+        return False
+
     # --- the end of the connection -----------------------------------------------------------
 
     def closed(self, by_upstream: bool, upstream_ended: bool = False) -> None:
@@ -272,22 +278,14 @@ def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
 class Refuser(GrpcObserver):
     """Answers the client itself while the upstream is unreachable: every call ends UNAVAILABLE."""
 
-    __slots__ = ("close", "done", "encoder", "last_stream", "open", "trailers", "write")
+    __slots__ = ("done", "encoder", "last_stream", "open", "refusal", "trailers")
     answers = True
 
-    def __init__(
-        self,
-        holder: ViewHolder,
-        metrics: CallMetrics,
-        reason: str,
-        write: Callable[[bytes], None],
-        close: Callable[[], None],
-    ) -> None:
+    def __init__(self, holder: ViewHolder, metrics: CallMetrics, refusal: Refusal) -> None:
         super().__init__(holder, metrics)
-        self.write = write
-        self.close = close
+        self.refusal = refusal
         self.encoder = hpack.Encoder()
-        message = urllib.parse.quote(f"tfs-traffic sidecar: upstream unavailable: {reason}", safe=" :/.,()'")
+        message = urllib.parse.quote(f"tfs-traffic sidecar: upstream unavailable: {refusal.reason}", safe=" :/.,()'")
         self.trailers = [
             (b":status", b"200"),
             (b"content-type", b"application/grpc"),
@@ -297,7 +295,7 @@ class Refuser(GrpcObserver):
         self.open: set[int] = set()
         self.last_stream = 0
         self.done = False
-        write(_frame(http2.SETTINGS, 0, 0, b""))
+        refusal.write(_frame(http2.SETTINGS, 0, 0, b""))
 
     def headers(self, from_client: bool, stream: int, fields: http2.Fields, end_stream: bool) -> None:
         super().headers(from_client, stream, fields, end_stream)
@@ -310,7 +308,7 @@ class Refuser(GrpcObserver):
             return
         self.open.discard(stream)
         block = self.encoder.encode(self.trailers, huffman=False)
-        self.write(_frame(http2.HEADERS, http2.FLAG_END_HEADERS | http2.FLAG_END_STREAM, stream, block))
+        self.refusal.write(_frame(http2.HEADERS, http2.FLAG_END_HEADERS | http2.FLAG_END_STREAM, stream, block))
         call = self.calls.pop(stream, None)
         if call is not None:
             self._finish(call, "UNAVAILABLE")
@@ -326,13 +324,15 @@ class Refuser(GrpcObserver):
             for i in range(0, len(payload) - len(payload) % 6, 6):
                 if int.from_bytes(payload[i : i + 2]) == http2.SETTINGS_HEADER_TABLE_SIZE:
                     self.encoder.header_table_size = min(int.from_bytes(payload[i + 2 : i + 6]), 4096)
-            self.write(_frame(http2.SETTINGS, http2.FLAG_ACK, 0, b""))
+            self.refusal.write(_frame(http2.SETTINGS, http2.FLAG_ACK, 0, b""))
         elif kind == http2.PING and not flags & http2.FLAG_ACK and payload is not None:
-            self.write(_frame(http2.PING, http2.FLAG_ACK, 0, payload))
+            self.refusal.write(_frame(http2.PING, http2.FLAG_ACK, 0, payload))
         elif kind == http2.DATA and length:
             # Take the request's bytes as if consumed, so that a large one can finish.
             increment = length.to_bytes(4)
-            self.write(_frame(http2.WINDOW_UPDATE, 0, 0, increment) + _frame(http2.WINDOW_UPDATE, 0, stream, increment))
+            self.refusal.write(
+                _frame(http2.WINDOW_UPDATE, 0, 0, increment) + _frame(http2.WINDOW_UPDATE, 0, stream, increment)
+            )
 
     def idle(self, force: bool = False) -> None:
         """No call open: say goodbye, so that the client's next call makes a new connection.
@@ -341,5 +341,5 @@ class Refuser(GrpcObserver):
         """
         if not self.open and (self.last_stream or force) and not self.done:
             self.done = True
-            self.write(_frame(http2.GOAWAY, 0, 0, self.last_stream.to_bytes(4) + bytes(4)))
-            self.close()
+            self.refusal.write(_frame(http2.GOAWAY, 0, 0, self.last_stream.to_bytes(4) + bytes(4)))
+            self.refusal.close()

@@ -13,16 +13,14 @@ Anything it cannot frame raises `ParseError`; the relay then stops reading that 
 from collections import deque
 from typing import Any, Protocol
 
+from tfs_traffic.sidecar.errors import ParseError
+
 MAX_HEAD = 1 << 16  # request or status line plus headers (TF Serving's and aiohttp's limits are lower)
 MAX_LINE = 1 << 12  # a chunk-size line or a trailer line
 _HEADS_ENTRIES = 256  # distinct heads remembered per direction ...
 _HEADS_MAX_BYTES = 2048  # ... each at most this long
 
 _HEAD, _BODY, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _TUNNEL = range(8)
-
-
-class ParseError(Exception):
-    """The bytes are not HTTP/1.x as this reader understands it."""
 
 
 class Observer(Protocol):

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import hpack
 
+from tfs_traffic.sidecar.errors import ParseError
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
 FLAG_END_STREAM = 0x1
@@ -54,10 +56,6 @@ class Fields(list[tuple[bytes, bytes]]):
     def __init__(self, fields: Any) -> None:
         super().__init__(fields)
         self.memo: Any = None
-
-
-class ParseError(Exception):
-    """The bytes are not HTTP/2 as this reader understands it."""
 
 
 class DataSink(Protocol):
@@ -138,11 +136,13 @@ def table_neutral(block: bytes) -> bool:
 class HeaderDecoder:
     """One direction's HPACK decoder, its table limit following the negotiated SETTINGS."""
 
-    __slots__ = ("_acked", "_cache", "_decoder", "_pending")
+    __slots__ = ("_acked", "_decoder", "_pending", "decoded")
 
     def __init__(self) -> None:
         self._decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_LIST)
-        self._cache: dict[bytes, Fields] = {}
+        # The decoded form of recent table-neutral blocks, by their bytes: a reader looks a block up
+        # here before it calls `decode` (the steady state's blocks are all found, without a call).
+        self.decoded: dict[bytes, Fields] = {}
         self._acked = DEFAULT_TABLE_SIZE
         self._pending: deque[int | None] = deque()
 
@@ -155,7 +155,7 @@ class HeaderDecoder:
         return int(self._decoder.max_allowed_table_size)
 
     def decode(self, block: bytes) -> Fields:
-        cached = self._cache.get(block)
+        cached = self.decoded.get(block)
         if cached is not None:
             return cached
         try:
@@ -163,11 +163,11 @@ class HeaderDecoder:
         except Exception as e:  # hpack's errors, and whatever a hostile block provokes in it
             raise ParseError(f"HPACK: {type(e).__name__}: {e}") from None
         if table_neutral(block):
-            if len(self._cache) >= _CACHE_ENTRIES:
-                self._cache.clear()
-            self._cache[block] = fields
-        elif self._cache:
-            self._cache.clear()
+            if len(self.decoded) >= _CACHE_ENTRIES:
+                self.decoded.clear()
+            self.decoded[block] = fields
+        elif self.decoded:
+            self.decoded.clear()
         return fields
 
     def settings_sent(self, size: int | None) -> None:
@@ -188,7 +188,7 @@ class HeaderDecoder:
         allowed = max([self._acked, *(s for s in self._pending if s is not None)])
         if allowed != self._decoder.max_allowed_table_size:
             self._decoder.max_allowed_table_size = allowed
-            self._cache.clear()
+            self.decoded.clear()
 
 
 class _Direction:
@@ -444,7 +444,7 @@ class _Direction:
     def _end_block(self, block: bytes, stream: int, end_stream: bool) -> None:
         """A whole header block of `stream` (negative: a PUSH_PROMISE's, reported to nobody)."""
         decoder = self.decoder
-        fields = decoder._cache.get(block) or decoder.decode(block)
+        fields = decoder.decoded.get(block) or decoder.decode(block)
         if stream > 0:
             observer = self._conn.observer
             observer.headers(self.client, stream, fields, end_stream)

@@ -236,8 +236,3 @@ class StatusPoller:
         )
         self.publish(self.view)
         return self.view
-
-
-def describe(view: View) -> dict[str, Any]:
-    """A small summary for logs."""
-    return {name: sorted(m.available) for name, m in view.models.items()}

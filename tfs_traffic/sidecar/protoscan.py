@@ -16,14 +16,13 @@ its spec is asked for: a call that succeeds is counted from its response's spec 
 import struct
 
 from tfs_traffic.sidecar import wire
+from tfs_traffic.sidecar.wire import EGROUP, I64, LEN, MAX_DEPTH, SGROUP, VARINT
 
 _PREFIX = struct.Struct(">BL")
-_VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
 _TAG, _VALUE, _LENGTH, _SKIP, _COLLECT = 0, 1, 2, 3, 4
 _SKIP_FIELD, _SPEC_FIELD, _ELEMENT_FIELD = 0, 1, 2
 MAX_SPEC_BYTES = 1 << 16  # names, a label and a number: anything longer is not a TF Serving model_spec
 MAX_LAZY_BYTES = 1 << 16  # a whole message up to this size is kept unread until its spec is needed
-_MAX_GROUPS = 100  # protobuf's recursion limit
 
 
 class SpecScanner:
@@ -138,17 +137,17 @@ class SpecScanner:
         if number == 0 or wire_type > 5:
             raise wire.Malformed
         groups = self._groups
-        if wire_type == _EGROUP:
+        if wire_type == EGROUP:
             if not groups or groups.pop() != number:
                 raise wire.Malformed
             self._field_done()
-        elif wire_type == _SGROUP:
-            if len(groups) >= _MAX_GROUPS:
+        elif wire_type == SGROUP:
+            if len(groups) >= MAX_DEPTH:
                 raise wire.Malformed
             groups.append(number)
-        elif wire_type == _VARINT:
+        elif wire_type == VARINT:
             self._state = _VALUE
-        elif wire_type == _LEN:
+        elif wire_type == LEN:
             self._state = _LENGTH
             self._action = _SKIP_FIELD
             if not groups:
@@ -158,7 +157,7 @@ class SpecScanner:
                 elif number == self._field:
                     self._action = _SPEC_FIELD
         else:
-            self._start(_SKIP, 8 if wire_type == _I64 else 4)
+            self._start(_SKIP, 8 if wire_type == I64 else 4)
 
     def _length(self, length: int) -> None:
         if length > self._limit() - self._off:

@@ -25,6 +25,7 @@ from time import perf_counter
 from typing import Any, Protocol
 
 from tfs_traffic.sidecar.backlog import Backlog
+from tfs_traffic.sidecar.errors import ParseError
 from tfs_traffic.sidecar.metrics import CallMetrics
 
 log = logging.getLogger("tfs_traffic.sidecar")
@@ -37,6 +38,8 @@ PARSE_AT_ONCE_BYTES = 16 << 10  # a chunk this large is parsed as it passes, not
 
 
 class Observer(Protocol):
+    """What counts one relayed connection (`grpc_relay.GrpcObserver`, `rest_relay.RestObserver`)."""
+
     def client_data(self, data: bytes) -> None: ...
 
     def server_data(self, data: bytes) -> None: ...
@@ -44,6 +47,29 @@ class Observer(Protocol):
     def closed(self, by_upstream: bool, upstream_ended: bool = False) -> None: ...
 
     def abandon(self) -> None: ...
+
+    def unanswered(self) -> bool:
+        """A request waits and no byte of its response was relayed: the relay may still answer it
+        (`Listener.unavailable`) when the upstream goes away."""
+
+
+class Refusing(Observer, Protocol):
+    """An observer that answers the client itself while the upstream is unreachable (each `Refuser`)."""
+
+    def idle(self, force: bool = False) -> None:
+        """If no call is open, end the connection (`force`: also one that has made no call yet).
+
+        The relay calls it once, REFUSER_IDLE_SECONDS after refusing, where `Listener.refuser_idle` says so.
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a connection's upstream is unreachable, and how its `Refuser` answers the client."""
+
+    reason: str
+    write: Callable[[bytes], None]  # to the client (nothing once its socket is closing)
+    close: Callable[[], None]
 
 
 class ParseErrors:
@@ -88,7 +114,7 @@ class Listener:
     protocol: str  # "grpc" or "rest": the parse error label
     upstream: tuple[str, int]
     observer: Callable[[Callable[[], float]], Observer]  # given the clock it is to count with
-    refuser: Callable[[str, Callable[[bytes], None], Callable[[], None]], Observer]
+    refuser: Callable[[Refusal], Refusing]
     errors: ParseErrors
     backlog: Backlog
     refuser_idle: bool = False  # close a refusing connection that makes no call (gRPC clients keep them)
@@ -180,9 +206,9 @@ class ClientSide(asyncio.Protocol):
         if self.lost:
             return
         self.upstream_done = True
-        self.observer = self.listener.refuser(reason, self._write, self.close)
+        refuser = self.listener.refuser(Refusal(reason, self._write, self.close))
+        self.observer = refuser
         if self.listener.refuser_idle:
-            refuser: Any = self.observer
             asyncio.get_running_loop().call_later(REFUSER_IDLE_SECONDS, refuser.idle, True)
         self._replay()
 
@@ -257,10 +283,8 @@ class ClientSide(asyncio.Protocol):
         self.observe_backlog()
         observer = self.observer
         unavailable = self.listener.unavailable
-        if observer is not None and unavailable is not None and not self.client_eof:
-            unanswered = getattr(observer, "unanswered", None)
-            if unanswered is not None and unanswered():
-                self._write(unavailable("the upstream closed the connection"))
+        if observer is not None and unavailable is not None and not self.client_eof and observer.unanswered():
+            self._write(unavailable("the upstream closed the connection"))
         self._observer_closed(by_upstream=not self.client_eof, upstream_ended=True)
         transport = self.transport
         if self.client_eof:
@@ -324,7 +348,7 @@ class ClientSide(asyncio.Protocol):
         self._backlog = []
         if observer is not None:
             observer.abandon()
-        reason = str(error) if type(error).__name__ == "ParseError" else f"{type(error).__name__}: {error}"
+        reason = str(error) if isinstance(error, ParseError) else f"{type(error).__name__}: {error}"
         self.listener.errors.report(self.listener.protocol, self.peer, reason)
         if self.upstream is None and self.upstream_done:  # a refusing connection that is not the protocol
             self.close()

@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 from tfs_traffic.contract import UNRESOLVED
 from tfs_traffic.sidecar import http1
 from tfs_traffic.sidecar.metrics import CallMetrics
+from tfs_traffic.sidecar.relay import Refusal
 from tfs_traffic.sidecar.view import View, ViewHolder
 
 # TF Serving's own route for inference calls (model_servers/http_rest_api_util.cc, 2.20.0).
@@ -103,7 +104,7 @@ def _parse_post_target(raw_path: str) -> tuple[str, str, int | None, str | None]
 def call_labels(view: View, name: str, version: int | None, label: str | None, ok: bool) -> tuple[str, str]:
     """(model, version) labels of a REST inference call."""
     if ok:
-        resolved = view.rest_version(name, version, label)
+        resolved = view.resolved_version(name, version, label)
         if resolved is None and name in view.models:
             return name, UNRESOLVED
         return view.served(name, resolved)
@@ -185,20 +186,11 @@ def unavailable_response(reason: str) -> bytes:
 class Refuser(RestObserver):
     """Answers the first request itself while the upstream is unreachable, then closes."""
 
-    __slots__ = ("close", "done", "reason", "write")
+    __slots__ = ("done", "refusal")
 
-    def __init__(
-        self,
-        holder: ViewHolder,
-        metrics: CallMetrics,
-        reason: str,
-        write: Callable[[bytes], None],
-        close: Callable[[], None],
-    ) -> None:
+    def __init__(self, holder: ViewHolder, metrics: CallMetrics, refusal: Refusal) -> None:
         super().__init__(holder, metrics)
-        self.reason = reason
-        self.write = write
-        self.close = close
+        self.refusal = refusal
         self.done = False
 
     def client_data(self, data: bytes) -> None:
@@ -212,8 +204,12 @@ class Refuser(RestObserver):
     def respond(self) -> None:
         self.done = True
         request = self.connection.pending.popleft()
-        self.write(unavailable_response(self.reason))
+        self.refusal.write(unavailable_response(self.refusal.reason))
         if isinstance(request.token, _Call):
             self._finish(request.token, "UNAVAILABLE")
         self.connection.pending.clear()
-        self.close()
+        self.refusal.close()
+
+    def idle(self, force: bool = False) -> None:
+        """Nothing to do: the connection closes after its one answer, and the relay sets no idle timer
+        for REST (`Listener.refuser_idle`)."""

@@ -115,12 +115,13 @@ class View:
             return name, UNRESOLVED
         return name, str(version) if model.known(version) else OTHER
 
-    def rest_version(self, name: str, version: int | None, label: str | None) -> int | None:
-        """The version a REST call goes to: its number, or what the server resolved its label / "latest"
-        to on the last poll.
+    def resolved_version(self, name: str, version: int | None, label: str | None) -> int | None:
+        """The version a call that asked for `version` or `label` goes to: its number, or what the
+        server resolved its label / "latest" to on the last poll.
 
-        REST responses do not say which version served them, so this is the poller's last answer
-        from the server (a documented race while versions swap or labels move).
+        REST responses do not say which version served them (nor does a gRPC response without
+        `model_spec`), so this is the poller's last answer from the server (a documented race while
+        versions swap or labels move).
         """
         if version is not None:
             return version

@@ -23,13 +23,13 @@ Field numbers (tensorflow_serving/apis/*.proto, checked in 2.20.0):
 
 from dataclasses import dataclass
 
-_VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
-_MAX_DEPTH = 100  # protobuf's default recursion limit, for nested unknown groups
+# The wire types, named as protobuf's encoding documentation names them (`protoscan` reads them too).
+VARINT, I64, LEN, SGROUP, EGROUP, I32 = 0, 1, 2, 3, 4, 5
+MAX_DEPTH = 100  # protobuf's default recursion limit, for nested unknown groups
 _U64 = 1 << 64
 
 # ModelVersionStatus.State
 STATE_AVAILABLE = 30
-STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
 
 
 class Malformed(Exception):
@@ -92,18 +92,18 @@ def _tag(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
 
 def _skip(buf: bytes, pos: int, end: int, number: int, wire_type: int) -> int:
     """Skip one field's value without decoding it; returns the next position."""
-    if wire_type == _VARINT:
+    if wire_type == VARINT:
         return _varint(buf, pos, end)[1]
-    if wire_type == _LEN:
+    if wire_type == LEN:
         length, pos = _varint(buf, pos, end)
         if length > end - pos:
             raise Malformed
         return pos + length
-    if wire_type == _I64:
+    if wire_type == I64:
         pos += 8
-    elif wire_type == _I32:
+    elif wire_type == I32:
         pos += 4
-    elif wire_type == _SGROUP:
+    elif wire_type == SGROUP:
         return _skip_group(buf, pos, end, number)
     else:  # an end-group tag outside of its group
         raise Malformed
@@ -116,13 +116,13 @@ def _skip_group(buf: bytes, pos: int, end: int, number: int) -> int:
     """Skip a (deprecated) group up to its matching end tag, nested groups included."""
     open_groups = [number]
     while open_groups:
-        if len(open_groups) > _MAX_DEPTH:
+        if len(open_groups) > MAX_DEPTH:
             raise Malformed
         field, wire_type, pos = _tag(buf, pos, end)
-        if wire_type == _EGROUP:
+        if wire_type == EGROUP:
             if field != open_groups.pop():
                 raise Malformed
-        elif wire_type == _SGROUP:
+        elif wire_type == SGROUP:
             open_groups.append(field)
         else:
             pos = _skip(buf, pos, end, field, wire_type)
@@ -194,7 +194,7 @@ class SpecBuilder:
     def merge(self, buf: bytes, pos: int, end: int) -> None:
         while pos < end:
             number, wire_type, pos = _field(buf, pos, end)
-            if wire_type == _LEN and number in (1, 2, 3, 4):
+            if wire_type == LEN and number in (1, 2, 3, 4):
                 start, pos = _value(buf, pos, end)
                 if number == 1:
                     self.name = _string(buf, start, pos)
@@ -214,7 +214,7 @@ class SpecBuilder:
     def _merge_int64_value(self, buf: bytes, pos: int, end: int) -> None:
         while pos < end:
             number, wire_type, pos = _tag(buf, pos, end)
-            if number == 1 and wire_type == _VARINT:
+            if number == 1 and wire_type == VARINT:
                 value, pos = _varint(buf, pos, end)
                 self.version = _int64(value)
             else:
@@ -263,7 +263,7 @@ def _message_spec(buf: bytes, pos: int, end: int, spec_field: int) -> ModelSpec:
     builder = None  # from a second occurrence on: merged as they come
     while pos < end:
         number, wire_type, pos = _field(buf, pos, end)
-        if wire_type == _LEN:
+        if wire_type == LEN:
             start, pos = _value(buf, pos, end)
             if number == spec_field:
                 if first[0] < 0:
@@ -291,7 +291,7 @@ def repeated_specs(buf: bytes, outer_field: int, spec_field: int, pos: int = 0, 
         end = len(buf)
     while pos < end:
         number, wire_type, pos = _tag(buf, pos, end)
-        if number == outer_field and wire_type == _LEN:
+        if number == outer_field and wire_type == LEN:
             start, pos = _length(buf, pos, end)
             out.append(_message_spec(buf, start, pos, spec_field))
         else:
@@ -344,20 +344,20 @@ def _version_status(buf: bytes, pos: int, end: int) -> VersionStatus:
     message = ""
     while pos < end:
         number, wire_type, pos = _tag(buf, pos, end)
-        if number in (1, 2) and wire_type == _VARINT:
+        if number in (1, 2) and wire_type == VARINT:
             value, pos = _varint(buf, pos, end)
             if number == 1:
                 version = _int64(value)
             else:
                 state = _int32(value)
-        elif number == 3 and wire_type == _LEN:
+        elif number == 3 and wire_type == LEN:
             inner, pos = _length(buf, pos, end)
             while inner < pos:
                 field, inner_type, inner = _tag(buf, inner, pos)
-                if field == 1 and inner_type == _VARINT:
+                if field == 1 and inner_type == VARINT:
                     value, inner = _varint(buf, inner, pos)
                     code = _int32(value)
-                elif field == 2 and inner_type == _LEN:
+                elif field == 2 and inner_type == LEN:
                     s, inner = _length(buf, inner, pos)
                     message = _string(buf, s, inner)
                 else:
@@ -374,7 +374,7 @@ def model_status(data: bytes) -> list[VersionStatus] | None:
         pos, end = 0, len(data)
         while pos < end:
             number, wire_type, pos = _tag(data, pos, end)
-            if number == 1 and wire_type == _LEN:
+            if number == 1 and wire_type == LEN:
                 start, pos = _length(data, pos, end)
                 out.append(_version_status(data, start, pos))
             else:
@@ -394,7 +394,7 @@ def _encode_varint(value: int) -> bytes:
 
 
 def _encode_len(number: int, payload: bytes) -> bytes:
-    return _encode_varint(number << 3 | _LEN) + _encode_varint(len(payload)) + payload
+    return _encode_varint(number << 3 | LEN) + _encode_varint(len(payload)) + payload
 
 
 def status_request(model_name: str) -> bytes:

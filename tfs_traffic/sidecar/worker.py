@@ -10,9 +10,11 @@ worker therefore sleeps until a connection or the supervisor has something for i
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -71,29 +73,32 @@ def listeners(
     from tfs_traffic.sidecar import grpc_relay, relay, rest_relay
 
     errors = relay.ParseErrors(calls)
-    out: list[tuple[Any, Any]] = []
+
+    def listener(
+        protocol: str,
+        upstream: tuple[str, int],
+        observer: Callable[[ViewHolder, metrics.CallMetrics, Callable[[], float]], relay.Observer],
+        refuser: Callable[[ViewHolder, metrics.CallMetrics, relay.Refusal], relay.Refusing],
+        refuser_idle: bool = False,
+        unavailable: Callable[[str], bytes] | None = None,
+    ) -> relay.Listener:
+        """A relay whose connections count into `calls`, under the view `holder` has at the time."""
+        counting, refusing = functools.partial(observer, holder, calls), functools.partial(refuser, holder, calls)
+        return relay.Listener(protocol, upstream, counting, refusing, errors, backlog, refuser_idle, unavailable)
+
+    out = []
     if config.listen_grpc:
-        grpc_listener = relay.Listener(
-            "grpc",
-            config.upstream_grpc,
-            lambda clock: grpc_relay.GrpcObserver(holder, calls, clock),
-            lambda reason, write, close: grpc_relay.Refuser(holder, calls, reason, write, close),
-            errors,
-            backlog,
-            refuser_idle=True,
-        )
-        out.append((grpc_listener, config.listen_grpc))
+        grpc = listener("grpc", config.upstream_grpc, grpc_relay.GrpcObserver, grpc_relay.Refuser, refuser_idle=True)
+        out.append((grpc, config.listen_grpc))
     if config.listen_rest and config.upstream_rest:
-        rest_listener = relay.Listener(
+        rest = listener(
             "rest",
             config.upstream_rest,
-            lambda clock: rest_relay.RestObserver(holder, calls, clock),
-            lambda reason, write, close: rest_relay.Refuser(holder, calls, reason, write, close),
-            errors,
-            backlog,
+            rest_relay.RestObserver,
+            rest_relay.Refuser,
             unavailable=rest_relay.unavailable_response,
         )
-        out.append((rest_listener, config.listen_rest))
+        out.append((rest, config.listen_rest))
     return out
 
 

@@ -82,7 +82,6 @@ def _object(pairs: list[tuple[str, Any]]) -> dict:
 # --- numbers: GenericReader::ParseNumber without kParseFullPrecisionFlag -------------------------
 
 _POW10 = [float(f"1e{n}") for n in range(309)]  # internal/pow10.h: exact decimal literals
-_DIGITS = b"0123456789"
 
 
 def _fast_path(significand: float, exp: int) -> float:
