@@ -50,6 +50,7 @@ def _one_line_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
 
 def register(subparsers: Subcommands) -> None:
     from tfs_traffic.prometheus.api import add_access_arguments
+    from tfs_traffic.report.render import FORMATS
 
     parser = add_command(
         subparsers,
@@ -114,7 +115,7 @@ def register(subparsers: Subcommands) -> None:
         help="with --forecast, list versions projected idle within this long (default: %(default)s)",
     )
     out = parser.add_argument_group("output")
-    out.add_argument("--format", choices=("table", "json", "csv", "markdown", "html"), default="table")
+    out.add_argument("--format", choices=FORMATS, default="table")
     out.add_argument("--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
     out.add_argument(
         "--emit-config",
