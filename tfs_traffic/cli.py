@@ -17,7 +17,6 @@ from tfs_traffic.errors import ToolError
 
 # Order is the order of `tfs-traffic --help`.
 COMMAND_MODULES: tuple[str, ...] = (
-    # one line per command module, e.g. "tfs_traffic.commands.report",
     "tfs_traffic.commands.report",
     "tfs_traffic.commands.backfill",
     "tfs_traffic.commands.demo",
