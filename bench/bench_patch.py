@@ -4,9 +4,11 @@ The unit is built from patches/2.20.0 with g++ -O2 against tensorflow-cpu (as th
 together with bench/cpp/record_call_bench.cc; all three variants run in the same process.
 """
 
+import sys
 from pathlib import Path
 
-from tfs_traffic.patches import unit
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "patches"))
+import metrics_unit
 
 ROOT = Path(__file__).resolve().parents[1]
 ITERATIONS = 2_000_000
@@ -14,13 +16,13 @@ REPEATS = 5
 
 
 def measure(model: str) -> dict[str, float]:
-    binary = unit.build(
+    binary = metrics_unit.build(
         ROOT / "patches" / "2.20.0",
         ROOT / "bench" / "cpp" / "record_call_bench.cc",
         ROOT / "out" / "cpp-cache",
         name="record_call_bench",
     )
-    output = unit.run(binary, args=[str(ITERATIONS), str(REPEATS), model])
+    output = metrics_unit.run(binary, args=[str(ITERATIONS), str(REPEATS), model])
     return {name: float(value) for name, value in (line.split() for line in output.splitlines())}
 
 

@@ -1,8 +1,8 @@
 """The `tfs-traffic` command: one subcommand per job, each defined in its own module.
 
-A command module exposes `register(subparsers)`, which adds its parser and sets `run`, a function
-taking the parsed arguments and returning the exit status. Modules import their heavy dependencies
-inside `run`, so `tfs-traffic sidecar` never loads what `report` or `sim` need.
+A command module exposes `register(subparsers)`, which adds its parser (`commands.add_command`) and
+sets `run`, a function taking the parsed arguments and returning the exit status. Modules import
+what their work needs inside `run`, so building the parser loads only what the flags themselves need.
 """
 
 import argparse
@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from tfs_traffic import __version__
+from tfs_traffic.commands import print_help
 from tfs_traffic.errors import ToolError
 
 # Order is the order of `tfs-traffic --help`.
 COMMAND_MODULES: tuple[str, ...] = (
-    # one line per command module, e.g. "tfs_traffic.commands.report",
     "tfs_traffic.commands.report",
     "tfs_traffic.commands.backfill",
     "tfs_traffic.commands.demo",
@@ -67,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
-        parser.print_help(sys.stderr)
-        return 2
+        return print_help(parser)
     try:
         return int(args.run(args) or 0)
     except ToolError as e:

@@ -1,6 +1,6 @@
 """The C++ metrics unit, extracted from the patch files, compiled with g++ and run for real.
 
-`tfs_traffic.patches.unit` rebuilds model_traffic_metrics.{h,cc} from the `+` lines of the series'
+`metrics_unit` (beside this file) rebuilds model_traffic_metrics.{h,cc} from the `+` lines of the series'
 new-file diffs, compiles them against tensorflow-cpu's pip headers and libtensorflow_framework,
 and links tests/patches/cpp/traffic_metrics_driver.cc, which records calls, flips availability and prints
 what TensorFlow's CollectionRegistry collects. The unit's own upstream-style gtest from the patch
@@ -13,10 +13,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import metrics_unit
 import pytest
 
 from tfs_traffic import contract, exposition, modelconfig
-from tfs_traffic.patches import unit
 from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
 from tfs_traffic.prometheus.local import LocalPrometheus
 from tfs_traffic.sim.core import ServerCore
@@ -44,7 +44,7 @@ collect
 
 
 def _collects(output: str) -> list[list[exposition.Family]]:
-    return unit.collected_families(output)
+    return metrics_unit.collected_families(output)
 
 
 def _by_name(families: list[exposition.Family]) -> dict[str, exposition.Family]:
@@ -57,16 +57,16 @@ def _values(family: exposition.Family) -> dict[tuple[str, ...], int]:
 
 @pytest.fixture(scope="module", params=SERIES)
 def driver_output(request: pytest.FixtureRequest) -> str:
-    binary = unit.build(PATCHES / request.param, DRIVER, CACHE, name="traffic_metrics_driver")
-    return unit.run(binary, SCRIPT)
+    binary = metrics_unit.build(PATCHES / request.param, DRIVER, CACHE, name="traffic_metrics_driver")
+    return metrics_unit.run(binary, SCRIPT)
 
 
 def test_every_series_ships_one_of_two_unit_variants() -> None:
     """All series carry the same unit; only the spelling of the 64-bit type follows their TF release."""
     variants = {}
     for series in sorted(p for p in PATCHES.iterdir() if (p / "series").exists()):
-        sources = unit.unit_sources(series)
-        variants.setdefault(sources[unit.UNIT_SOURCE], []).append(series.name)
+        sources = metrics_unit.unit_sources(series)
+        variants.setdefault(sources[metrics_unit.UNIT_SOURCE], []).append(series.name)
     assert len(variants) == 2, list(variants.values())
     modern, legacy = sorted(variants, key=lambda text: "int64_t" not in text)
     assert modern.replace("int64_t", "int64").replace("#include <cstdint>\n", "") == legacy.replace(
@@ -235,14 +235,14 @@ def test_the_units_own_gtest_passes_twice_in_one_process(series: str) -> None:
     """model_traffic_metrics_test.cc, as the patch adds it, built with Debian's googletest and run
     with --gtest_repeat=2: the metrics are process-wide, so a test that read absolute values would
     fail on the second pass (upstream's util_test.cc compares before and after, and so does this)."""
-    binary = unit.build(
+    binary = metrics_unit.build(
         PATCHES / series,
         None,
         CACHE,
         name="model_traffic_metrics_test",
         extra_link=("-lgmock_main", "-lgmock", "-lgtest", "-lpthread"),
     )
-    output = unit.run(binary, args=["--gtest_repeat=2"])
+    output = metrics_unit.run(binary, args=["--gtest_repeat=2"])
     assert output.count("[  PASSED  ] 6 tests.") == 2, output
     assert "Repeating all tests (iteration 2)" in output
     assert "FAILED" not in output
@@ -252,7 +252,7 @@ def test_the_int64_t_series_ship_the_unit_sources_byte_for_byte() -> None:
     """patches/tools/unit/ is what make_series.py puts into every series; the shipped copies match it."""
     tools = {p.name: p.read_text() for p in (PATCHES / "tools" / "unit").iterdir()}
     for series in sorted(p for p in PATCHES.iterdir() if (p / "series").exists()):
-        shipped = {Path(path).name: text for path, text in unit.unit_sources(series).items()}
+        shipped = {Path(path).name: text for path, text in metrics_unit.unit_sources(series).items()}
         if "int64_t" in shipped["model_traffic_metrics.cc"]:
             assert shipped == tools, series.name
 
@@ -264,4 +264,4 @@ def test_new_files_rebuilds_added_files_only() -> None:
         "diff --git a/x/old.cc b/x/old.cc\nindex 2222222..3333333 100644\n--- a/x/old.cc\n+++ b/x/old.cc\n"
         "@@ -1,1 +1,2 @@\n context\n+added\n"
     )
-    assert unit.new_files(patch) == {"x/new.h": "line one\n\n"}
+    assert metrics_unit.new_files(patch) == {"x/new.h": "line one\n\n"}

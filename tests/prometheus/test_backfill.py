@@ -127,6 +127,8 @@ def test_models_config_matches_the_end_state() -> None:
         ({"sources": ["prometheus"]}, r"sources\[0\]: unknown source 'prometheus'"),
         ({"models": [{"name": "m", "version_labels": {"s": 9}, "versions": [1]}]},
          r"models\[0\]\.version_labels\.s: points at version 9"),
+        ({"models": [{"name": "m", "version_labels": 5, "versions": [1]}]},
+         r"models\[0\]\.version_labels: expected a mapping, got int"),
     ],
 )  # fmt: skip
 def test_scenario_errors_name_the_field(change: dict[str, Any], message: str) -> None:

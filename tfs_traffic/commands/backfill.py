@@ -3,7 +3,8 @@
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+
+from tfs_traffic.commands import Subcommands, add_command
 
 DESCRIPTION = """\
 Write the history a TF Serving fleet would have produced under the metric contract (patched server
@@ -26,13 +27,14 @@ examples:
 """
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = add_command(
+        subparsers,
         "backfill",
+        run=run,
         help="simulated fleet history as OpenMetrics + models.config + TSDB blocks",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--scenario", required=True, metavar="NAME|FILE", help="built-in scenario (demo) or YAML file")
     parser.add_argument("--days", type=float, metavar="N", help="days of history (default: the scenario's)")
@@ -40,7 +42,6 @@ def register(subparsers: Any) -> None:
         "--end", metavar="TIME", help="end of the history, RFC 3339 or Unix seconds (default: the scenario's, else now)"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

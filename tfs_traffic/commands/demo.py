@@ -3,7 +3,8 @@
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+
+from tfs_traffic.commands import Subcommands, add_command
 
 DESCRIPTION = """\
 Backfill the built-in demo fleet (4 models, 15 versions, 3 replicas, a restart, a version loaded
@@ -14,16 +15,16 @@ stop Prometheus. The TSDB is reused while the scenario is unchanged.
 """
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = add_command(
+        subparsers,
         "demo",
+        run=run,
         help="the report on a simulated week of fleet history (local Prometheus)",
         description=DESCRIPTION,
         epilog="examples:\n  tfs-traffic demo\n  tfs-traffic demo --out /tmp/demo\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", default="out/demo", metavar="DIR", help="working directory (default: %(default)s)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

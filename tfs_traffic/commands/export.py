@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from tfs_traffic.commands import Subcommands, add_command
 from tfs_traffic.prometheus.api import add_access_arguments
 
 DESCRIPTION = """\
@@ -30,13 +31,14 @@ In a notebook:
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = add_command(
+        subparsers,
         "export",
+        run=run,
         help="per-version traffic history as csv, parquet or jsonl",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_access_arguments(parser)
     parser.add_argument("--window", default="30d", help="how far back (default: %(default)s)")
@@ -48,7 +50,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", "-o", metavar="FILE", help="write here (atomically) instead of stdout")
     parser.add_argument("--max-points", type=int, default=11_000, help="points per series per range query")
     parser.add_argument("--concurrency", type=int, default=4, help="range queries in flight (default: %(default)s)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

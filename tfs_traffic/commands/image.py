@@ -3,8 +3,9 @@
 import argparse
 import os
 import shlex
-import sys
 from pathlib import Path
+
+from tfs_traffic.commands import Subcommands, add_actions, add_command, print_help
 
 DESCRIPTION = """\
 Build container images through the Docker Engine API: Docker, or Podman's Docker-compatible
@@ -46,22 +47,24 @@ official image does (needs a builder that runs RUN steps, and apt in the base).
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = add_command(
+        subparsers,
         "image",
+        run=lambda args: print_help(parser),
         help="build the patched TF Serving image or the sidecar image",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = parser.add_subparsers(title="actions", metavar="ACTION")
+    actions = add_actions(parser)
 
-    build = actions.add_parser(
+    build = add_command(
+        actions,
         "build",
+        run=run_build,
         help="pack a tensorflow_model_server binary (or, with --sidecar, the sidecar) into an image",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = build.add_mutually_exclusive_group(required=True)
     what.add_argument("--binary", type=Path, metavar="PATH", help="the tensorflow_model_server binary to pack")
@@ -76,28 +79,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--patch-series", type=Path, metavar="DIR", help="the applied series, e.g. patches/2.20.0 (its sha256 → label)"
     )
     _add_sidecar_arguments(build)
-    build.set_defaults(run=run_build)
 
-    context = actions.add_parser(
+    context = add_command(
+        actions,
         "sidecar-context",
+        run=run_sidecar_context,
         help="write the sidecar image's build context (Dockerfile, rootfs/ with site-packages) to a directory",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     context.add_argument("out", type=Path, metavar="DIR", help="directory to fill (its rootfs/ is replaced)")
     context.add_argument(
         "--arch", choices=("x86_64", "aarch64"), default="x86_64", help="CPU of the image's wheels (default x86_64)"
     )
     _add_sidecar_arguments(context)
-    context.set_defaults(run=run_sidecar_context)
 
-    server = actions.add_parser(
+    server = add_command(
+        actions,
         "build-server",
+        run=run_build_server,
         help="fetch, patch and build TF Serving at a release tag, then pack it (make build-image)",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     server.add_argument("--version", required=True, metavar="V", help="TF Serving release tag, e.g. 2.20.0")
     server.add_argument("--tag", required=True, metavar="T", help="image name:tag to build")
@@ -135,8 +138,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "auto: the former when installed",
     )
     _add_pack_arguments(server)
-    server.set_defaults(run=run_build_server)
-    parser.set_defaults(run=lambda args: _usage(parser))
 
 
 def _add_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,11 +169,6 @@ def _add_pack_arguments(parser: argparse.ArgumentParser) -> None:
         help="copy a CA bundle in (no RUN step; default) or apt-get install ca-certificates",
     )
     parser.add_argument("--ca-bundle", type=Path, metavar="FILE", help="PEM bundle for --ca-certificates bundle")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def run_build(args: argparse.Namespace) -> int:

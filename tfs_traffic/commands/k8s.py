@@ -2,7 +2,8 @@
 
 import argparse
 import sys
-from typing import Any
+
+from tfs_traffic.commands import Subcommands, add_actions, add_command
 
 DESCRIPTION = """\
 The tfs-traffic Helm chart (k8s/chart): TF Serving (patched image, or stock image with the sidecar in
@@ -28,22 +29,24 @@ examples:
 """
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = add_command(
+        subparsers,
         "k8s",
+        run=None,
         help="render the Helm chart (no helm binary needed) and Prometheus scrape jobs",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
+    actions = add_actions(parser, required=True)
 
-    render = actions.add_parser(
+    render = add_command(
+        actions,
         "render",
+        run=run_render,
         help="print `helm template` of the chart for values files",
         description="Render the chart as `helm template` does, through Helm's engine (all or nothing).",
         epilog="example:\n  tfs-traffic k8s render recommender -n serving -f k8s/values.example.yaml\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     render.add_argument(
         "release", nargs="?", default="release-name", metavar="RELEASE", help="release name (default: release-name)"
@@ -55,30 +58,29 @@ def register(subparsers: Any) -> None:
     render.add_argument(
         "--out", default="-", metavar="FILE|-", help="write the stream to FILE (atomically); '-' prints it (default)"
     )
-    render.set_defaults(run=run_render)
 
-    files = actions.add_parser(
+    files = add_command(
+        actions,
         "chart-files",
+        run=run_chart_files,
         help="write the mixin's rules and dashboards into the chart's files/",
         description="Write files/prometheus-rules.yaml and files/dashboards/*.json of the chart from the mixin.",
         epilog="example:\n  tfs-traffic k8s chart-files --chart k8s/chart\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     files.add_argument("--chart", required=True, metavar="DIR", help="the chart directory (k8s/chart)")
-    files.set_defaults(run=run_chart_files)
 
-    scrape = actions.add_parser(
+    scrape = add_command(
+        actions,
         "scrape-config",
+        run=run_scrape_config,
         help="print the plain-Prometheus scrape jobs (no Operator)",
         description=(
             "Print scrape_configs for Prometheus without the Operator: the annotated TF Serving endpoint\n"
             "(the prometheus-community chart's kubernetes-pods job) and the sidecar's metrics port."
         ),
         epilog="example:\n  tfs-traffic k8s scrape-config -f values.yaml\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _values_arguments(scrape)
-    scrape.set_defaults(run=run_scrape_config)
 
 
 def _values_arguments(parser: argparse.ArgumentParser) -> None:

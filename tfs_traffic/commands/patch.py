@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from tfs_traffic.commands import Subcommands, add_command
+
 DESCRIPTION = """\
 Patch a TF Serving source tree so that the server itself counts calls per model version.
 
@@ -30,20 +32,20 @@ Then build TF Serving as usual (see the README section "Building a patched image
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = add_command(
+        subparsers,
         "patch",
+        run=run,
         help="apply the per-version call counter patch to a TF Serving source tree",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("action", choices=("apply", "check"), help="apply the series, or only check that it applies")
     parser.add_argument("--source", required=True, type=Path, metavar="DIR", help="TF Serving source tree")
     parser.add_argument(
         "--version", metavar="V", help="the TF Serving release the tree is (default: _VERSION from its setup.py)"
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from tfs_traffic.commands import Subcommands, add_actions, add_command
+
 DESCRIPTION = """\
 Render the monitoring mixin: Prometheus recording rules and alerts, and Grafana dashboards.
 
@@ -23,24 +25,24 @@ examples:
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = add_command(
+        subparsers,
         "queries",
+        run=None,
         help="render recording rules, alerts and Grafana dashboards",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = parser.add_subparsers(title="actions", metavar="ACTION")
-    render = actions.add_parser(
+    render = add_command(
+        add_actions(parser),
         "render",
+        run=run,
         help="write rules.yml, alerts.yml and dashboards/*.json",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     render.add_argument("--out", required=True, metavar="DIR", help="directory to write into (created if missing)")
-    render.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

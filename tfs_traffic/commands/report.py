@@ -2,8 +2,9 @@
 
 import argparse
 import sys
-from typing import Any
+from typing import NoReturn
 
+from tfs_traffic.commands import Subcommands, add_command
 from tfs_traffic.errors import UsageError
 
 DESCRIPTION = """\
@@ -42,22 +43,25 @@ examples:
 """
 
 
-def _one_line_error(parser: argparse.ArgumentParser, message: str) -> Any:
+def _one_line_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
     print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
     sys.exit(2)
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subcommands) -> None:
     from tfs_traffic.prometheus.api import add_access_arguments
+    from tfs_traffic.report.render import FORMATS
 
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "report",
+        run=run,
         help="which model versions are idle and safe to unload",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.error = lambda message: _one_line_error(parser, message)
+    # argparse's own message is two lines (the usage, then the error); the report's errors are one.
+    parser.error = lambda message: _one_line_error(parser, message)  # type: ignore[method-assign]
     add_access_arguments(parser)
     what = parser.add_argument_group("what to judge")
     what.add_argument("--window", default="7d", metavar="DURATION", help="look-back window (default: %(default)s)")
@@ -111,7 +115,7 @@ def register(subparsers: Any) -> None:
         help="with --forecast, list versions projected idle within this long (default: %(default)s)",
     )
     out = parser.add_argument_group("output")
-    out.add_argument("--format", choices=("table", "json", "csv", "markdown", "html"), default="table")
+    out.add_argument("--format", choices=FORMATS, default="table")
     out.add_argument("--output", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
     out.add_argument(
         "--emit-config",
@@ -119,7 +123,6 @@ def register(subparsers: Any) -> None:
         help="write a models config serving only the versions not to retire (needs --models-config); "
         "prints a unified diff",
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

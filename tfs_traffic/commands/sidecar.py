@@ -1,8 +1,8 @@
 """`tfs-traffic sidecar`: per-version traffic and availability for a stock TF Serving."""
 
 import argparse
-from typing import Any
 
+from tfs_traffic.commands import Subcommands, add_command
 from tfs_traffic.contract import SIDECAR_PORT
 
 DESCRIPTION = """\
@@ -36,16 +36,16 @@ Addresses are HOST:PORT, [IPV6]:PORT or :PORT (all interfaces).
 """
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = add_command(
+        subparsers,
         "sidecar",
+        run=run,
         help="per-version call counts and availability for a stock TF Serving (status poller and proxy)",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
-    parser.set_defaults(run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

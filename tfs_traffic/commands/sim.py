@@ -1,7 +1,8 @@
 """`tfs-traffic sim`: run the stand-in TF Serving (gRPC, REST, Prometheus page) in the foreground."""
 
 import argparse
-from typing import Any
+
+from tfs_traffic.commands import Subcommands, add_command
 
 DESCRIPTION = """\
 Serve a stand-in TF Serving from a TF Serving model config file, for tests, benchmarks and demos
@@ -38,13 +39,14 @@ examples:
 """
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = add_command(
+        subparsers,
         "sim",
+        run=run,
         help="run a stand-in TF Serving (gRPC + REST + patched metrics) for tests and demos",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--models-config", metavar="FILE", help="TF Serving model config (text)")
     parser.add_argument("--grpc-addr", metavar="HOST:PORT", help="gRPC address (port 0: any; default 127.0.0.1:8500)")
@@ -80,7 +82,6 @@ def register(subparsers: Any) -> None:
         ("enable_grpc_healthcheck_service", "serve grpc.health.v1.Health/Check"),
     ):
         tf.add_argument(f"--{flag}", type=_tf_bool, nargs="?", const=True, default=False, metavar="BOOL", help=what)
-    parser.set_defaults(run=run)
 
 
 def _tf_bool(text: str) -> bool:

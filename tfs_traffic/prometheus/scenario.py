@@ -13,7 +13,7 @@ its end (`end`, `end-6d`). Rates are `N/s`, `N/min`, `N/h` or a plain number of 
 import dataclasses
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,11 +137,12 @@ class _Reader:
     def fail(self, path: str, message: str) -> UsageError:
         return UsageError(f"scenario {self.source}: {path}: {message}")
 
-    def mapping(self, value: Any, path: str, allowed: Sequence[str]) -> Mapping[str, Any]:
+    def mapping(self, value: Any, path: str, allowed: Sequence[str] | None = None) -> Mapping[str, Any]:
+        """A mapping of the `allowed` keys (None: any key)."""
         if not isinstance(value, Mapping):
             raise self.fail(path, f"expected a mapping, got {type(value).__name__}")
         for key in value:
-            if key not in allowed:
+            if allowed is not None and key not in allowed:
                 raise self.fail(f"{path}.{key}" if path else str(key), f"unknown field (allowed: {', '.join(allowed)})")
         return value
 
@@ -220,13 +221,155 @@ class _Reader:
         return tuple(out)
 
 
-def _one_pod(r: _Reader, names: Sequence[str], path: str) -> str:
-    if len(names) != 1:
-        raise r.fail(path, f"names {len(names)} pods (an autoscaled replica): name one of {', '.join(names)}")
-    return names[0]
-
-
+# The fields each mapping of a scenario may hold; an unknown field is refused with its list.
+SCENARIO_FIELDS = (
+    "name",
+    "seed",
+    "days",
+    "end",
+    "scrape_interval",
+    "sources",
+    "namespace",
+    "replicas",
+    "models",
+    "traffic",
+    "events",
+)
 REPLICA_FIELDS = ("name", "ip", "scrape_offset", "pod", "cluster", "from", "to", "daily")
+MODEL_FIELDS = ("name", "base_path", "version_labels", "versions")
+VERSION_FIELDS = ("version", "loaded", "unloaded", "replicas")
+TRAFFIC_FIELDS = ("model", "version", "replicas", "rate", "from", "to", "shape", "calls", "at")
+RESTART_FIELDS = ("restart", "at", "down", "sidecar")
+GAP_FIELDS = ("gap", "from", "to")
+
+
+def parse(data: Any, source: str, days: float | None = None, end: float | None = None) -> Scenario:
+    """Validate a scenario mapping; `days` and `end` override the scenario's own values.
+
+    Each section has its own reader below, called in the order of the file, so a scenario with
+    several mistakes is refused for its first, in one line that names the field.
+    """
+    r = _Reader(source)
+    top = r.mapping(data, "", SCENARIO_FIELDS)
+    name = r.text(top.get("name", Path(source).stem), "name")
+    seed = int(r.number(top.get("seed", 1), "seed"))
+    days = _days(r, top, days)
+    end = _end(r, top, end)
+    interval = r.duration(top.get("scrape_interval", "60s"), "scrape_interval")
+    end = math.floor(end / interval) * interval
+    length = days * 86400
+    sources = _sources(r, top.get("sources", ["patched"]))
+    namespace = r.text(top.get("namespace", "serving"), "namespace")
+    default_replicas = ["tfserving-0", "tfserving-1"]
+    replicas, pods_of = _replicas(r, top.get("replicas", default_replicas), interval, end - length, length)
+    models = _models(r, top.get("models"), pods_of, length)
+    traffic = [
+        _traffic(r, item, f"traffic[{i}]", models, pods_of, length)
+        for i, item in enumerate(r.sequence(top.get("traffic", []), "traffic"))
+    ]
+    restarts, gaps = _events(r, top.get("events", []), pods_of, length)
+    return Scenario(
+        name=name,
+        seed=seed,
+        end=end,
+        days=days,
+        scrape_interval=interval,
+        sources=sources,
+        namespace=namespace,
+        replicas=tuple(replicas),
+        models=tuple(models),
+        traffic=tuple(traffic),
+        restarts=tuple(sorted(restarts, key=lambda x: (x.replica, x.at))),
+        gaps=tuple(gaps),
+        raw=dict(top),
+    )
+
+
+def _days(r: _Reader, top: Mapping[str, Any], days: float | None) -> float:
+    if days is None:
+        days = r.number(top.get("days", 7), "days")
+    if days <= 0:
+        raise r.fail("days", "must be positive")
+    return days
+
+
+def _end(r: _Reader, top: Mapping[str, Any], end: float | None) -> float:
+    """The history's end in Unix seconds: the override, else the scenario's `end`, else now."""
+    if end is not None:
+        return end
+    if "end" not in top:
+        return parse_time("now")
+    try:
+        return parse_time(str(top["end"]))
+    except UsageError:
+        raise r.fail("end", f"invalid time {top['end']!r} (RFC 3339, e.g. 2025-06-30T00:00:00Z)") from None
+
+
+def _sources(r: _Reader, value: Any) -> tuple[str, ...]:
+    sources = tuple(r.text(s, f"sources[{i}]") for i, s in enumerate(r.sequence(value, "sources")))
+    for i, s in enumerate(sources):
+        if s not in SOURCES:
+            raise r.fail(f"sources[{i}]", f"unknown source {s!r} (use patched and/or sidecar)")
+    if not sources:
+        raise r.fail("sources", "name at least one of patched, sidecar")
+    return sources
+
+
+def _replicas(
+    r: _Reader, value: Any, interval: float, start: float, length: float
+) -> tuple[list[Replica], dict[str, tuple[str, ...]]]:
+    """The pods, and the pods each replica name of the scenario stands for (its own, or a `daily` one's)."""
+    replicas: list[Replica] = []
+    pods_of: dict[str, tuple[str, ...]] = {}
+    for i, item in enumerate(r.sequence(value, "replicas")):
+        path = f"replicas[{i}]"
+        fields, base = _replica(r, item, path, f"10.0.0.{i + 1}", interval, taken=pods_of)
+        pods = _pods(r, fields, path, base, start, length)
+        replicas.extend(pods)
+        pods_of[base.name] = tuple(pod.name for pod in pods)
+    if not replicas:
+        raise r.fail("replicas", "name at least one replica")
+    for j, x in enumerate(replicas):
+        for y in replicas[:j]:
+            if (x.cluster, x.pod_name) == (y.cluster, y.pod_name) and x.start < y.stop and y.start < x.stop:
+                raise r.fail("replicas", f"pod {x.pod_name!r} lives twice at once in one cluster ({y.name}, {x.name})")
+    return replicas, pods_of
+
+
+def _replica(
+    r: _Reader, item: Any, path: str, default_ip: str, interval: float, taken: Container[str]
+) -> tuple[Mapping[str, Any], Replica]:
+    """One entry of `replicas`, a name or a mapping of REPLICA_FIELDS: its fields and the replica they
+    describe, for `_pods` to place in time."""
+    if isinstance(item, Mapping):
+        fields = r.mapping(item, path, REPLICA_FIELDS)
+        name = r.text(fields.get("name"), f"{path}.name")
+        ip = r.text(fields.get("ip", default_ip), f"{path}.ip")
+        offset = r.number(fields.get("scrape_offset", 0), f"{path}.scrape_offset")
+        if offset >= interval:
+            raise r.fail(f"{path}.scrape_offset", "must be less than scrape_interval")
+    else:
+        fields, name, ip, offset = {}, r.text(item, path), default_ip, 0.0
+    if name in taken:
+        raise r.fail(path, f"replica {name!r} is listed twice")
+    pod = r.text(fields["pod"], f"{path}.pod") if "pod" in fields else name
+    cluster = r.text(fields["cluster"], f"{path}.cluster") if "cluster" in fields else ""
+    return fields, Replica(name, ip, offset, pod, cluster)
+
+
+def _pods(
+    r: _Reader, fields: Mapping[str, Any], path: str, base: Replica, start: float, length: float
+) -> list[Replica]:
+    """A replica over [from, to), or an autoscaled (`daily`) replica's pod of each day."""
+    if "daily" in fields:
+        if "from" in fields or "to" in fields:
+            raise r.fail(f"{path}.daily", "give either daily or from/to")
+        return _daily(r, fields["daily"], f"{path}.daily", base, start, length)
+    lo = r.time(fields.get("from", 0), f"{path}.from", length)
+    hi = r.time(fields["to"], f"{path}.to", length) if "to" in fields else math.inf
+    if hi <= lo:
+        raise r.fail(f"{path}.to", "must be after from")
+    return [dataclasses.replace(base, start=lo, stop=hi)]
 
 
 def _daily(r: _Reader, value: Any, path: str, base: Replica, start: float, length: float) -> list[Replica]:
@@ -250,218 +393,154 @@ def _daily(r: _Reader, value: Any, path: str, base: Replica, start: float, lengt
     return out
 
 
-SCENARIO_FIELDS = (
-    "name",
-    "seed",
-    "days",
-    "end",
-    "scrape_interval",
-    "sources",
-    "namespace",
-    "replicas",
-    "models",
-    "traffic",
-    "events",
-)
-
-
-def parse(data: Any, source: str, days: float | None = None, end: float | None = None) -> Scenario:
-    """Validate a scenario mapping; `days` and `end` override the scenario's own values."""
-    r = _Reader(source)
-    top = r.mapping(data, "", SCENARIO_FIELDS)
-    name = r.text(top.get("name", Path(source).stem), "name")
-    seed = int(r.number(top.get("seed", 1), "seed"))
-    if days is None:
-        days = r.number(top.get("days", 7), "days")
-    if days <= 0:
-        raise r.fail("days", "must be positive")
-    if end is None:
-        if "end" in top:
-            try:
-                end = parse_time(str(top["end"]))
-            except UsageError:
-                raise r.fail("end", f"invalid time {top['end']!r} (RFC 3339, e.g. 2025-06-30T00:00:00Z)") from None
-        else:
-            end = parse_time("now")
-    interval = r.duration(top.get("scrape_interval", "60s"), "scrape_interval")
-    end = math.floor(end / interval) * interval
-    length = days * 86400
-    sources = tuple(
-        r.text(s, f"sources[{i}]") for i, s in enumerate(r.sequence(top.get("sources", ["patched"]), "sources"))
-    )
-    for i, s in enumerate(sources):
-        if s not in SOURCES:
-            raise r.fail(f"sources[{i}]", f"unknown source {s!r} (use patched and/or sidecar)")
-    if not sources:
-        raise r.fail("sources", "name at least one of patched, sidecar")
-    namespace = r.text(top.get("namespace", "serving"), "namespace")
-
-    replicas: list[Replica] = []
-    replica_names: dict[str, list[str]] = {}  # a name in the scenario -> the replicas it stands for
-    for i, item in enumerate(r.sequence(top.get("replicas", ["tfserving-0", "tfserving-1"]), "replicas")):
-        path = f"replicas[{i}]"
-        if isinstance(item, Mapping):
-            rm = r.mapping(item, path, REPLICA_FIELDS)
-            rname = r.text(rm.get("name"), f"{path}.name")
-            ip = r.text(rm.get("ip", f"10.0.0.{i + 1}"), f"{path}.ip")
-            offset = r.number(rm.get("scrape_offset", 0), f"{path}.scrape_offset")
-            if offset >= interval:
-                raise r.fail(f"{path}.scrape_offset", "must be less than scrape_interval")
-        else:
-            rm, rname, ip, offset = {}, r.text(item, path), f"10.0.0.{i + 1}", 0.0
-        if rname in replica_names:
-            raise r.fail(path, f"replica {rname!r} is listed twice")
-        pod = r.text(rm["pod"], f"{path}.pod") if "pod" in rm else rname
-        cluster = r.text(rm["cluster"], f"{path}.cluster") if "cluster" in rm else ""
-        base = Replica(rname, ip, offset, pod, cluster)
-        if "daily" in rm:
-            if "from" in rm or "to" in rm:
-                raise r.fail(f"{path}.daily", "give either daily or from/to")
-            expanded = _daily(r, rm["daily"], f"{path}.daily", base, end - length, length)
-        else:
-            lo = r.time(rm.get("from", 0), f"{path}.from", length)
-            hi = r.time(rm["to"], f"{path}.to", length) if "to" in rm else math.inf
-            if hi <= lo:
-                raise r.fail(f"{path}.to", "must be after from")
-            expanded = [dataclasses.replace(base, start=lo, stop=hi)]
-        replicas.extend(expanded)
-        replica_names[rname] = [x.name for x in expanded]
-    if not replicas:
-        raise r.fail("replicas", "name at least one replica")
-    for j, x in enumerate(replicas):
-        for y in replicas[:j]:
-            if (x.cluster, x.pod_name) == (y.cluster, y.pod_name) and x.start < y.stop and y.start < x.stop:
-                raise r.fail("replicas", f"pod {x.pod_name!r} lives twice at once in one cluster ({y.name}, {x.name})")
-
+def _models(r: _Reader, value: Any, pods_of: Mapping[str, Sequence[str]], length: float) -> list[Model]:
     models: list[Model] = []
-    for i, item in enumerate(r.sequence(top.get("models"), "models")):
-        path = f"models[{i}]"
-        mm = r.mapping(item, path, ("name", "base_path", "version_labels", "versions"))
-        mname = r.text(mm.get("name"), f"{path}.name")
-        if any(m.name == mname for m in models):
-            raise r.fail(f"{path}.name", f"model {mname!r} is listed twice")
-        versions: list[Version] = []
-        for j, vitem in enumerate(r.sequence(mm.get("versions"), f"{path}.versions")):
-            vpath = f"{path}.versions[{j}]"
-            if not isinstance(vitem, Mapping):
-                vitem = {"version": vitem}
-            vm = r.mapping(vitem, vpath, ("version", "loaded", "unloaded", "replicas"))
-            vname = r.text(vm.get("version"), f"{vpath}.version")
-            if any(v.version == vname for v in versions):
-                raise r.fail(f"{vpath}.version", f"version {vname} is listed twice")
-            loaded = r.time(vm.get("loaded", 0), f"{vpath}.loaded", length)
-            unloaded = r.time(vm["unloaded"], f"{vpath}.unloaded", length) if vm.get("unloaded") is not None else None
-            if unloaded is not None and unloaded <= loaded:
-                raise r.fail(f"{vpath}.unloaded", "must be after loaded")
-            vreplicas = (
-                r.names(vm["replicas"], f"{vpath}.replicas", replica_names)
-                if "replicas" in vm
-                else tuple(x.name for x in replicas)
-            )
-            versions.append(Version(vname, loaded, unloaded, vreplicas))
-        if not versions:
-            raise r.fail(f"{path}.versions", "name at least one version")
-        labels_raw = r.mapping(
-            mm.get("version_labels", {}), f"{path}.version_labels", list(mm.get("version_labels", {}))
-        )
-        labels: dict[str, str] = {}
-        for label, target in labels_raw.items():
-            target_text = r.text(target, f"{path}.version_labels.{label}")
-            if not any(v.version == target_text for v in versions):
-                raise r.fail(f"{path}.version_labels.{label}", f"points at version {target_text}, which is not listed")
-            if not target_text.isdigit():
-                raise r.fail(f"{path}.version_labels.{label}", "labels can only point at numeric versions")
-            labels[str(label)] = target_text
-        base_path = r.text(mm.get("base_path", f"/models/{mname}"), f"{path}.base_path")
-        models.append(Model(mname, base_path, labels, tuple(versions)))
+    for i, item in enumerate(r.sequence(value, "models")):
+        models.append(_model(r, item, f"models[{i}]", {m.name for m in models}, pods_of, length))
     if not models:
         raise r.fail("models", "name at least one model")
+    return models
 
-    traffic: list[Traffic] = []
-    for i, item in enumerate(r.sequence(top.get("traffic", []), "traffic")):
-        path = f"traffic[{i}]"
-        tm = r.mapping(item, path, ("model", "version", "replicas", "rate", "from", "to", "shape", "calls", "at"))
-        mname = r.text(tm.get("model"), f"{path}.model")
-        model = next((m for m in models if m.name == mname), None)
-        if model is None:
-            raise r.fail(f"{path}.model", f"unknown model {mname!r}")
-        vname = r.text(tm.get("version"), f"{path}.version")
-        version = next((v for v in model.versions if v.version == vname), None)
-        if version is None:
-            raise r.fail(f"{path}.version", f"model {mname} has no version {vname}")
-        treplicas = r.names(tm["replicas"], f"{path}.replicas", replica_names) if "replicas" in tm else version.replicas
-        if ("rate" in tm) == ("calls" in tm):
-            raise r.fail(path, "give either rate (with optional from/to) or calls (with at)")
-        if "rate" in tm:
-            if "at" in tm:
-                raise r.fail(f"{path}.at", "only with calls")
-            shape = r.text(tm.get("shape", "flat"), f"{path}.shape")
-            if shape not in SHAPES:
-                raise r.fail(f"{path}.shape", f"unknown shape {shape!r} (use flat or diurnal)")
-            tstart = r.time(tm.get("from", 0), f"{path}.from", length)
-            tstop = r.time(tm.get("to", "end"), f"{path}.to", length)
-            if tstop <= tstart:
-                raise r.fail(f"{path}.to", "must be after from")
-            traffic.append(
-                Traffic(
-                    mname,
-                    vname,
-                    treplicas,
-                    rate=r.rate(tm["rate"], f"{path}.rate"),
-                    start=tstart,
-                    stop=tstop,
-                    shape=shape,
-                )
-            )
-        else:
-            for key in ("from", "to", "shape"):
-                if key in tm:
-                    raise r.fail(f"{path}.{key}", "only with rate")
-            calls = r.number(tm["calls"], f"{path}.calls", minimum=1)
-            if not float(calls).is_integer():
-                raise r.fail(f"{path}.calls", "must be a whole number")
-            traffic.append(
-                Traffic(mname, vname, treplicas, calls=int(calls), at=r.time(tm.get("at"), f"{path}.at", length))
-            )
 
+def _model(
+    r: _Reader, item: Any, path: str, taken: Container[str], pods_of: Mapping[str, Sequence[str]], length: float
+) -> Model:
+    fields = r.mapping(item, path, MODEL_FIELDS)
+    name = r.text(fields.get("name"), f"{path}.name")
+    if name in taken:
+        raise r.fail(f"{path}.name", f"model {name!r} is listed twice")
+    versions: list[Version] = []
+    for j, vitem in enumerate(r.sequence(fields.get("versions"), f"{path}.versions")):
+        vpath = f"{path}.versions[{j}]"
+        versions.append(_version(r, vitem, vpath, {v.version for v in versions}, pods_of, length))
+    if not versions:
+        raise r.fail(f"{path}.versions", "name at least one version")
+    labels = _version_labels(r, fields.get("version_labels", {}), f"{path}.version_labels", versions)
+    base_path = r.text(fields.get("base_path", f"/models/{name}"), f"{path}.base_path")
+    return Model(name, base_path, labels, tuple(versions))
+
+
+def _version(
+    r: _Reader, item: Any, path: str, taken: Container[str], pods_of: Mapping[str, Sequence[str]], length: float
+) -> Version:
+    """One entry of a model's `versions`: a version, or a mapping with its times and replicas (default: all)."""
+    fields = r.mapping(item if isinstance(item, Mapping) else {"version": item}, path, VERSION_FIELDS)
+    name = r.text(fields.get("version"), f"{path}.version")
+    if name in taken:
+        raise r.fail(f"{path}.version", f"version {name} is listed twice")
+    loaded = r.time(fields.get("loaded", 0), f"{path}.loaded", length)
+    unloaded = r.time(fields["unloaded"], f"{path}.unloaded", length) if fields.get("unloaded") is not None else None
+    if unloaded is not None and unloaded <= loaded:
+        raise r.fail(f"{path}.unloaded", "must be after loaded")
+    if "replicas" in fields:
+        return Version(name, loaded, unloaded, r.names(fields["replicas"], f"{path}.replicas", pods_of))
+    return Version(name, loaded, unloaded, tuple(pod for pods in pods_of.values() for pod in pods))
+
+
+def _version_labels(r: _Reader, value: Any, path: str, versions: Sequence[Version]) -> dict[str, str]:
+    """A model's `version_labels`; as in TF Serving, a label points at a numeric version the model has."""
+    labels: dict[str, str] = {}
+    for label, target in r.mapping(value, path).items():
+        version = r.text(target, f"{path}.{label}")
+        if not any(v.version == version for v in versions):
+            raise r.fail(f"{path}.{label}", f"points at version {version}, which is not listed")
+        if not version.isdigit():
+            raise r.fail(f"{path}.{label}", "labels can only point at numeric versions")
+        labels[str(label)] = version
+    return labels
+
+
+def _traffic(
+    r: _Reader, item: Any, path: str, models: Sequence[Model], pods_of: Mapping[str, Sequence[str]], length: float
+) -> Traffic:
+    """One entry of `traffic`: a steady `rate` over [from, to), or `calls` at one time `at`."""
+    fields = r.mapping(item, path, TRAFFIC_FIELDS)
+    model_name = r.text(fields.get("model"), f"{path}.model")
+    model = next((m for m in models if m.name == model_name), None)
+    if model is None:
+        raise r.fail(f"{path}.model", f"unknown model {model_name!r}")
+    version_name = r.text(fields.get("version"), f"{path}.version")
+    version = next((v for v in model.versions if v.version == version_name), None)
+    if version is None:
+        raise r.fail(f"{path}.version", f"model {model_name} has no version {version_name}")
+    if "replicas" in fields:
+        called = Traffic(model_name, version_name, r.names(fields["replicas"], f"{path}.replicas", pods_of))
+    else:
+        called = Traffic(model_name, version_name, version.replicas)
+    if ("rate" in fields) == ("calls" in fields):
+        raise r.fail(path, "give either rate (with optional from/to) or calls (with at)")
+    if "rate" in fields:
+        return _steady(r, fields, path, called, length)
+    return _burst(r, fields, path, called, length)
+
+
+def _steady(r: _Reader, fields: Mapping[str, Any], path: str, called: Traffic, length: float) -> Traffic:
+    if "at" in fields:
+        raise r.fail(f"{path}.at", "only with calls")
+    shape = r.text(fields.get("shape", "flat"), f"{path}.shape")
+    if shape not in SHAPES:
+        raise r.fail(f"{path}.shape", f"unknown shape {shape!r} (use flat or diurnal)")
+    start = r.time(fields.get("from", 0), f"{path}.from", length)
+    stop = r.time(fields.get("to", "end"), f"{path}.to", length)
+    if stop <= start:
+        raise r.fail(f"{path}.to", "must be after from")
+    rate = r.rate(fields["rate"], f"{path}.rate")
+    return dataclasses.replace(called, rate=rate, start=start, stop=stop, shape=shape)
+
+
+def _burst(r: _Reader, fields: Mapping[str, Any], path: str, called: Traffic, length: float) -> Traffic:
+    for key in ("from", "to", "shape"):
+        if key in fields:
+            raise r.fail(f"{path}.{key}", "only with rate")
+    calls = r.number(fields["calls"], f"{path}.calls", minimum=1)
+    if not float(calls).is_integer():
+        raise r.fail(f"{path}.calls", "must be a whole number")
+    return dataclasses.replace(called, calls=int(calls), at=r.time(fields.get("at"), f"{path}.at", length))
+
+
+def _events(
+    r: _Reader, value: Any, pods_of: Mapping[str, Sequence[str]], length: float
+) -> tuple[list[Restart], list[Gap]]:
     restarts: list[Restart] = []
     gaps: list[Gap] = []
-    for i, item in enumerate(r.sequence(top.get("events", []), "events")):
+    for i, item in enumerate(r.sequence(value, "events")):
         path = f"events[{i}]"
         if isinstance(item, Mapping) and "restart" in item:
-            em = r.mapping(item, path, ("restart", "at", "down", "sidecar"))
-            rep = _one_pod(r, r.names([em["restart"]], f"{path}.restart", replica_names), f"{path}.restart")
-            at = r.time(em.get("at"), f"{path}.at", length)
-            down = r.duration(em.get("down", "2m"), f"{path}.down")
-            sidecar = em.get("sidecar", False)
-            if not isinstance(sidecar, bool):
-                raise r.fail(f"{path}.sidecar", "expected true or false")
-            restarts.append(Restart(rep, at, down, sidecar))
+            restarts.append(_restart(r, item, path, pods_of, length))
         elif isinstance(item, Mapping) and "gap" in item:
-            em = r.mapping(item, path, ("gap", "from", "to"))
-            rep = _one_pod(r, r.names([em["gap"]], f"{path}.gap", replica_names), f"{path}.gap")
-            gstart = r.time(em.get("from"), f"{path}.from", length)
-            gstop = r.time(em.get("to"), f"{path}.to", length)
-            if gstop <= gstart:
-                raise r.fail(f"{path}.to", "must be after from")
-            gaps.append(Gap(rep, gstart, gstop))
+            gaps.append(_gap(r, item, path, pods_of, length))
         else:
             raise r.fail(path, "expected {restart: REPLICA, at: TIME} or {gap: REPLICA, from: TIME, to: TIME}")
-    return Scenario(
-        name=name,
-        seed=seed,
-        end=end,
-        days=days,
-        scrape_interval=interval,
-        sources=sources,
-        namespace=namespace,
-        replicas=tuple(replicas),
-        models=tuple(models),
-        traffic=tuple(traffic),
-        restarts=tuple(sorted(restarts, key=lambda x: (x.replica, x.at))),
-        gaps=tuple(gaps),
-        raw=dict(top),
-    )
+    return restarts, gaps
+
+
+def _restart(r: _Reader, item: Any, path: str, pods_of: Mapping[str, Sequence[str]], length: float) -> Restart:
+    fields = r.mapping(item, path, RESTART_FIELDS)
+    pod = _one_pod(r, fields["restart"], f"{path}.restart", pods_of)
+    at = r.time(fields.get("at"), f"{path}.at", length)
+    down = r.duration(fields.get("down", "2m"), f"{path}.down")
+    sidecar = fields.get("sidecar", False)
+    if not isinstance(sidecar, bool):
+        raise r.fail(f"{path}.sidecar", "expected true or false")
+    return Restart(pod, at, down, sidecar)
+
+
+def _gap(r: _Reader, item: Any, path: str, pods_of: Mapping[str, Sequence[str]], length: float) -> Gap:
+    fields = r.mapping(item, path, GAP_FIELDS)
+    pod = _one_pod(r, fields["gap"], f"{path}.gap", pods_of)
+    start = r.time(fields.get("from"), f"{path}.from", length)
+    stop = r.time(fields.get("to"), f"{path}.to", length)
+    if stop <= start:
+        raise r.fail(f"{path}.to", "must be after from")
+    return Gap(pod, start, stop)
+
+
+def _one_pod(r: _Reader, value: Any, path: str, pods_of: Mapping[str, Sequence[str]]) -> str:
+    """The one pod an event happens to: a replica's name, not an autoscaled replica's (it names several)."""
+    pods = r.names([value], path, pods_of)
+    if len(pods) != 1:
+        raise r.fail(path, f"names {len(pods)} pods (an autoscaled replica): name one of {', '.join(pods)}")
+    return pods[0]
 
 
 # The demo fleet: five models, nineteen versions, three long-lived replicas (tfserving-2 is a shard

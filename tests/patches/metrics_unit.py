@@ -1,9 +1,10 @@
 """Build the C++ metrics unit that the patch series add, straight from the patch files.
 
-The tests and `make bench-patch` compile `model_traffic_metrics.{h,cc}` as the patches ship them
-(the `+` lines of the new-file diffs) against TensorFlow's pip package, so what runs here is byte
-for byte what lands in a patched TF Serving tree. Builds are cached by a hash of everything that
-goes into them, so a second run only executes the binaries.
+The tests here and `make bench-patch` (bench/bench_patch.py) compile `model_traffic_metrics.{h,cc}`
+as the patches ship them (the `+` lines of the new-file diffs) against TensorFlow's pip package, so
+what runs here is byte for byte what lands in a patched TF Serving tree. Builds are cached by a hash
+of everything that goes into them, so a second run only executes the binaries. Test code: it needs
+g++ and tensorflow-cpu, which the package does not, so it is not in the wheel.
 """
 
 import hashlib
@@ -189,7 +190,7 @@ def run(binary: Path, stdin: str = "", args: Sequence[str] = (), timeout: float 
 
 
 def collected_families(driver_output: str) -> list[list[exposition.Family]]:
-    """The families each `collect` of tests/cpp/traffic_metrics_driver.cc printed, in order.
+    """The families each `collect` of tests/patches/cpp/traffic_metrics_driver.cc printed, in order.
 
     TF's MetricKind `cumulative` is a counter and `gauge` a gauge, as the exporter maps them.
     """
