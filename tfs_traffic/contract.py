@@ -20,8 +20,5 @@ VERSION = "model_version"
 OTHER = "__other__"
 UNRESOLVED = "unresolved"
 
-# Both sources of each quantity; the report and the rules combine them with max, never sum.
-CALL_METRICS = (PATCHED_CALLS, SIDECAR_CALLS)
+# Both availability gauges; the report and the rules combine the two sources with max, never sum.
 AVAILABLE_METRICS = (PATCHED_AVAILABLE, SIDECAR_AVAILABLE)
-
-APIS = ("predict", "classify", "regress", "multi_inference")

@@ -37,7 +37,6 @@ CALLS_BY_CODE_RATE5M = "model_version_code:tfserving_model_calls:rate5m"
 CALLS_1H = "model_version:tfs_model_calls:increase1h"
 AVAILABLE_1H = "model_version:tfs_model_version_available:avg1h"
 COVERAGE_1H = "model_version:tfs_scrape_coverage:ratio1h"
-AVAILABLE_MINUTES_1H = "instance:tfs_model_version_available_minutes:count1h"
 
 RULES_GROUP = "tfs-traffic.rules"
 HOURLY_GROUP = "tfs-traffic.hourly"
@@ -192,14 +191,6 @@ def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
     return f"min by ({config.by()}) (\n  count_over_time((\n{_indent(union, 4)}\n  )[1h:1m])\n  / {steps}\n)"
 
 
-def available_minutes_per_hour(config: MixinConfig = DEFAULT) -> str:
-    """Per gauge series (every label kept, source tagged), the minutes of the last hour at which it
-    said AVAILABLE: per-replica coverage in hourly pieces (the report's coverage is fleet-wide now and
-    does not read it)."""
-    m = config.matchers()
-    return promql.by_source({s: f"count_over_time(({g}{m} == 1)[1h:1m])" for s, g in promql.AVAILABLE_SOURCES.items()})
-
-
 def calls_by_code_rate(config: MixinConfig = DEFAULT) -> str:
     """The sidecar's calls per second by gRPC status code (the only source that sees failures)."""
     m = config.matchers()
@@ -311,7 +302,6 @@ def recording_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]
                 {"record": CALLS_1H, "expr": calls_per_hour(config)},
                 {"record": AVAILABLE_1H, "expr": available_share_per_hour(config)},
                 {"record": COVERAGE_1H, "expr": coverage_per_hour(config)},
-                {"record": AVAILABLE_MINUTES_1H, "expr": available_minutes_per_hour(config)},
             ],
         },
     ]
@@ -445,15 +435,6 @@ def fading_expr(config: MixinConfig = DEFAULT) -> str:
         f"and {on} (count_over_time({CALLS_1H}[{lookback}]) >= {_hours(config.fading_min_history)})\n"
         f"and {on} ({AVAILABLE} == 1)"
     )
-
-
-ALERT_NAMES = (
-    "ModelVersionIdle",
-    "ModelVersionCalledWhileUnavailable",
-    "ModelVersionTrafficCoverageLow",
-    "ModelVersionTrafficDrop",
-    "ModelVersionTrafficFading",
-)
 
 
 def _alert(
