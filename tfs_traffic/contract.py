@@ -19,6 +19,3 @@ VERSION = "model_version"
 # Bounded cardinality: unknown model names and never-available versions are folded into this value.
 OTHER = "__other__"
 UNRESOLVED = "unresolved"
-
-# Both availability gauges; the report and the rules combine the two sources with max, never sum.
-AVAILABLE_METRICS = (PATCHED_AVAILABLE, SIDECAR_AVAILABLE)

@@ -7,7 +7,6 @@ boundaries sit on the step grid, so the result is identical whatever the chunkin
 """
 
 import math
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,29 +33,21 @@ class Row:
     available: int | None
 
 
-def _alternation(values: Sequence[str]) -> str:
-    """A PromQL regex matching exactly these strings (escaped for the regex and the string literal)."""
-    return "|".join(re.escape(v) for v in values).replace("\\", "\\\\")
-
-
 def _model_matcher(models: Sequence[str]) -> str:
-    return f'{contract.MODEL}=~"{_alternation(models)}"' if models else ""
+    return f"{contract.MODEL}=~{promql.any_of(models)}" if models else ""
 
 
 def qps_query(rate_window: float, models: Sequence[str] = ()) -> str:
     """Calls per second per version: each source summed across replicas, then the max of the sources."""
-    by, matcher = ", ".join(GROUP_LABELS), _model_matcher(models)
-    return promql.max_of_sources(
-        {s: f"sum by ({by}) (rate({m}{{{matcher}}}[{promql.d(rate_window)}]))" for s, m in promql.CALL_SOURCES.items()},
-        by,
-    )
+    by, rate = ", ".join(GROUP_LABELS), promql.duration(rate_window)
+    counters = {s: promql.select(m, _model_matcher(models)) for s, m in promql.CALL_SOURCES.items()}
+    return promql.max_of_sources({s: f"sum by ({by}) (rate({c}[{rate}]))" for s, c in counters.items()}, by)
 
 
 def available_query(models: Sequence[str] = ()) -> str:
     """1 while any replica reports the version AVAILABLE through either source."""
-    names = _alternation(contract.AVAILABLE_METRICS)
-    matcher = _model_matcher(models)
-    return f'max by ({", ".join(GROUP_LABELS)}) ({{__name__=~"{names}"{", " + matcher if matcher else ""}}})'
+    names = f"__name__=~{promql.any_of(list(promql.AVAILABLE_SOURCES.values()))}"
+    return f"max by ({', '.join(GROUP_LABELS)}) ({promql.select('', names, _model_matcher(models))})"
 
 
 def step_grid(at: float, window: float, step: float) -> tuple[float, float]:

@@ -38,7 +38,7 @@ KEEP, RETIRE, UNKNOWN = "keep", "retire", "unknown"
 VERDICTS = (KEEP, RETIRE, UNKNOWN)
 IGNORED_VERSIONS = {contract.OTHER, contract.UNRESOLVED, ""}
 DEFAULT_MAX_GAP_RATIO = 0.05
-DEFAULT_LOOKBACK = 30 * 86400.0
+LAST_CALL_LOOKBACK = 30 * 86400.0  # --lookback's default
 # Points one piece of a subquery may hold (the default --query.max-samples is 50M): the report
 # sizes its pieces from the number of series the inventory found, twice that for pods gone since.
 PIECE_BUDGET = 20_000_000
@@ -62,7 +62,7 @@ class Options:
     forecast_horizon: float = 30 * 86400  # "idle within" this long after `at`
     rules: bool = True  # use queries/rules.yml's hourly series when they cover the window (one more query)
     selector: str = ""  # PromQL label matchers for every raw series (--selector): part of the fleet
-    lookback: float = DEFAULT_LOOKBACK  # how far back to look for the last call (--lookback)
+    lookback: float = LAST_CALL_LOOKBACK  # how far back to look for the last call (--lookback)
 
     @property
     def step(self) -> float:
@@ -294,11 +294,6 @@ TARGET_LABELS = (
 )
 
 
-def tagged(parts: Mapping[str, str]) -> str:
-    """Several quantities in one query, each result tagged `tfs_q` with its name."""
-    return " or ".join(f'label_replace({expr}, "{QUERY_LABEL}", "{name}", "", "")' for name, expr in parts.items())
-
-
 @dataclass
 class Queries:
     """The report's PromQL for given options: each quantity covers both sources; the coverage
@@ -323,14 +318,15 @@ def build_queries(options: Options, recorded: bool = False, inventory_series: in
         {s: f"max by ({by}) ({promql.state_at_window_start(promql.select(m, sel), w)})" for s, m in gauges.items()}
     )
     up = promql.select("up", sel)
-    failed = f"min_over_time({up}[{promql.d(w)}]) == 0"
-    inventory = tagged(
+    failed = f"min_over_time({up}[{promql.duration(w)}]) == 0"
+    inventory = promql.tagged(
+        QUERY_LABEL,
         {
             "now": promql.by_source({s: promql.available(promql.select(m, sel)) for s, m in gauges.items()}),
             "start": start,
             "down": f"group by ({promql.BY_REPLICA}, instance) ({promql.keyed(failed)})",
-            "up": f"count(present_over_time({up}[{promql.d(w)}]))",
-        }
+            "up": f"count(present_over_time({up}[{promql.duration(w)}]))",
+        },
     )
     lookback = max(options.lookback, w)
     # Each step of the raw last-call query compares every counter with itself a step earlier:
@@ -347,17 +343,11 @@ def build_queries(options: Options, recorded: bool = False, inventory_series: in
         calls=promql.by_source({s: promql.calls_inputs(promql.select(m, sel), w) for s, m in counters.items()}),
         qps=promql.by_source({s: promql.max_hourly_qps(promql.select(m, sel), w) for s, m in counters.items()}),
         hourly=promql.by_source({s: promql.hourly_calls(promql.select(m, sel)) for s, m in counters.items()}),
-        last_call=promql.maxed(last, by),
+        last_call=promql.combined("max", last, by),
     )
     if recorded:  # calls and busiest hour from the hourly recording rules (tfs_traffic.queries.mixin)
         queries = dataclasses.replace(queries, **mixin.report_queries(w, options.lookback))
     return queries
-
-
-def _regex(values: Sequence[str]) -> str:
-    """A PromQL string holding an RE2 alternation of `values`, each matched literally."""
-    escaped = "|".join(re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", v) for v in sorted(set(values)))
-    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def coverage_query(
@@ -381,26 +371,30 @@ def coverage_query(
     """
     gauges, step, by = promql.AVAILABLE_SOURCES, options.step, promql.BY_VERSION
     observed = promql.fleet_available(gauges, options.selector)
-    narrow = [] if down_pods is None or not any_up else [f"pod=~{_regex(down_pods)}"]
+    narrow = [] if down_pods is None or not any_up else [f"pod=~{promql.any_of(down_pods)}"]
     gap_part = not any_up or down_pods is None or bool(down_pods)
     copies = 1 if narrow or not gap_part else 6  # matrices the gap part holds at once, unnarrowed
     per_piece = PIECE_BUDGET // (copies * _series_estimate(inventory_series))
     parts = promql.pieces(options.at, options.window, step, per_piece)
-    out = {"observed": promql.summed([f"count_over_time(({observed}){p.subquery(step)})" for p in parts], by)}
+    out = {"observed": promql.combined("sum", [f"count_over_time(({observed}){p.subquery(step)})" for p in parts], by)}
     if recorded:
-        share = f"sum_over_time({mixin.AVAILABLE_1H}[{promql.d(options.window)}])"
+        share = f"sum_over_time({mixin.AVAILABLE_1H}[{promql.duration(options.window)}])"
         out["observed"] = f"max by ({by}) ({share}) * {3600 / step:g}"
         if down_models is not None:
-            selector = ",".join(x for x in (options.selector, f"model_name=~{_regex(down_models or ['^$'])}") if x)
+            selector = ",".join(
+                x for x in (options.selector, f"model_name=~{promql.any_of(down_models or ['^$'])}") if x
+            )
             observed = promql.fleet_available(gauges, selector)
     if gap_part:
         gap = promql.in_gap(gauges, options.selector, options.window, any_up, *narrow)
-        out["gap"] = promql.summed(
-            [f"count_over_time({gap}{p.subquery(step)})" for p in parts], f"{promql.BY_REPLICA}, {by}"
+        out["gap"] = promql.combined(
+            "sum", [f"count_over_time({gap}{p.subquery(step)})" for p in parts], f"{promql.BY_REPLICA}, {by}"
         )
         uncovered = f"(max by ({by}) ({gap}) unless on ({by}) ({observed}))"
-        out["uncovered"] = promql.summed([f"count_over_time({uncovered}{p.subquery(step)})" for p in parts], by)
-    return tagged(out)
+        out["uncovered"] = promql.combined(
+            "sum", [f"count_over_time({uncovered}{p.subquery(step)})" for p in parts], by
+        )
+    return promql.tagged(QUERY_LABEL, out)
 
 
 def _note(last_call_at: float | None, options: Options) -> str | None:
@@ -428,7 +422,7 @@ def run(client: PrometheusClient, options: Options) -> Report:
     sent = 0
     # Recorded series have no pod or cluster label: a --selector always asks the raw series.
     use_rules = options.rules and not options.selector
-    recorded = use_rules and bool(client.query(mixin.rules_cover_window(format_duration(window)), at))
+    recorded = use_rules and bool(client.query(mixin.rules_cover_window(promql.duration(window)), at))
     sent += int(use_rules)
 
     def query(expr: str) -> list[dict[str, Any]]:
