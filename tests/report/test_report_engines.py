@@ -10,7 +10,7 @@ from fleet_helpers import by_version, fleet_engines, run_report
 from test_report_sources import BOTH
 from test_report_verdicts import SITUATIONS
 
-from tfs_traffic.report.verdicts import display_calls
+from tfs_traffic.report.display import display_calls
 
 
 @pytest.mark.parametrize("fleet", [SITUATIONS, BOTH], ids=["situations", "both-sources"])

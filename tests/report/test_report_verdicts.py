@@ -9,6 +9,7 @@ from fleet_helpers import by_version, fleet_prometheus, run_report
 
 from tfs_traffic import modelconfig
 from tfs_traffic.report import verdicts as rep
+from tfs_traffic.report.display import display_calls
 
 ALL = ["a", "b"]
 SITUATIONS: dict[str, Any] = {
@@ -149,7 +150,7 @@ def test_counter_reset_inside_the_window(situations: Any) -> None:
     # 6/h for 168 h, restart at end-3d: reset-aware, never the post-restart value alone.
     assert 1000 <= v[("reset", "1")].calls <= 1015  # type: ignore[operator]
     # five calls before the restart, none after: still 5 (a reset is not the end of history).
-    assert rep.display_calls(v[("reset", "2")].calls) == 5
+    assert display_calls(v[("reset", "2")].calls) == 5
     # Loaded, called before the first scrape saw it, then restarted: increase() alone says 0.
     assert v[("bornreset", "1")].calls == 3
 

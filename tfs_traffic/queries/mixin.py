@@ -240,7 +240,7 @@ def window_coverage(window: str, config: MixinConfig = DEFAULT, *, recorded: boo
 
 
 def report_queries(window: float, lookback: float = 0.0) -> dict[str, str]:
-    """The report's costly long-window queries (`report.Queries` fields) over the hourly series.
+    """The report's costly long-window queries (`tfs_traffic.report.queries.Queries` fields) over the hourly series.
 
     Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
     ("rules"). The calls are already counted, so they are handed to the report's

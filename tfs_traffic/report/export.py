@@ -17,6 +17,7 @@ from tfs_traffic import contract
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.prometheus import promql
 from tfs_traffic.prometheus.api import PrometheusClient
+from tfs_traffic.report.display import version_key
 
 MAX_POINTS_PER_SERIES = 11_000
 GROUP_LABELS = ("namespace", contract.MODEL, contract.VERSION)
@@ -119,12 +120,8 @@ def fetch_rows(
         for ts in sorted(set(q) | set(a)):
             av = a.get(ts)
             rows.append(Row(ts, key[0], key[1], key[2], q.get(ts), None if av is None else int(av)))
-    rows.sort(key=lambda r: (r.timestamp, r.namespace, r.model_name, _version_key(r.model_version)))
+    rows.sort(key=lambda r: (r.timestamp, r.namespace, r.model_name, version_key(r.model_version)))
     return rows
-
-
-def _version_key(version: str) -> tuple[int, int | str]:
-    return (0, int(version)) if version.isdigit() else (1, version)
 
 
 class _progress:
