@@ -214,6 +214,8 @@ def calls_by_source(samples: Vector) -> tuple[dict[Ident, dict[str, float]], boo
         target = tuple(labels.get(k, "") for k in TARGET_LABELS) if known else series
         targets = copies.setdefault(ident, {}).setdefault(labels.get(promql.SOURCE_LABEL) or "?", {})
         targets[target] = max(targets.get(target, 0.0), max(0.0, calls))
+    # Added in order: sum() compensates float rounding from Python 3.12 on, so an extrapolated count
+    # could differ in its last digit between Python versions.
     totals = {i: {s: functools.reduce(operator.add, t.values(), 0.0) for s, t in c.items()} for i, c in copies.items()}
     return totals, bool(per_series)
 
