@@ -167,14 +167,19 @@ def rows_as_dicts(rows: Sequence[Row]) -> Iterator[dict[str, Any]]:
 
 
 def to_dataframe(rows: Sequence[Row]) -> Any:
-    """A pandas DataFrame with the documented columns (timestamp as UTC datetimes)."""
+    """A pandas DataFrame with the documented columns (timestamp as UTC datetimes in microseconds).
+
+    The unit is fixed: pandas 2 made them nanoseconds, pandas 3 picks microseconds for whole seconds
+    and nanoseconds otherwise, so the Parquet schema would follow the pandas version and the data.
+    Microseconds hold Prometheus' millisecond timestamps exactly.
+    """
     try:
         import pandas as pd
     except ImportError:
         raise ToolError("this needs pandas: pip install 'tfs-traffic[export]'") from None
     frame = pd.DataFrame(
         {
-            "timestamp": pd.to_datetime([r.timestamp for r in rows], unit="s", utc=True),
+            "timestamp": pd.to_datetime([r.timestamp for r in rows], unit="s", utc=True).as_unit("us"),
             "namespace": pd.Series([r.namespace for r in rows], dtype="string"),
             "model_name": pd.Series([r.model_name for r in rows], dtype="string"),
             "model_version": pd.Series([r.model_version for r in rows], dtype="string"),
