@@ -98,7 +98,7 @@ def main() -> None:
             window = days * 86400.0
             t_raw, raw_report = timed(lambda w=window: rep.run(client, rep.Options(at=at, window=w, rules=False)))
             t_rules, rules_report = timed(lambda w=window: rep.run(client, rep.Options(at=at, window=w)))
-            used = all(v.calls_by_source.keys() <= {"rules"} for v in rules_report.versions)
+            used = {s for v in rules_report.versions for s in v.calls_by_source} == {"rules"}
             same = [(v.model_name, v.model_version, v.verdict, v.reason) for v in raw_report.versions] == [
                 (v.model_name, v.model_version, v.verdict, v.reason) for v in rules_report.versions
             ]

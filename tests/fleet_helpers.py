@@ -5,6 +5,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from victoria import LocalVictoriaMetrics
+
 from tfs_traffic.durations import parse_time
 from tfs_traffic.prometheus import backfill, scenario
 from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
@@ -52,8 +54,6 @@ def by_version(report: rep.Report) -> dict[tuple[str, str], rep.VersionReport]:
 def fleet_engines(data: Mapping[str, Any], workdir: Path) -> Iterator[Any]:
     """Backfill the scenario `data` once and yield (scenario, result, {engine: URL}) with a real
     Prometheus over its TSDB and a real VictoriaMetrics holding the same samples."""
-    from tfs_traffic.prometheus.victoria import LocalVictoriaMetrics
-
     sc = scenario.parse({"end": END, "days": 8, **data}, "test")
     result = backfill.backfill(sc, workdir)
     with LocalPrometheus(result.tsdb) as prom, LocalVictoriaMetrics(result.openmetrics) as vm:

@@ -19,9 +19,3 @@ VERSION = "model_version"
 # Bounded cardinality: unknown model names and never-available versions are folded into this value.
 OTHER = "__other__"
 UNRESOLVED = "unresolved"
-
-# Both sources of each quantity; the report and the rules combine them with max, never sum.
-CALL_METRICS = (PATCHED_CALLS, SIDECAR_CALLS)
-AVAILABLE_METRICS = (PATCHED_AVAILABLE, SIDECAR_AVAILABLE)
-
-APIS = ("predict", "classify", "regress", "multi_inference")

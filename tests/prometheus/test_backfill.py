@@ -174,7 +174,7 @@ def test_backfill_command_end_to_end(tmp_path: Path) -> None:
 
 def test_demo_fleet_has_every_situation() -> None:
     sc = scenario.load("demo")
-    assert len(sc.models) >= 3 and sum(len(m.versions) for m in sc.models) >= 12 and len(sc.replicas) >= 2
+    assert len(sc.models) == 5 and sum(len(m.versions) for m in sc.models) == 20 and len(sc.replicas) == 17
     assert sc.restarts and sc.gaps and set(sc.sources) == {"patched", "sidecar"}
 
 

@@ -2,6 +2,6 @@
 
 Public: `api` (PrometheusClient, access flags), `promql` (query builders over the metric contract),
 `local` (a Prometheus and promtool on this machine), `scenario` and `backfill` (simulated fleet history
-as OpenMetrics and TSDB blocks), `victoria` (the same history in VictoriaMetrics, the second engine).
+as OpenMetrics and TSDB blocks).
 Imports only the shared leaves.
 """

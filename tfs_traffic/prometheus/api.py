@@ -8,7 +8,7 @@ becomes one ToolError line that names the server.
 import argparse
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -96,6 +96,14 @@ def access_from_args(args: argparse.Namespace) -> PrometheusAccess:
         insecure_skip_verify=args.insecure_skip_verify,
         timeout=parse_duration(args.timeout),
     )
+
+
+class Querier(Protocol):
+    """What reading history needs: instant and range queries (a PrometheusClient, or a wrapper)."""
+
+    def query(self, promql: str, at: float) -> Vector: ...
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> Matrix: ...
 
 
 class PrometheusClient:

@@ -20,18 +20,36 @@ from tfs_traffic.errors import UsageError
 
 BY_VERSION = f"{contract.MODEL}, {contract.VERSION}"
 SOURCE_LABEL = "tfs_source"
-# How far before the window's start to look for a series' last value there (a counter's baseline,
-# a gauge's state). Longer only costs more samples; a series not seen then counts as born inside
-# the window, which can only overcount calls (the safe side).
-DEFAULT_LOOKBACK = 3600.0
+# How far before the window's start to look for a counter's last value there (its baseline).
+# Longer only costs more samples; a series not seen then counts as born inside the window, which
+# can only overcount calls (the safe side).
+BASELINE_LOOKBACK = 3600.0
 
 
-def d(seconds: float) -> str:
-    """A Prometheus duration for whole seconds (`604800` -> `7d`)."""
-    return format_duration(seconds)
+def duration(seconds: float) -> str:
+    """A Prometheus duration (`604800` -> `7d`); milliseconds when `seconds` is not whole."""
+    ms = round(seconds * 1000)
+    return format_duration(ms / 1000) if ms % 1000 == 0 else f"{ms}ms"
 
 
-def calls_per_series(counter: str, window: float, lookback: float = DEFAULT_LOOKBACK) -> str:
+def tag(expr: str, label: str, value: str) -> str:
+    """`expr` with every result's `label` set to `value`."""
+    return f'label_replace({expr}, "{label}", "{value}", "", "")'
+
+
+def tagged(label: str, parts: Mapping[str, str], *, parenthesised: bool = False) -> str:
+    """Several expressions in one query, each result tagged `label` = its name: `or` alone would
+    keep only the first of two results with the same labels. `parenthesised` wraps each part."""
+    return " or ".join(f"({tag(e, label, n)})" if parenthesised else tag(e, label, n) for n, e in parts.items())
+
+
+def any_of(values: Sequence[str]) -> str:
+    """A PromQL string literal holding a regex that matches exactly `values` (for `=~`)."""
+    escaped = "|".join(re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", v) for v in sorted(set(values)))
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def calls_per_series(counter: str, window: float, lookback: float = BASELINE_LOOKBACK) -> str:
     """Calls in the window ending at the evaluation time, per counter series, reset-aware and exact
     wherever the data allows (`increase()` alone extrapolates and misses a series' first value).
 
@@ -45,7 +63,7 @@ def calls_per_series(counter: str, window: float, lookback: float = DEFAULT_LOOK
        first value that increase() cannot see is never lost.
     4. otherwise increase(), which handles resets.
     """
-    w, before = d(window), f"last_over_time({counter}[{d(lookback)}] offset {d(window)})"
+    w, before = duration(window), f"last_over_time({counter}[{duration(lookback)}] offset {duration(window)})"
     window_max, has_reset = f"max_over_time({counter}[{w}])", f"resets({counter}[{w}]) > 0"
     increase = f"increase({counter}[{w}])"
     return (
@@ -59,7 +77,7 @@ def calls_per_series(counter: str, window: float, lookback: float = DEFAULT_LOOK
 INPUT_LABEL = "tfs_input"
 
 
-def calls_inputs(counter: str, window: float, lookback: float = DEFAULT_LOOKBACK) -> str:
+def calls_inputs(counter: str, window: float, lookback: float = BASELINE_LOOKBACK) -> str:
     """The inputs of `calls_per_series` as one query, each result tagged `tfs_input` = `max`, `min`,
     `resets`, `increase` or `before`, for `combine_calls` to apply the same rules in Python.
 
@@ -67,15 +85,15 @@ def calls_inputs(counter: str, window: float, lookback: float = DEFAULT_LOOKBACK
     every branch of `or` and shares no subexpression): the report uses this; recording rules,
     which run incrementally, can use `calls`.
     """
-    w = d(window)
+    w = duration(window)
     parts = {
         "max": f"max_over_time({counter}[{w}])",
         "min": f"min_over_time({counter}[{w}])",
         "resets": f"resets({counter}[{w}])",
         "increase": f"increase({counter}[{w}])",
-        "before": f"last_over_time({counter}[{d(lookback)}] offset {w})",
+        "before": f"last_over_time({counter}[{duration(lookback)}] offset {w})",
     }
-    return " or ".join(f'label_replace({expr}, "{INPUT_LABEL}", "{name}", "", "")' for name, expr in parts.items())
+    return tagged(INPUT_LABEL, parts)
 
 
 def combine_calls(inputs: Mapping[str, float]) -> float | None:
@@ -91,7 +109,7 @@ def combine_calls(inputs: Mapping[str, float]) -> float | None:
     return max(increase, top) if before is None else increase
 
 
-def calls(counter: str, window: float, lookback: float = DEFAULT_LOOKBACK) -> str:
+def calls(counter: str, window: float, lookback: float = BASELINE_LOOKBACK) -> str:
     """Calls in the window per version, summed over replicas (and the sidecar's `api`/`code`:
     any call that names a version, even a failed one, shows that a client uses it)."""
     return f"sum by ({BY_VERSION}) ({calls_per_series(counter, window, lookback)})"
@@ -100,7 +118,7 @@ def calls(counter: str, window: float, lookback: float = DEFAULT_LOOKBACK) -> st
 def max_hourly_qps(counter: str, window: float) -> str:
     """The busiest hour's calls per second in the window, per version (rates per series first,
     then summed over replicas, sampled hourly)."""
-    return f"max_over_time(sum by ({BY_VERSION}) (rate({counter}[1h]))[{d(window)}:1h])"
+    return f"max_over_time(sum by ({BY_VERSION}) (rate({counter}[1h]))[{duration(window)}:1h])"
 
 
 def hourly_calls(counter: str) -> str:
@@ -118,8 +136,8 @@ def state_at_window_start(gauge: str, window: float, lookback: float = 86400.0, 
     window started). The grace (Prometheus' default lookback, 5 min) keeps a history whose first
     scrape lands just after the window's start from looking "loaded inside the window"."""
     if window <= grace:
-        return f"last_over_time({gauge}[{d(lookback)}] offset {d(window)})"
-    return f"last_over_time({gauge}[{d(lookback + grace)}] offset {d(window - grace)})"
+        return f"last_over_time({gauge}[{duration(lookback)}] offset {duration(window)})"
+    return f"last_over_time({gauge}[{duration(lookback + grace)}] offset {duration(window - grace)})"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -136,12 +154,6 @@ PIECE_LABEL = "tfs_piece"
 # pod label, the instance's host (a pod's server and sidecar targets share the pod's IP).
 REPLICA_LABELS = ("cluster", "namespace", "pod", HOST_LABEL)
 BY_REPLICA = ", ".join(REPLICA_LABELS)
-
-
-def duration(seconds: float) -> str:
-    """A Prometheus duration; milliseconds when `seconds` is not whole."""
-    ms = round(seconds * 1000)
-    return d(ms / 1000) if ms % 1000 == 0 else f"{ms}ms"
 
 
 _MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
@@ -206,20 +218,11 @@ def pieces(at: float, window: float, step: float, steps_per_piece: int) -> list[
         end = lower
 
 
-def summed(parts: Sequence[str], by: str) -> str:
-    """The sum per `by` of several pieces' results (one piece: itself)."""
+def combined(aggregation: str, parts: Sequence[str], by: str) -> str:
+    """The `aggregation` (sum, max) per `by` of several pieces' results (one piece: itself)."""
     if len(parts) == 1:
         return parts[0]
-    tagged = " or ".join(f'label_replace({p}, "{PIECE_LABEL}", "{i}", "", "")' for i, p in enumerate(parts))
-    return f"sum by ({by}) ({tagged})"
-
-
-def maxed(parts: Sequence[str], by: str) -> str:
-    """The max per `by` of several pieces' results (one piece: itself)."""
-    if len(parts) == 1:
-        return parts[0]
-    tagged = " or ".join(f'label_replace({p}, "{PIECE_LABEL}", "{i}", "", "")' for i, p in enumerate(parts))
-    return f"max by ({by}) ({tagged})"
+    return f"{aggregation} by ({by}) ({tagged(PIECE_LABEL, {str(i): p for i, p in enumerate(parts)})})"
 
 
 def fleet_available(gauges: Mapping[str, str], matchers: str = "") -> str:
@@ -234,9 +237,8 @@ def in_gap(gauges: Mapping[str, str], matchers: str, lookback: float, up: bool, 
     all, so it is not in a gap. Without `up` (data that has none) every such hole is a gap.
     `narrow`: matchers that keep only the pods that can be in a gap (cost follows them)."""
     by = f"{BY_REPLICA}, {BY_VERSION}"
-    last = keyed(
-        by_source({s: f"last_over_time({select(g, matchers, *narrow)}[{d(lookback)}])" for s, g in gauges.items()})
-    )
+    since = duration(lookback)
+    last = keyed(by_source({s: f"last_over_time({select(g, matchers, *narrow)}[{since}])" for s, g in gauges.items()}))
     reported = keyed(by_source({s: select(g, matchers, *narrow) for s, g in gauges.items()}))
     hole = f"(max by ({by}) ({last}) == 1 unless on ({by}) group by ({by}) ({reported}))"
     if not up:
@@ -249,7 +251,7 @@ def called(counter: str, matchers: str = "", step: float = 3600.0) -> str:
     """Per counter series, at each evaluation: its value went up within the last `step` (or it
     has calls after a reset, or it was born with calls: no value `step` earlier)."""
     c = select(counter, matchers)
-    return f"(({c} > 0) unless ({c} == {c} offset {d(step)}))"
+    return f"(({c} > 0) unless ({c} == {c} offset {duration(step)}))"
 
 
 def last_called(counters: Mapping[str, str], matchers: str = "", step: float = 3600.0) -> str:
@@ -258,14 +260,9 @@ def last_called(counters: Mapping[str, str], matchers: str = "", step: float = 3
     return f"({max_of_sources({s: called(c, matchers, step) for s, c in counters.items()})} * 0 + time())"
 
 
-def with_source(expr: str, source: str) -> str:
-    """`expr` with every result tagged `tfs_source=<source>`."""
-    return f'label_replace({expr}, "{SOURCE_LABEL}", "{source}", "", "")'
-
-
 def by_source(exprs: Mapping[str, str]) -> str:
     """One query for several sources of the same quantity, each result tagged with its source."""
-    return " or ".join(f"({with_source(expr, source)})" for source, expr in exprs.items())
+    return tagged(SOURCE_LABEL, exprs, parenthesised=True)
 
 
 def max_of_sources(exprs: Mapping[str, str], by: str = BY_VERSION) -> str:

@@ -22,11 +22,12 @@ coverage per hour). The hourly series make 7d/30d questions cheap — a sum over
 per version instead of a range over raw counters.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tfs_traffic import contract
-from tfs_traffic.durations import format_duration, parse_duration
+from tfs_traffic.durations import parse_duration
 from tfs_traffic.prometheus import promql
 
 # Recorded series (level:metric:operations). The window is part of the name, so it is fixed.
@@ -37,7 +38,6 @@ CALLS_BY_CODE_RATE5M = "model_version_code:tfserving_model_calls:rate5m"
 CALLS_1H = "model_version:tfs_model_calls:increase1h"
 AVAILABLE_1H = "model_version:tfs_model_version_available:avg1h"
 COVERAGE_1H = "model_version:tfs_scrape_coverage:ratio1h"
-AVAILABLE_MINUTES_1H = "instance:tfs_model_version_available_minutes:count1h"
 
 RULES_GROUP = "tfs-traffic.rules"
 HOURLY_GROUP = "tfs-traffic.hourly"
@@ -97,16 +97,6 @@ DEFAULT = MixinConfig()
 # Building blocks (pure functions of the config; the report may call them too)
 
 
-def max_of_sources(patched: str, sidecar: str, config: MixinConfig = DEFAULT) -> str:
-    """Per-version max of two per-source vectors that carry the same grouping labels.
-
-    `or` alone would drop the sidecar's element wherever the patched one exists (label sets match
-    once the metric name is gone), so each side is tagged with its source first: the report's
-    `promql.max_of_sources`.
-    """
-    return promql.max_of_sources({"patched": patched, "sidecar": sidecar}, by=config.by())
-
-
 def once_per_target(expr: str, config: MixinConfig = DEFAULT) -> str:
     """`expr` per call series with one copy per scrape target: the max over the copies.
 
@@ -119,6 +109,15 @@ def once_per_target(expr: str, config: MixinConfig = DEFAULT) -> str:
     return f"max by ({by}) ({expr})"
 
 
+def _max_of_sums(per_series: Mapping[str, str], config: MixinConfig) -> str:
+    """Each source's per-series calls counted once per target and summed per group, then the max
+    over the sources (`promql.max_of_sources`)."""
+    by = config.by()
+    return promql.max_of_sources(
+        {s: f"sum by ({by}) ({once_per_target(e, config)})" for s, e in per_series.items()}, by
+    )
+
+
 def sidecar_calls_selector(config: MixinConfig = DEFAULT, *extra: str) -> str:
     """The sidecar's calls, every status code: as in the report, a call that names a version shows
     that a client uses it, even when it failed (NOT_FOUND right after an unload, say)."""
@@ -127,32 +126,29 @@ def sidecar_calls_selector(config: MixinConfig = DEFAULT, *extra: str) -> str:
 
 def calls_rate(window: str, config: MixinConfig = DEFAULT, *extra: str) -> str:
     """Calls per second per version over `window`, summed over replicas, max over the two sources."""
-    by = config.by()
-    patched = once_per_target(f"rate({contract.PATCHED_CALLS}{config.matchers(*extra)}[{window}])", config)
-    sidecar = once_per_target(f"rate({sidecar_calls_selector(config, *extra)}[{window}])", config)
-    return max_of_sources(f"sum by ({by}) ({patched})", f"sum by ({by}) ({sidecar})", config)
+    patched = f"rate({contract.PATCHED_CALLS}{config.matchers(*extra)}[{window}])"
+    sidecar = f"rate({sidecar_calls_selector(config, *extra)}[{window}])"
+    return _max_of_sums({"patched": patched, "sidecar": sidecar}, config)
 
 
-def calls_in(window: str, config: MixinConfig = DEFAULT, *extra: str, lookback: str = "1h") -> str:
+def calls_in(
+    window: str, config: MixinConfig = DEFAULT, *extra: str, lookback: str = promql.duration(promql.BASELINE_LOOKBACK)
+) -> str:
     """Calls per version in `window` from raw counters (the report's exact per-series count).
 
     `lookback`: how far before the window to look for a series' last value; a series not seen
     there counts as born inside the window (its whole value counts).
     """
-    by, seconds, before = config.by(), parse_duration(window), parse_duration(lookback)
+    seconds, before = parse_duration(window), parse_duration(lookback)
     patched = promql.calls_per_series(f"{contract.PATCHED_CALLS}{config.matchers(*extra)}", seconds, before)
     sidecar = promql.calls_per_series(sidecar_calls_selector(config, *extra), seconds, before)
-    return max_of_sources(
-        f"sum by ({by}) ({once_per_target(patched, config)})",
-        f"sum by ({by}) ({once_per_target(sidecar, config)})",
-        config,
-    )
+    return _max_of_sums({"patched": patched, "sidecar": sidecar}, config)
 
 
 def available(config: MixinConfig = DEFAULT, *extra: str) -> str:
     """1 while a version is AVAILABLE on at least one instance of either source, else 0."""
     m = config.matchers(*extra)
-    return max_of_sources(f"{contract.PATCHED_AVAILABLE}{m}", f"{contract.SIDECAR_AVAILABLE}{m}", config)
+    return promql.max_of_sources({s: f"{g}{m}" for s, g in promql.AVAILABLE_SOURCES.items()}, config.by())
 
 
 def calls_per_hour(config: MixinConfig = DEFAULT) -> str:
@@ -192,14 +188,6 @@ def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
     return f"min by ({config.by()}) (\n  count_over_time((\n{_indent(union, 4)}\n  )[1h:1m])\n  / {steps}\n)"
 
 
-def available_minutes_per_hour(config: MixinConfig = DEFAULT) -> str:
-    """Per gauge series (every label kept, source tagged), the minutes of the last hour at which it
-    said AVAILABLE: per-replica coverage in hourly pieces (the report's coverage is fleet-wide now and
-    does not read it)."""
-    m = config.matchers()
-    return promql.by_source({s: f"count_over_time(({g}{m} == 1)[1h:1m])" for s, g in promql.AVAILABLE_SOURCES.items()})
-
-
 def calls_by_code_rate(config: MixinConfig = DEFAULT) -> str:
     """The sidecar's calls per second by gRPC status code (the only source that sees failures)."""
     m = config.matchers()
@@ -230,9 +218,9 @@ def window_calls(window: str, config: MixinConfig = DEFAULT, *, recorded: bool =
     by = config.by()
     return (
         f"sum by ({by}) (\n"
-        f'  label_replace(sum_over_time({CALLS_1H}[{window}]), "part", "hours", "", "")\n'
+        f"  {promql.tag(f'sum_over_time({CALLS_1H}[{window}])', 'part', 'hours')}\n"
         "  or\n"
-        f'  label_replace({_indent(calls_in("1h", config)).lstrip()}, "part", "recent", "", "")\n'
+        f"  {promql.tag(_indent(calls_in('1h', config)).lstrip(), 'part', 'recent')}\n"
         ")"
     )
 
@@ -252,7 +240,7 @@ def window_coverage(window: str, config: MixinConfig = DEFAULT, *, recorded: boo
 
 
 def report_queries(window: float, lookback: float = 0.0) -> dict[str, str]:
-    """The report's costly long-window queries (`report.Queries` fields) over the hourly series.
+    """The report's costly long-window queries (`tfs_traffic.report.queries.Queries` fields) over the hourly series.
 
     Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
     ("rules"). The calls are already counted, so they are handed to the report's
@@ -260,18 +248,17 @@ def report_queries(window: float, lookback: float = 0.0) -> dict[str, str]:
     max). The last call is the end of the last hour with recorded calls within `lookback` (as far
     back as the rules were recorded or backfilled).
     """
-    w = format_duration(window)
-    by = promql.BY_VERSION
-    calls = promql.with_source(f"sum by ({by}) ({window_calls(w)})", "rules")
-    since = format_duration(max(window, lookback))
+    w, by, source = promql.duration(window), promql.BY_VERSION, promql.SOURCE_LABEL
+    since = promql.duration(max(window, lookback))
     # The end of each hour with recorded calls (evaluation times are not aligned to the hour, so
     # each 1h step looks back an hour for the sample that covers it).
     last_call = f"(max by ({by}) (last_over_time({CALLS_1H}[1h]) > 0) * 0 + time())"
+    calls = promql.tag(f"sum by ({by}) ({window_calls(w)})", source, "rules")
     return {
         "last_call": f"max_over_time({last_call}[{since}:1h])",
-        "calls": f'label_replace({calls}, "{promql.INPUT_LABEL}", "max", "", "")',
-        "qps": promql.with_source(f"max by ({by}) ({window_max_hourly_qps(w)})", "rules"),
-        "hourly": promql.with_source(f"sum by ({by}) (last_over_time({CALLS_1H}[1h]))", "rules"),
+        "calls": promql.tag(calls, promql.INPUT_LABEL, "max"),
+        "qps": promql.tag(f"max by ({by}) ({window_max_hourly_qps(w)})", source, "rules"),
+        "hourly": promql.tag(f"sum by ({by}) (last_over_time({CALLS_1H}[1h]))", source, "rules"),
     }
 
 
@@ -283,7 +270,7 @@ def rules_cover_window(window: str) -> str:
     version idle, so the report asks this first and falls back to raw queries otherwise.
     """
     offset = parse_duration(window) - 3600
-    at_start = f"{AVAILABLE_1H}[2h]" + (f" offset {format_duration(offset)}" if offset > 0 else "")
+    at_start = f"{AVAILABLE_1H}[2h]" + (f" offset {promql.duration(offset)}" if offset > 0 else "")
     return f"count(present_over_time({at_start}))"
 
 
@@ -311,7 +298,6 @@ def recording_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]
                 {"record": CALLS_1H, "expr": calls_per_hour(config)},
                 {"record": AVAILABLE_1H, "expr": available_share_per_hour(config)},
                 {"record": COVERAGE_1H, "expr": coverage_per_hour(config)},
-                {"record": AVAILABLE_MINUTES_1H, "expr": available_minutes_per_hour(config)},
             ],
         },
     ]
@@ -445,15 +431,6 @@ def fading_expr(config: MixinConfig = DEFAULT) -> str:
         f"and {on} (count_over_time({CALLS_1H}[{lookback}]) >= {_hours(config.fading_min_history)})\n"
         f"and {on} ({AVAILABLE} == 1)"
     )
-
-
-ALERT_NAMES = (
-    "ModelVersionIdle",
-    "ModelVersionCalledWhileUnavailable",
-    "ModelVersionTrafficCoverageLow",
-    "ModelVersionTrafficDrop",
-    "ModelVersionTrafficFading",
-)
 
 
 def _alert(

@@ -7,7 +7,6 @@ boundaries sit on the step grid, so the result is identical whatever the chunkin
 """
 
 import math
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from tfs_traffic import contract
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.prometheus import promql
 from tfs_traffic.prometheus.api import PrometheusClient
+from tfs_traffic.report.display import version_key
 
 MAX_POINTS_PER_SERIES = 11_000
 GROUP_LABELS = ("namespace", contract.MODEL, contract.VERSION)
@@ -34,29 +34,21 @@ class Row:
     available: int | None
 
 
-def _alternation(values: Sequence[str]) -> str:
-    """A PromQL regex matching exactly these strings (escaped for the regex and the string literal)."""
-    return "|".join(re.escape(v) for v in values).replace("\\", "\\\\")
-
-
 def _model_matcher(models: Sequence[str]) -> str:
-    return f'{contract.MODEL}=~"{_alternation(models)}"' if models else ""
+    return f"{contract.MODEL}=~{promql.any_of(models)}" if models else ""
 
 
 def qps_query(rate_window: float, models: Sequence[str] = ()) -> str:
     """Calls per second per version: each source summed across replicas, then the max of the sources."""
-    by, matcher = ", ".join(GROUP_LABELS), _model_matcher(models)
-    return promql.max_of_sources(
-        {s: f"sum by ({by}) (rate({m}{{{matcher}}}[{promql.d(rate_window)}]))" for s, m in promql.CALL_SOURCES.items()},
-        by,
-    )
+    by, rate = ", ".join(GROUP_LABELS), promql.duration(rate_window)
+    counters = {s: promql.select(m, _model_matcher(models)) for s, m in promql.CALL_SOURCES.items()}
+    return promql.max_of_sources({s: f"sum by ({by}) (rate({c}[{rate}]))" for s, c in counters.items()}, by)
 
 
 def available_query(models: Sequence[str] = ()) -> str:
     """1 while any replica reports the version AVAILABLE through either source."""
-    names = _alternation(contract.AVAILABLE_METRICS)
-    matcher = _model_matcher(models)
-    return f'max by ({", ".join(GROUP_LABELS)}) ({{__name__=~"{names}"{", " + matcher if matcher else ""}}})'
+    names = f"__name__=~{promql.any_of(list(promql.AVAILABLE_SOURCES.values()))}"
+    return f"max by ({', '.join(GROUP_LABELS)}) ({promql.select('', names, _model_matcher(models))})"
 
 
 def step_grid(at: float, window: float, step: float) -> tuple[float, float]:
@@ -128,12 +120,8 @@ def fetch_rows(
         for ts in sorted(set(q) | set(a)):
             av = a.get(ts)
             rows.append(Row(ts, key[0], key[1], key[2], q.get(ts), None if av is None else int(av)))
-    rows.sort(key=lambda r: (r.timestamp, r.namespace, r.model_name, _version_key(r.model_version)))
+    rows.sort(key=lambda r: (r.timestamp, r.namespace, r.model_name, version_key(r.model_version)))
     return rows
-
-
-def _version_key(version: str) -> tuple[int, int | str]:
-    return (0, int(version)) if version.isdigit() else (1, version)
 
 
 class _progress:
@@ -179,14 +167,19 @@ def rows_as_dicts(rows: Sequence[Row]) -> Iterator[dict[str, Any]]:
 
 
 def to_dataframe(rows: Sequence[Row]) -> Any:
-    """A pandas DataFrame with the documented columns (timestamp as UTC datetimes)."""
+    """A pandas DataFrame with the documented columns (timestamp as UTC datetimes in microseconds).
+
+    The unit is fixed: pandas 2 made them nanoseconds, pandas 3 picks microseconds for whole seconds
+    and nanoseconds otherwise, so the Parquet schema would follow the pandas version and the data.
+    Microseconds hold Prometheus' millisecond timestamps exactly.
+    """
     try:
         import pandas as pd
     except ImportError:
         raise ToolError("this needs pandas: pip install 'tfs-traffic[export]'") from None
     frame = pd.DataFrame(
         {
-            "timestamp": pd.to_datetime([r.timestamp for r in rows], unit="s", utc=True),
+            "timestamp": pd.to_datetime([r.timestamp for r in rows], unit="s", utc=True).as_unit("us"),
             "namespace": pd.Series([r.namespace for r in rows], dtype="string"),
             "model_name": pd.Series([r.model_name for r in rows], dtype="string"),
             "model_version": pd.Series([r.model_version for r in rows], dtype="string"),

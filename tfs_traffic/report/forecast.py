@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tfs_traffic.prometheus.api import PrometheusClient
+    from tfs_traffic.prometheus.api import Querier
 
 DAY = 86400.0
 MIN_POINTS = 4
@@ -80,7 +80,7 @@ def daily_totals_query(selector: str = "") -> str:
 
 
 def daily_totals(
-    client: "PrometheusClient", at: float, window: float, selector: str = ""
+    client: "Querier", at: float, window: float, selector: str = ""
 ) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """(model, version) -> [(end of day, calls that day)] for the whole days inside the window."""
     days = max(1, int(window // DAY))

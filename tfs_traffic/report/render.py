@@ -7,7 +7,8 @@ import json
 from collections.abc import Sequence
 
 from tfs_traffic.durations import format_duration, rfc3339
-from tfs_traffic.report.verdicts import Report, VersionReport, ago, display_calls, display_coverage, redact_url
+from tfs_traffic.report.display import ago, display_calls, display_coverage, redact_url
+from tfs_traffic.report.model import Report, VersionReport
 
 FORMATS = ("table", "json", "csv", "markdown", "html")
 COLUMNS = (
@@ -44,7 +45,7 @@ def _coverage(value: float) -> str:
 def _last_call(report: Report, v: VersionReport) -> str:
     """ "9d ago", or "none in 30d" when no call was seen within the lookback."""
     if v.last_call_at is None:
-        return f"none in {format_duration(max(report.options.lookback, report.window_seconds))}"
+        return f"none in {format_duration(report.options.last_call_span)}"
     return ago(report.evaluated_at, v.last_call_at)
 
 

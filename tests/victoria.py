@@ -1,5 +1,6 @@
 """A real VictoriaMetrics (single node, Debian's `victoria-metrics`) on 127.0.0.1, loaded with the
-same backfilled history as `local.LocalPrometheus`: the report's second query engine (MetricsQL).
+same backfilled history as `tfs_traffic.prometheus.local.LocalPrometheus`: the tests check the report
+on a second query engine (MetricsQL). A test harness only: no command needs VictoriaMetrics.
 
 The history's OpenMetrics files (the input of `promtool tsdb create-blocks-from openmetrics`) are
 sent to `/api/v1/import/prometheus` with their timestamps turned into milliseconds, and the number
@@ -32,7 +33,7 @@ def _binary(name: str) -> str:
 
 
 def prometheus_text(openmetrics: Path) -> Iterator[tuple[bytes, int]]:
-    """The samples of a file written by `local.write_openmetrics` (timestamps in seconds) as
+    """The samples of a file written by `tfs_traffic.prometheus.local.write_openmetrics` (timestamps in seconds) as
     Prometheus text with millisecond timestamps, in batches of about BATCH_BYTES, with their count."""
     lines: list[str] = []
     size = 0
@@ -51,7 +52,7 @@ def prometheus_text(openmetrics: Path) -> Iterator[tuple[bytes, int]]:
 
 
 class LocalVictoriaMetrics(LocalServer):
-    """A VictoriaMetrics process on 127.0.0.1 holding the Prometheus TSDB `tsdb_dir`'s samples,
+    """A VictoriaMetrics process on 127.0.0.1 holding the samples of the `openmetrics` files,
     stopped (and its data removed) on exit. Its Prometheus-compatible API is at `url`."""
 
     def __init__(self, openmetrics: Sequence[Path]) -> None:

@@ -1,0 +1,125 @@
+"""The report's PromQL: a fixed set of queries whatever the number of versions or pods.
+
+Every quantity covers both sources (patched server, sidecar), tagged `tfs_source` so the report can
+take the max per version; several quantities share one query, each result tagged `tfs_q`. Raw
+series are read through the builders of `tfs_traffic.prometheus.promql`; with the recording rules
+(`tfs_traffic.queries.mixin`) covering the window, the costly long-window queries read the hourly
+series instead.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tfs_traffic import contract
+from tfs_traffic.prometheus import promql
+from tfs_traffic.queries import mixin
+from tfs_traffic.report.model import Options
+
+QUERY_LABEL = "tfs_q"
+# Points one piece of a subquery may hold (the default --query.max-samples is 50M): the report
+# sizes its pieces from the number of series the inventory found, twice that for pods gone since.
+PIECE_BUDGET = 20_000_000
+LAST_CALL_STEP = 3600.0  # the last call's resolution: an hour, or whole hours in large fleets
+LAST_CALL_BUDGET = 20_000_000  # series x steps of the raw last-call query before its step grows
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The queries that follow the inventory; the coverage query also depends on what it found
+    (`coverage_query`)."""
+
+    calls: str
+    qps: str
+    hourly: str
+    last_call: str
+
+
+def _series_estimate(inventory_series: int) -> int:
+    """Series a window may hold for `inventory_series` now: twice as many (pods replaced since)."""
+    return max(1, 2 * inventory_series)
+
+
+def inventory_query(options: Options) -> str:
+    """Versions AVAILABLE now (one result per serving target), each gauge series' state at the
+    window's start, the targets with a failed scrape in the window, and whether `up` exists."""
+    gauges, w, sel, by = promql.AVAILABLE_SOURCES, options.window, options.selector, promql.BY_VERSION
+    up = promql.select("up", sel)
+    failed = f"min_over_time({up}[{promql.duration(w)}]) == 0"
+    start = {s: f"max by ({by}) ({promql.state_at_window_start(promql.select(m, sel), w)})" for s, m in gauges.items()}
+    return promql.tagged(
+        QUERY_LABEL,
+        {
+            "now": promql.by_source({s: promql.available(promql.select(m, sel)) for s, m in gauges.items()}),
+            "start": promql.max_of_sources(start),
+            "down": f"group by ({promql.BY_REPLICA}, instance) ({promql.keyed(failed)})",
+            "up": f"count(present_over_time({up}[{promql.duration(w)}]))",
+        },
+    )
+
+
+def build_queries(options: Options, recorded: bool = False, inventory_series: int = 1) -> Queries:
+    """Calls, busiest hour, hourly calls and last call; `recorded`: from the hourly recording rules."""
+    counters, w, sel = promql.CALL_SOURCES, options.window, options.selector
+    if recorded:
+        return Queries(**mixin.report_queries(w, options.lookback))
+    span = options.last_call_span
+    # Each step of the raw last-call query compares every counter with itself a step earlier:
+    # in a large fleet the step grows (whole hours) to keep that work bounded.
+    hours = math.ceil(_series_estimate(inventory_series) * span / LAST_CALL_STEP / LAST_CALL_BUDGET)
+    step = LAST_CALL_STEP * max(1, hours)
+    per_piece = PIECE_BUDGET // (4 * _series_estimate(inventory_series))
+    last = [
+        f"max_over_time({promql.last_called(counters, sel, step)}{p.subquery(step)})"
+        for p in promql.pieces(options.at, span, step, per_piece)
+    ]
+    return Queries(
+        calls=promql.by_source({s: promql.calls_inputs(promql.select(m, sel), w) for s, m in counters.items()}),
+        qps=promql.by_source({s: promql.max_hourly_qps(promql.select(m, sel), w) for s, m in counters.items()}),
+        hourly=promql.by_source({s: promql.hourly_calls(promql.select(m, sel)) for s, m in counters.items()}),
+        last_call=promql.combined("max", last, promql.BY_VERSION),
+    )
+
+
+def coverage_query(
+    options: Options,
+    inventory_series: int,
+    down_pods: Sequence[str] | None,
+    any_up: bool,
+    recorded: bool = False,
+    down_models: Sequence[str] | None = None,
+) -> str:
+    """Fleet-wide observation per version, and scrape gaps per replica and version, in one query.
+
+    `down_pods`: the pods with a failed scrape in the window (None: some such target has no pod
+    label), the only ones that can be in a gap while `up` exists; without any `up` (`any_up`
+    False) every replica can. Each part is a sum over pieces of the window sized to stay within
+    Prometheus' --query.max-samples. `recorded`: the observed steps come from the hourly share of
+    AVAILABLE minutes (`mixin.AVAILABLE_1H`, a whole pass over the gauges saved); a version counts
+    observed only in hours the rules saw it, so at most the partial hours at its ends differ, and
+    in the hours of several namespaces the best one (a lower bound: the safe side). The gap steps
+    nobody else covered are checked against the raw gauges of `down_models` only (None: all).
+    """
+    gauges, step, by = promql.AVAILABLE_SOURCES, options.step, promql.BY_VERSION
+    observed = promql.fleet_available(gauges, options.selector)
+    narrow = [] if down_pods is None or not any_up else [f"pod=~{promql.any_of(down_pods)}"]
+    gap_part = not any_up or down_pods is None or bool(down_pods)
+    copies = 1 if narrow or not gap_part else 6  # matrices the gap part holds at once, unnarrowed
+    parts = promql.pieces(
+        options.at, options.window, step, PIECE_BUDGET // (copies * _series_estimate(inventory_series))
+    )
+
+    def steps_in(expr: str, by: str = by) -> str:
+        """The steps of the window at which `expr` has a result, per `by`, summed over the pieces."""
+        return promql.combined("sum", [f"count_over_time({expr}{p.subquery(step)})" for p in parts], by)
+
+    share = f"sum_over_time({mixin.AVAILABLE_1H}[{promql.duration(options.window)}])"
+    out = {"observed": f"max by ({by}) ({share}) * {3600 / step:g}" if recorded else steps_in(f"({observed})")}
+    if recorded and down_models is not None:
+        models = f"{contract.MODEL}=~{promql.any_of(down_models or ['^$'])}"
+        observed = promql.fleet_available(gauges, ",".join(x for x in (options.selector, models) if x))
+    if gap_part:
+        gap = promql.in_gap(gauges, options.selector, options.window, any_up, *narrow)
+        out["gap"] = steps_in(gap, f"{promql.BY_REPLICA}, {by}")
+        out["uncovered"] = steps_in(f"(max by ({by}) ({gap}) unless on ({by}) ({observed}))")
+    return promql.tagged(QUERY_LABEL, out)
