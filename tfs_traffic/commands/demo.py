@@ -7,11 +7,12 @@ from pathlib import Path
 from tfs_traffic.commands import Subcommands, add_command
 
 DESCRIPTION = """\
-Backfill the built-in demo fleet (5 models, 20 versions of which 19 end AVAILABLE, 3 long-lived replicas and a Deployment of
-autoscaled pods rolled twice, a restart, a version loaded mid-week, a label-pinned idle version, a
-scrape gap; patched server and sidecar series) into OUT/history/tsdb, start Prometheus on 127.0.0.1 over it, run `tfs-traffic report` at the end of the
-simulated week, print the table and the emitted models config's diff, write the HTML report, and
-stop Prometheus. The TSDB is reused while the scenario is unchanged.
+Backfill the built-in demo fleet (5 models, 20 versions of which 19 end AVAILABLE, 3 long-lived
+replicas and a Deployment of autoscaled pods rolled twice, a restart, a version loaded mid-week, a
+label-pinned idle version, a scrape gap; patched server and sidecar series) into OUT/history/tsdb,
+start Prometheus on 127.0.0.1 over it, run `tfs-traffic report` at the end of the simulated week,
+print the table and the emitted models config's diff, write the HTML report, and stop Prometheus.
+The TSDB is reused while the scenario is unchanged.
 """
 
 
