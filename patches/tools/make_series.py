@@ -551,7 +551,6 @@ void UpdateModelVersionAvailability(
 
     t = MS + 'server_core_test.cc'
     s = add_include(read(t), '"absl/strings/str_cat.h"')
-    s = add_include(s, '"tensorflow/core/lib/monitoring/collection_registry.h"')
     s = add_include(s, INC)
     available = '''TEST_P(ServerCoreTest, ModelVersionAvailableFollowsServableState) {
   const ModelServerConfig nonempty_config =
@@ -598,24 +597,7 @@ TEST_P(ServerCoreTest, DestroyingServerCoreMakesItsModelVersionsUnavailable) {
 '''
     anchor = 'TEST_P(ServerCoreTest, ReloadConfigHandlesLoadingAPreviouslyUnloadedModel) {'
     s = insert_before(s, anchor, available, t)
-    erroring = '''// Returns whether 'metric_name' exports a series for 'version' of 'model_name'.
-bool ExportsModelVersionSeries(const string& metric_name,
-                               const string& model_name,
-                               const string& version) {
-  const std::unique_ptr<monitoring::CollectedMetrics> collected =
-      monitoring::CollectionRegistry::Default()->CollectMetrics({});
-  const auto it = collected->point_set_map.find(metric_name);
-  if (it == collected->point_set_map.end()) return false;
-  for (const auto& point : it->second->points) {
-    if (point->labels.at(0).value == model_name &&
-        point->labels.at(1).value == version) {
-      return true;
-    }
-  }
-  return false;
-}
-
-TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {
+    erroring = '''TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {
   // A model name no other test loads, so that no call count series exists.
   constexpr char kErroringModelName[] = "erroring_model";
   ServerCore::Options options = GetDefaultOptions();
@@ -635,14 +617,17 @@ TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {
   std::unique_ptr<ServerCore> server_core;
   EXPECT_FALSE(ServerCore::Create(std::move(options), &server_core).ok());
 
-  EXPECT_TRUE(
-      ExportsModelVersionSeries("/tensorflow/serving/model_version_available",
-                                kErroringModelName, version));
+  EXPECT_THAT(
+      internal::ExportedModelVersions(
+          "/tensorflow/serving/model_version_available"),
+      ::testing::Contains(::testing::Pair(kErroringModelName, version)));
   EXPECT_EQ(0, internal::GetModelVersionAvailable()
                    ->GetCell(kErroringModelName, version)
                    ->value());
-  EXPECT_FALSE(ExportsModelVersionSeries("/tensorflow/serving/model_call_count",
-                                         kErroringModelName, version));
+  EXPECT_THAT(
+      internal::ExportedModelVersions("/tensorflow/serving/model_call_count"),
+      ::testing::Not(
+          ::testing::Contains(::testing::Pair(kErroringModelName, version))));
 }
 
 '''
