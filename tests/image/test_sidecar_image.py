@@ -42,8 +42,6 @@ BUDGET = 150 * MB
 REALISTIC_BASE = 60 * MB
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
 
-pytestmark = pytest.mark.skipif(not pythonbase.available(), reason="needs Debian's python3.11 (Debian 12 host)")
-
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -8,7 +8,6 @@ stand-in server itself counted.
 """
 
 import re
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -19,12 +18,6 @@ from h2_support import predict
 from sidecar_support import Sidecar, Sim, delta, wait_for, write_models
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
-
-pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("h2load") is None or shutil.which("wrk") is None, reason="needs h2load and wrk (make setup)"
-)
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 MODELS = {"m": [1, 2, 3], "n": [5]}

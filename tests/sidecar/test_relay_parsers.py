@@ -6,6 +6,7 @@ framing a peer may choose exactly once; and on bytes that are not what they expe
 their own ParseError and nothing else (the relay then stops counting that connection).
 """
 
+import itertools
 import random
 from typing import Any
 
@@ -28,6 +29,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from tensorflow_serving.apis import (
+    classification_pb2,
+    inference_pb2,
+    model_pb2,
+    predict_pb2,
+)
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
 from tfs_traffic.sidecar import http1, http2, wire
@@ -36,16 +43,6 @@ from tfs_traffic.sidecar.metrics import CallMetrics
 from tfs_traffic.sidecar.protoscan import MessageReader, SpecScanner
 from tfs_traffic.sidecar.rest_relay import RestObserver
 from tfs_traffic.sidecar.view import ModelView, View, ViewHolder
-
-pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-import itertools
-
-from tensorflow_serving.apis import (
-    classification_pb2,
-    inference_pb2,
-    model_pb2,
-    predict_pb2,
-)
 
 FUZZ = hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PREDICT = "/tensorflow.serving.PredictionService/Predict"

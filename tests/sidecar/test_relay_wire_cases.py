@@ -21,11 +21,9 @@ import grpc
 import pytest
 from h2_support import HEADER_TABLE_SIZE, RawClient, data_frames, header_frames, predict
 from sidecar_support import Sidecar, Sim, delta, free_port, wait_for, write_models
+from tensorflow_serving.apis import predict_pb2
 
 from tfs_traffic.sidecar import tls
-
-pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-from tensorflow_serving.apis import predict_pb2
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 MODELS = {"m": [1, 2, 3]}

@@ -15,11 +15,9 @@ import grpc
 import pytest
 import requests
 from sidecar_support import Sidecar, Sim, delta, env_with, wait_for, write_models
+from test_sidecar_proxy import METHODS, request_bytes
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
-
-pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-from test_sidecar_proxy import METHODS, request_bytes
 
 PREDICT = METHODS["predict"]
 

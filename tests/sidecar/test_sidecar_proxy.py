@@ -5,6 +5,7 @@ and the sidecar's per-version counts equal the server's own patched counters for
 protocols and every way of naming a version (number, label, latest).
 """
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,6 @@ import grpc
 import pytest
 import requests
 from sidecar_support import Sidecar, Sim, delta, write_models
-
-from tfs_traffic.contract import OTHER, UNRESOLVED
-
-pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-import contextlib
-
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -28,6 +23,8 @@ from tensorflow_serving.apis import (
     predict_pb2,
     regression_pb2,
 )
+
+from tfs_traffic.contract import OTHER, UNRESOLVED
 
 PREDICTION = "/tensorflow.serving.PredictionService/"
 MODELS = {"m": [1, 2, 3], "n": [5]}

@@ -6,11 +6,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from tfs_traffic.sidecar import wire
-
-apis = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-from tensorflow_serving.apis import (  # noqa: E402
+from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -19,6 +15,8 @@ from tensorflow_serving.apis import (  # noqa: E402
     predict_pb2,
     regression_pb2,
 )
+
+from tfs_traffic.sidecar import wire
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
