@@ -1,6 +1,6 @@
 """The relay on the wire: framings real clients rarely choose, large responses, dying upstreams, TLS.
 
-Hand-built HTTP/2 (tests/h2_support.py) goes through the sidecar to the stand-in server over real
+Hand-built HTTP/2 (h2_support.py) goes through the sidecar to the stand-in server over real
 sockets on 127.0.0.1: header blocks split across CONTINUATION frames with priority fields, a
 client that shrinks and grows its HPACK table and forbids the server's, a response whose
 `model_spec` comes frames after its first byte; then upstreams that die in the middle of a call
