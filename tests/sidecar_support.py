@@ -204,16 +204,6 @@ def delta(after: dict[tuple[str, str], float], before: dict[tuple[str, str], flo
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
 
 
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    """Poll `condition` until it returns something truthy; the last value otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 def run_in_threads(target, count: int) -> list[threading.Thread]:  # type: ignore[no-untyped-def]
     threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(count)]
     for t in threads:

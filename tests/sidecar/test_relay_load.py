@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from h2_support import predict
-from sidecar_support import Sidecar, Sim, delta, wait_for, write_models
+from sidecar_support import Sidecar, Sim, delta, write_models
+from waiting import wait_for
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
 
@@ -146,7 +147,7 @@ def test_wrk_calls_are_all_counted(stack: tuple[Sim, Sidecar, Path]) -> None:
         ["wrk", "-t1", "-c8", "-d120s", "-s", str(script), sidecar.rest],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    wait_for(marker.exists, timeout=120, interval=0.1)
+    assert wait_for(marker.exists, timeout=120, interval=0.1)
     run.send_signal(signal.SIGINT)
     out, _ = run.communicate(timeout=60)
     total = sum(calls for _, _, calls, _ in kinds)

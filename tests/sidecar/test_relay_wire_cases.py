@@ -20,8 +20,9 @@ from typing import Any
 import grpc
 import pytest
 from h2_support import HEADER_TABLE_SIZE, RawClient, data_frames, header_frames, predict
-from sidecar_support import Sidecar, Sim, delta, free_port, wait_for, write_models
+from sidecar_support import Sidecar, Sim, delta, free_port, write_models
 from tensorflow_serving.apis import predict_pb2
+from waiting import wait_for
 
 from tfs_traffic.sidecar import tls
 

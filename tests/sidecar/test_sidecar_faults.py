@@ -14,8 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
-from sidecar_support import Sidecar, Sim, delta, env_with, wait_for, write_models
+from sidecar_support import Sidecar, Sim, delta, env_with, write_models
 from test_sidecar_proxy import METHODS, request_bytes
+from waiting import wait_for
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
 

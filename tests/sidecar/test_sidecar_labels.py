@@ -14,8 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
-from sidecar_support import Sidecar, Sim, delta, wait_for, write_models
+from sidecar_support import Sidecar, Sim, delta, write_models
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+from waiting import wait_for
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
 

@@ -3,7 +3,6 @@
 One sim serves the whole module; tests that count calls use models no other test touches.
 """
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
+from waiting import wait_for
 
 from tfs_traffic import exposition
 from tfs_traffic.sim.server import Sim
@@ -451,23 +451,15 @@ def test_metrics_page_format(sim: Sim) -> None:
 # --- versions on disk, reload ---
 
 
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def test_versions_appear_and_unload_with_polling(sim: Sim, predict_stub, model_stub) -> None:
     base = sim.tmp / "models" / "dynamic"  # type: ignore[attr-defined]
     (base / "4").mkdir()
-    wait_for(lambda: (4, "AVAILABLE") in status_versions(model_stub, "dynamic"))
+    assert wait_for(lambda: (4, "AVAILABLE") in status_versions(model_stub, "dynamic"))
     assert sim.call_counts()[("dynamic", "4")] == 0
     assert predict_stub.Predict(predict_request("dynamic", [1.0])).model_spec.version.value == 4
 
     (base / "4").rmdir()
-    wait_for(lambda: (4, "END") in status_versions(model_stub, "dynamic"))
+    assert wait_for(lambda: (4, "END") in status_versions(model_stub, "dynamic"))
     assert status_versions(model_stub, "dynamic") == [(4, "END"), (1, "AVAILABLE")]
     assert sim.version_available()[("dynamic", "4")] == 0
     assert sim.call_counts()[("dynamic", "4")] == 1  # the counter stays
@@ -526,6 +518,6 @@ def test_missing_base_path_then_created(sim: Sim, predict_stub, model_stub) -> N
         "Servable not found for request: Latest(late)",
     )
     (sim.tmp / "models" / "late" / "3").mkdir(parents=True)  # type: ignore[attr-defined]
-    wait_for(lambda: sim.version_available().get(("late", "3")) == 1)
+    assert wait_for(lambda: sim.version_available().get(("late", "3")) == 1)
     assert status_versions(model_stub, "late") == [(3, "AVAILABLE")]
     assert predict_stub.Predict(predict_request("late", [2.0])).model_spec.version.value == 3

@@ -8,8 +8,6 @@ moving an existing label to such a version. A refused config changes nothing.
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -21,6 +19,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
+from waiting import wait_for
 
 from tfs_traffic.sim.server import Sim, StartupError
 
@@ -74,14 +73,6 @@ def reload(sim: Sim, path: Path) -> str:
     return "OK"
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def test_startup_config_with_labels_is_refused_without_the_flag(tmp_path: Path, base: Path) -> None:
     """`server_core.cc:ServerCore::Create` -> `ReloadConfig` -> `UpdateModelVersionLabelMap` before any
     model is added, so nothing is AVAILABLE; `main.cc:main` prints `Failed to start server. Error: ...`
@@ -132,7 +123,7 @@ def test_reload_without_the_flag_needs_every_label_available(tmp_path: Path, bas
         assert sim.core.version_states("m") == [(2, 30), (1, 30)]
         # an unchanged label whose version went away is refused too (no flag)
         (base / "1").rmdir()
-        wait_for(lambda: sim.version_available()[("m", "1")] == 0)
+        assert wait_for(lambda: sim.version_available()[("m", "1")] == 0)
         assert reload(sim, write(config, base, {"stable": 1})) == "FAILED_PRECONDITION: " + REFUSED.format(v=1)
         assert served_by(sim, "stable") == "NOT_FOUND: Servable not found for request: Specific(m, 1)"
         assert reload(sim, write(config, base, {"stable": 2})) == "OK"
@@ -164,8 +155,8 @@ def test_config_poll_reloads_every_period_and_retries_a_refused_config(tmp_path:
     config = write(tmp_path / "models.config", base, {"stable": 1})
     with Sim(config, poll_seconds=0.1, config_poll_seconds=0.1, allow_labels_for_unavailable=True) as sim:
         write(config, base, {"stable": 3})
-        wait_for(lambda: sim.reload_error == REFUSED.format(v=3))
+        assert wait_for(lambda: sim.reload_error == REFUSED.format(v=3))
         assert served_by(sim, "stable") == 1
         (base / "3").mkdir()  # policy `all` (still the old one) loads it; the next poll succeeds
-        wait_for(lambda: sim.reload_error is None and sim.core.labels("m") == {"stable": 3})
+        assert wait_for(lambda: sim.reload_error is None and sim.core.labels("m") == {"stable": 3})
         assert served_by(sim, "stable") == 3
