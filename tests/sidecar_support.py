@@ -1,11 +1,9 @@
 """Processes for the sidecar tests: the stand-in server (`tfs-traffic sim`) and the sidecar, over 127.0.0.1."""
 
-import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -202,16 +200,3 @@ def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
 def delta(after: dict[tuple[str, str], float], before: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
     """Per-key increase, without the keys that did not move."""
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
-
-
-def run_in_threads(target, count: int) -> list[threading.Thread]:  # type: ignore[no-untyped-def]
-    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(count)]
-    for t in threads:
-        t.start()
-    return threads
-
-
-def env_with(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(extra)
-    return env

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
-from sidecar_support import Sidecar, Sim, delta, env_with, write_models
+from sidecar_support import Sidecar, Sim, delta, write_models
 from test_sidecar_proxy import METHODS, request_bytes
 from waiting import wait_for
 
@@ -247,7 +247,7 @@ def test_sidecar_runs_without_tensorflow(tmp_path: Path, module: bool) -> None:
     attempts.write_text("")
     config = write_models(tmp_path, {"m": [1, 2]}, {"m": {"stable": 1}})
     sim = Sim(config, tmp_path / "sim.log").start()
-    env = env_with(PYTHONPATH=os.pathsep.join([str(site), *sys.path[1:]]), TFS_BLOCK_LOG=str(attempts))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path[1:]]), "TFS_BLOCK_LOG": str(attempts)}
     sidecar = Sidecar(config, sim, tmp_path / "sidecar.log", env=env, module=module, workers=2).start()
     try:
         assert _predict(sidecar.grpc, {"name": "m", "version_label": "stable"}) == "OK"
