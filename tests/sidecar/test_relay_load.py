@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from h2_support import predict
 from sidecar_support import Sidecar, Sim, delta, write_models
+from tfs_api import METHODS, grpc_predict
 from waiting import wait_for
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
 
-PREDICT = "/tensorflow.serving.PredictionService/Predict"
+PREDICT = METHODS["predict"]
 MODELS = {"m": [1, 2, 3], "n": [5]}
 LABELS = {"m": {"stable": 1}}
 
@@ -41,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sim, Sidec
 
 def _body(root: Path, name: str, version: int | None = None, label: str | None = None) -> Path:
     path = root / f"grpc-{name}-{version}-{label}.bin"
-    path.write_bytes(predict(name, version, label, floats=256))
+    path.write_bytes(grpc_predict(name, version, label, x=[1.0] * 256))
     return path
 
 

@@ -19,14 +19,15 @@ from typing import Any
 
 import grpc
 import pytest
-from h2_support import HEADER_TABLE_SIZE, RawClient, data_frames, header_frames, predict
+from h2_support import HEADER_TABLE_SIZE, RawClient, data_frames, header_frames
 from sidecar_support import Sidecar, Sim, delta, free_port, write_models
 from tensorflow_serving.apis import predict_pb2
+from tfs_api import METHODS, grpc_predict, predict_request
 from waiting import wait_for
 
 from tfs_traffic.sidecar import tls
 
-PREDICT = "/tensorflow.serving.PredictionService/Predict"
+PREDICT = METHODS["predict"]
 MODELS = {"m": [1, 2, 3]}
 LABELS = {"m": {"stable": 1}}
 
@@ -57,11 +58,11 @@ def test_continuation_padding_priority_and_hpack_table_changes(stack: tuple[Sim,
     authority = sidecar.grpc
     try:
         layouts: list[tuple[dict[str, Any], bytes, int | None]] = [
-            ({}, predict(version=2), None),
-            ({"pieces": 3, "priority": True}, predict(label="stable"), None),
-            ({"pieces": 7}, predict(), 256),  # after shrinking its table to 256 bytes
-            ({"pieces": 2, "priority": True}, predict(version=2), 4096),  # ... and growing it back
-            ({}, predict(version=1), 0),  # no table at all
+            ({}, grpc_predict(version=2), None),
+            ({"pieces": 3, "priority": True}, grpc_predict(version_label="stable"), None),
+            ({"pieces": 7}, grpc_predict(), 256),  # after shrinking its table to 256 bytes
+            ({"pieces": 2, "priority": True}, grpc_predict(version=2), 4096),  # ... and growing it back
+            ({}, grpc_predict(version=1), 0),  # no table at all
         ]
         for i, (layout, message, table) in enumerate(layouts):
             stream = 2 * i + 1
@@ -87,7 +88,7 @@ def test_a_response_spec_in_a_later_data_frame_than_its_first_byte(stack: tuple[
     client = RawClient("127.0.0.1", sidecar.grpc_port)
     try:
         client.send(header_frames(1, client.request_block(PREDICT, sidecar.grpc)))
-        client.send_data(1, predict(floats=30000))
+        client.send_data(1, grpc_predict(x=[1.0] * 30000))
         response = client.read_until(1)
     finally:
         client.close()
@@ -175,7 +176,7 @@ def test_an_upstream_that_dies_mid_response(tmp_path: Path) -> None:
         client = RawClient("127.0.0.1", sidecar.grpc_port)
         block = client.request_block(PREDICT, sidecar.grpc, extra=[("x-test", "cut-this-response")], huffman=False)
         client.send(header_frames(1, block))
-        client.send_data(1, predict(version=2, floats=30000))
+        client.send_data(1, grpc_predict(version=2, x=[1.0] * 30000))
         response = client.read_until(1, timeout=10)
         client.close()
         assert forwarder.cuts == 1
@@ -184,7 +185,7 @@ def test_an_upstream_that_dies_mid_response(tmp_path: Path) -> None:
         assert wait_for(lambda: sidecar.calls(code="UNAVAILABLE") == {("m", "2"): 1.0})
         # Other calls, on new connections, go on.
         with grpc.insecure_channel(sidecar.grpc) as channel:
-            assert channel.unary_unary(PREDICT)(predict(version=1)[5:], timeout=10)
+            assert channel.unary_unary(PREDICT)(predict_request(version=1).SerializeToString(), timeout=10)
         assert wait_for(lambda: sidecar.calls(code="OK") == {("m", "1"): 1.0})
         assert sidecar.alive() and "Traceback" not in sidecar.output()
     finally:
@@ -200,7 +201,7 @@ def test_an_upstream_killed_with_calls_in_flight(tmp_path: Path) -> None:
     try:
         with grpc.insecure_channel(sidecar.grpc) as channel:
             stub = channel.unary_unary(PREDICT)
-            futures = [stub.future(predict(version=v)[5:], timeout=30) for v in (1, 2, 2)]
+            futures = [stub.future(predict_request(version=v).SerializeToString(), timeout=30) for v in (1, 2, 2)]
             time.sleep(1.0)  # all three are in the model's 3 s
             sim.stop(9)
             codes = [f.exception().code() if f.exception() else grpc.StatusCode.OK for f in futures]

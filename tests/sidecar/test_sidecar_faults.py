@@ -15,7 +15,7 @@ import grpc
 import pytest
 import requests
 from sidecar_support import Sidecar, Sim, delta, write_models
-from test_sidecar_proxy import METHODS, request_bytes
+from tfs_api import METHODS, request_bytes
 from waiting import wait_for
 
 from tfs_traffic.contract import OTHER, UNRESOLVED

@@ -14,22 +14,12 @@ import grpc
 import pytest
 import requests
 from sidecar_support import Sidecar, Sim, delta, write_models
-from tensorflow_serving.apis import (
-    classification_pb2,
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    inference_pb2,
-    model_pb2,
-    predict_pb2,
-    regression_pb2,
-)
+from tfs_api import METHODS, SIGNATURES, request_bytes
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
 
-PREDICTION = "/tensorflow.serving.PredictionService/"
 MODELS = {"m": [1, 2, 3], "n": [5]}
 LABELS = {"m": {"stable": 1, "canary": 3}}
-SIGNATURES = {"predict": "serving_default", "classify": "classify_x_to_y", "regress": "regress_x_to_y"}
 
 # How each way of naming a version resolves (the sim and the sidecar must both agree).
 RESOLVING = [
@@ -58,55 +48,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sim, Sidec
     finally:
         sidecar.stop()
         sim.stop()
-
-
-def spec(name: str, version: int | None = None, version_label: str | None = None, signature: str = "") -> Any:
-    out = model_pb2.ModelSpec(name=name, signature_name=signature)
-    if version is not None:
-        out.version.value = version
-    if version_label is not None:
-        out.version_label = version_label
-    return out
-
-
-def request_bytes(api: str, model: dict[str, Any]) -> bytes:
-    """A real, valid request of each API for half_plus_two."""
-    signature = SIGNATURES.get(api, "")
-    if api == "predict":
-        message: Any = predict_pb2.PredictRequest(model_spec=spec(**model, signature=signature))
-        tensor = message.inputs["x"]
-        tensor.dtype = 1  # DT_FLOAT
-        tensor.tensor_shape.dim.add().size = 3
-        tensor.float_val.extend([1.0, 2.0, 5.0])
-        return bytes(message.SerializeToString())
-    if api == "multi_inference":
-        message = inference_pb2.MultiInferenceRequest()
-        message.tasks.add(
-            model_spec=spec(**model, signature="regress_x_to_y"), method_name="tensorflow/serving/regress"
-        )
-        message.input.example_list.examples.add().features.feature["x"].float_list.value.append(4.0)
-        return bytes(message.SerializeToString())
-    if api == "metadata":
-        message = get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=spec(**model), metadata_field=["signature_def"]
-        )
-        return bytes(message.SerializeToString())
-    if api == "status":
-        return bytes(get_model_status_pb2.GetModelStatusRequest(model_spec=spec(**model)).SerializeToString())
-    cls = classification_pb2.ClassificationRequest if api == "classify" else regression_pb2.RegressionRequest
-    message = cls(model_spec=spec(**model, signature=signature))
-    message.input.example_list.examples.add().features.feature["x"].float_list.value.append(4.0)
-    return bytes(message.SerializeToString())
-
-
-METHODS = {
-    "predict": PREDICTION + "Predict",
-    "classify": PREDICTION + "Classify",
-    "regress": PREDICTION + "Regress",
-    "multi_inference": PREDICTION + "MultiInference",
-    "metadata": PREDICTION + "GetModelMetadata",
-    "status": "/tensorflow.serving.ModelService/GetModelStatus",
-}
 
 
 def call(target: str, method: str, data: bytes, metadata: tuple[tuple[str, str], ...] = ()) -> tuple[Any, ...]:

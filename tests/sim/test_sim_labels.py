@@ -15,10 +15,9 @@ import pytest
 from tensorflow_serving.apis import (
     model_management_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
+from tfs_api import predict_request, served_version
 from waiting import wait_for
 
 from tfs_traffic.sim.server import Sim, StartupError
@@ -46,17 +45,10 @@ def base(tmp_path: Path) -> Path:
 
 def served_by(sim: Sim, label: str) -> int | str:
     """The version a Predict by label ran on, or the error's status code and message."""
-    with grpc.insecure_channel(sim.grpc_target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "m"
-        request.model_spec.version_label = label
-        request.inputs["x"].dtype = 1
-        request.inputs["x"].float_val.append(1.0)
-        try:
-            return int(stub.Predict(request, timeout=10).model_spec.version.value)
-        except grpc.RpcError as e:
-            return f"{e.code().name}: {e.details()}"
+    try:
+        return served_version(sim.grpc_target, predict_request("m", version_label=label))
+    except grpc.RpcError as e:
+        return f"{e.code().name}: {e.details()}"
 
 
 def reload(sim: Sim, path: Path) -> str:
