@@ -8,6 +8,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,7 +40,8 @@ def write_models(root: Path, models: dict[str, Sequence[int]], labels: dict[str,
 
 
 class Process:
-    """A subprocess whose output goes to a file; waits for a line that says it is ready."""
+    """A subprocess whose output goes to a file; waits for a line that says it is ready. As a context
+    manager it is started on entry and stopped on exit."""
 
     def __init__(self, args: Sequence[str], log: Path, ready: str, env: dict[str, str] | None = None) -> None:
         self.args = list(args)
@@ -48,7 +50,7 @@ class Process:
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "Process":
+    def start(self) -> Self:
         handle = self.log.open("ab")
         self.proc = subprocess.Popen(self.args, stdout=handle, stderr=subprocess.STDOUT, env=self.env)
         handle.close()
@@ -82,12 +84,35 @@ class Process:
         self.proc = None
         return code
 
+    def __enter__(self) -> Self:
+        return self.start()
 
-class Sim(Process):
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Endpoints:
+    """A gRPC and a REST port on 127.0.0.1, as TF Serving serves them: the stand-in, a sidecar in front of
+    it, or whatever a test puts in a server's place (a forwarder, a TLS-only server)."""
+
+    def __init__(self, grpc_port: int, rest_port: int) -> None:
+        self.grpc_port = grpc_port
+        self.rest_port = rest_port
+
+    @property
+    def grpc(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def rest(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+
+class Sim(Process, Endpoints):
     def __init__(self, config: Path, log: Path, grpc_port: int = 0, rest_port: int = 0, extra: Sequence[str] = ()):
-        self.grpc_port = grpc_port or free_port()
-        self.rest_port = rest_port or free_port()
-        super().__init__(
+        Endpoints.__init__(self, grpc_port or free_port(), rest_port or free_port())
+        Process.__init__(
+            self,
             [
                 str(BIN / "tfs-traffic"),
                 "sim",
@@ -104,14 +129,6 @@ class Sim(Process):
             ready="grpc=",
         )
 
-    @property
-    def grpc(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def rest(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
     def call_counts(self) -> dict[tuple[str, str], float]:
         """The sim's patched counter, per (model, version)."""
         samples = scrape(self.rest + "/monitoring/prometheus/metrics")
@@ -123,11 +140,11 @@ class Sim(Process):
         }
 
 
-class Sidecar(Process):
+class Sidecar(Process, Endpoints):
     def __init__(
         self,
         config: Path,
-        sim: Sim,
+        sim: Endpoints,
         log: Path,
         workers: int = 1,
         poll: str = "0.2s",
@@ -136,10 +153,10 @@ class Sidecar(Process):
         module: bool = True,
         count_delay: str | None = "30s",
     ):
-        """`count_delay`: 30 s by default, longer than any test, so that every count a test reads has come
-        through the scrape's flush of the workers' backlogs; None for the sidecar's own default."""
-        self.grpc_port = free_port()
-        self.rest_port = free_port()
+        """A sidecar in front of `sim` (its upstream). `count_delay`: 30 s by default, longer than any test,
+        so that every count a test reads has come through the scrape's flush of the workers' backlogs; None
+        for the sidecar's own default."""
+        Endpoints.__init__(self, free_port(), free_port())
         self.metrics_port = free_port()
         command = [sys.executable, "-m", "tfs_traffic.sidecar"] if module else [str(BIN / "tfs-traffic"), "sidecar"]
         args = [
@@ -161,15 +178,7 @@ class Sidecar(Process):
             args += ["--count-delay", count_delay]
         if proxy:
             args += ["--listen-grpc", f"127.0.0.1:{self.grpc_port}", "--listen-rest", f"127.0.0.1:{self.rest_port}"]
-        super().__init__(args, log, ready="ready:", env=env)
-
-    @property
-    def grpc(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def rest(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
+        Process.__init__(self, args, log, ready="ready:", env=env)
 
     def samples(self) -> list[tuple[str, dict[str, str], float]]:
         return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")

@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from podmanapi import (
     local_registry,
     podman_service,
 )
+from tcp_server import tcp_server
 
 from tfs_traffic import cli
 from tfs_traffic.image import pack
@@ -251,27 +251,13 @@ def test_push_failure_is_one_line(
 @pytest.fixture
 def not_a_registry() -> Iterator[str]:
     """A 127.0.0.1 port that answers in plain text: pulling from it fails at once, with no retry."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    stop = threading.Event()
 
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.sendall(b"HTTP/1.0 404 Not Found\r\n\r\n")
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(b"HTTP/1.0 404 Not Found\r\n\r\n")
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    server.close()
+    with tcp_server(answer) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def test_bad_base_is_one_line(

@@ -217,7 +217,7 @@ def test_packaged_sidecar_polls_and_proxies_the_stand_in_server(
     (tmp_path / "models.config").write_text(config_text)
     (rootfs / "models").mkdir(exist_ok=True)
     (rootfs / "models" / "models.config").write_text(config_text)  # where the image's CMD looks
-    sim = Sim(tmp_path / "models.config", tmp_path / "sim.log").start()
+    sim = Sim(tmp_path / "models.config", tmp_path / "sim.log")
     metrics_port, rest_port = free_port(), free_port()
     cmd = list(built["inspect"]["Config"]["Cmd"])
     overrides = {
@@ -230,9 +230,7 @@ def test_packaged_sidecar_polls_and_proxies_the_stand_in_server(
     for i in range(0, len(cmd) - 1, 2):
         cmd[i + 1] = overrides.get(cmd[i], cmd[i + 1])
     command, env = _image_command(built, rootfs, *cmd, "--poll-interval", "0.2s")
-    sidecar = Process(command, tmp_path / "sidecar.log", ready="ready:", env=env)
-    try:
-        sidecar.start()
+    with sim, Process(command, tmp_path / "sidecar.log", ready="ready:", env=env):
         request = urllib.request.Request(
             f"http://127.0.0.1:{rest_port}/v1/models/half/labels/stable:predict",
             data=json.dumps({"instances": [1.0, 4.0]}).encode(),
@@ -241,9 +239,6 @@ def test_packaged_sidecar_polls_and_proxies_the_stand_in_server(
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.loads(response.read()) == {"predictions": [2.5, 4.0]}
         samples = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
-    finally:
-        sidecar.stop()
-        sim.stop()
     by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
     for name, labels, value in samples:
         by_name.setdefault(name, []).append((labels, value))

@@ -26,14 +26,14 @@ REFUSED = "Request to assign label to version 3 of model m, which is not current
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Sim, Sidecar, Path]]:
+    """(sim, sidecar, models config) afresh for each test, unlike conftest's: the first test edits the
+    config, and the stand-in polls it."""
     config = write_models(tmp_path, {"m": [1, 2]}, {"m": {"stable": 1}})
-    sim = Sim(config, tmp_path / "sim.log", extra=["--config-poll-interval", "0.2s"]).start()
-    sidecar = Sidecar(config, sim, tmp_path / "sidecar.log").start()
-    try:
+    with (
+        Sim(config, tmp_path / "sim.log", extra=["--config-poll-interval", "0.2s"]) as sim,
+        Sidecar(config, sim, tmp_path / "sidecar.log") as sidecar,
+    ):
         yield sim, sidecar, config
-    finally:
-        sidecar.stop()
-        sim.stop()
 
 
 def replace_config(root: Path, config: Path) -> None:

@@ -6,14 +6,13 @@ protocols and every way of naming a version (number, label, latest).
 """
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 import requests
-from sidecar_support import Sidecar, Sim, delta, write_models
+from sidecar_support import Sidecar, Sim, delta
 from tfs_api import METHODS, SIGNATURES, request_bytes
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
@@ -33,21 +32,6 @@ FAILING = [
     ({"name": "m", "version_label": "nope"}, ("m", OTHER)),  # an unknown label
     ({"name": "zz"}, (OTHER, UNRESOLVED)),  # a model that is not in the config
 ]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sim, Sidecar]]:
-    root = tmp_path_factory.mktemp("sidecar")
-    config = write_models(root, MODELS, LABELS)
-    sim = Sim(config, root / "sim.log")
-    sim.start()
-    sidecar = Sidecar(config, sim, root / "sidecar.log")
-    try:
-        sidecar.start()
-        yield sim, sidecar
-    finally:
-        sidecar.stop()
-        sim.stop()
 
 
 def call(target: str, method: str, data: bytes, metadata: tuple[tuple[str, str], ...] = ()) -> tuple[Any, ...]:
