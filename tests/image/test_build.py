@@ -376,7 +376,12 @@ def test_devel_image_cannot_be_pulled(world: World) -> None:
         f"tfs-traffic: error: cannot pull the devel image {DEVEL}: Error response from daemon: "
         "pull access denied for tensorflow/serving, repository does not exist"
     )
-    assert not any(" run " in f" {call} " for call in world.docker_calls())
+    # the daemon is asked, the pull fails, nothing is there locally either: no `docker run`
+    assert world.docker_calls() == [
+        "notty info --format {{.ServerVersion}}",
+        f"notty pull {DEVEL}",
+        f"notty image inspect {DEVEL}",
+    ]
 
 
 def test_bazel_failure(world: World) -> None:

@@ -117,7 +117,7 @@ def test_prints_the_image_id_last_and_streams_progress(server_image: dict[str, A
 def test_image_config_keeps_the_official_contract(server_image: dict[str, Any]) -> None:
     config = server_image["inspect"]["Config"]
     assert config["Entrypoint"] == ["/usr/bin/tf_serving_entrypoint.sh"]
-    assert not config["Cmd"]
+    assert config["Cmd"] in (None, [])  # no default command (Docker says null, Podman [])
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["MODEL_NAME"] == "model"
     assert env["MODEL_BASE_PATH"] == "/models"
