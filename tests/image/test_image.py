@@ -71,6 +71,13 @@ def _series(tmp_path: Path) -> Path:
     return series
 
 
+def _build(tmp_path: Path, tag: str, *options: str) -> int:
+    """`tfs-traffic image build` of the stand-in binary (written under `tmp_path`) as `tag`: its exit code."""
+    binary = tmp_path / "tensorflow_model_server"
+    binary.write_bytes(STAND_IN)
+    return cli.main(["image", "build", "--binary", str(binary), "--tag", tag, *options])
+
+
 def _one_error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.startswith("tfs-traffic:")]
     assert len(lines) == 1, stderr
@@ -218,11 +225,8 @@ def test_entrypoint_honours_model_env_and_monitoring_overrides(server_image: dic
 def test_push_prints_the_registry_digest_last(
     api: Any, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    binary = tmp_path / "tensorflow_model_server"
-    binary.write_bytes(STAND_IN)
     tag = f"{registry}/ml/tfserving:2.20.0-calls"
-    args = ["image", "build", "--binary", str(binary), "--tag", tag, "--base", BASE_TAG, "--push"]
-    assert cli.main(args) == 0
+    assert _build(tmp_path, tag, "--base", BASE_TAG, "--push") == 0
     image_id, pushed = capsys.readouterr().out.splitlines()
     assert image_id == api.inspect_image(tag)["Id"]
     repository, digest = pushed.split("@")
@@ -240,10 +244,8 @@ def test_push_prints_the_registry_digest_last(
 def test_push_failure_is_one_line(
     api: Any, not_a_registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    binary = tmp_path / "tensorflow_model_server"
-    binary.write_bytes(STAND_IN)
     tag = f"{not_a_registry}/ml/tfserving:x"
-    assert cli.main(["image", "build", "--binary", str(binary), "--tag", tag, "--base", BASE_TAG, "--push"]) == 1
+    assert _build(tmp_path, tag, "--base", BASE_TAG, "--push") == 1
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith(f"tfs-traffic: error: push of {tag} failed: ")
 
@@ -263,20 +265,16 @@ def not_a_registry() -> Iterator[str]:
 def test_bad_base_is_one_line(
     api: Any, tmp_path: Path, not_a_registry: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    binary = tmp_path / "tensorflow_model_server"
-    binary.write_bytes(STAND_IN)
     base = f"{not_a_registry}/no/such-base:1"
-    assert cli.main(["image", "build", "--binary", str(binary), "--tag", "localhost/x:1", "--base", base]) == 1
+    assert _build(tmp_path, "localhost/x:1", "--base", base) == 1
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith("tfs-traffic: error: image build failed: ")
     assert not_a_registry in line
 
 
 def test_no_daemon_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    binary = tmp_path / "tensorflow_model_server"
-    binary.write_bytes(STAND_IN)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing-here.sock")
-    assert cli.main(["image", "build", "--binary", str(binary), "--tag", "localhost/x:1"]) == 1
+    assert _build(tmp_path, "localhost/x:1") == 1
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith(f"tfs-traffic: error: cannot reach the Docker API at unix://{tmp_path}/nothing-here.sock")
 
@@ -284,15 +282,13 @@ def test_no_daemon_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 def test_missing_binary_and_bad_tag_are_usage_errors(tmp_path: Path, capsys) -> None:
     assert cli.main(["image", "build", "--binary", str(tmp_path / "none"), "--tag", "localhost/x:1"]) == 2
     assert "--binary" in _one_error_line(capsys.readouterr().err)
-    (tmp_path / "bin").write_bytes(STAND_IN)
-    assert cli.main(["image", "build", "--binary", str(tmp_path / "bin"), "--tag", "Local/X:1"]) == 2
+    assert _build(tmp_path, "Local/X:1") == 2
     assert "not a valid image reference" in _one_error_line(capsys.readouterr().err)
 
 
 def test_missing_docker_sdk_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
     monkeypatch.setitem(sys.modules, "docker", None)  # import docker -> ImportError
-    (tmp_path / "bin").write_bytes(STAND_IN)
-    assert cli.main(["image", "build", "--binary", str(tmp_path / "bin"), "--tag", "localhost/x:1"]) == 1
+    assert _build(tmp_path, "localhost/x:1") == 1
     line = _one_error_line(capsys.readouterr().err)
     assert "pip install 'tfs-traffic[image]'" in line
 
