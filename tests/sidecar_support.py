@@ -1,7 +1,6 @@
 """Processes for the sidecar tests: the stand-in server (`tfs-traffic sim`) and the sidecar, over 127.0.0.1."""
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,10 @@ from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tfs_traffic.prometheus.local import free_port
+
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_models(root: Path, models: dict[str, Sequence[int]], labels: dict[str, dict[str, int]] | None = None) -> Path:

@@ -25,11 +25,12 @@ from typing import Any
 import pytest
 import pythonbase
 from podmanapi import PodmanService, extract_rootfs, image_filesystem, podman_service
-from sidecar_support import Process, Sim, free_port, scrape
+from sidecar_support import Process, Sim, scrape
 from wheelhouse import repack_closure
 
 from tfs_traffic import cli
 from tfs_traffic.image import sidecar_context
+from tfs_traffic.prometheus.local import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = "localhost/tfs-test-python311:1"

@@ -20,12 +20,13 @@ from typing import Any
 import grpc
 import pytest
 from h2_support import HEADER_TABLE_SIZE, RawClient, data_frames, header_frames
-from sidecar_support import Endpoints, Sidecar, Sim, delta, free_port, write_models
+from sidecar_support import Endpoints, Sidecar, Sim, delta, write_models
 from tcp_server import tcp_server
 from tensorflow_serving.apis import predict_pb2
 from tfs_api import METHODS, grpc_predict, predict_request
 from waiting import wait_for
 
+from tfs_traffic.prometheus.local import free_port
 from tfs_traffic.sidecar import tls
 
 PREDICT = METHODS["predict"]
