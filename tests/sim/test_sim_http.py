@@ -267,29 +267,31 @@ def test_large_float_outputs_are_written_like_write_decimal(sim: Sim) -> None:
 def test_stock_families_count_rest_and_grpc_like_upstream(sim: Sim) -> None:
     """`util.cc`: `request_latency{model_name, API, entrypoint}` for OK requests only, API empty for
     status GETs (`http_server.cc` passes ParseModelInfo's `method`); `runtime_latency{..., runtime="TF1"}`."""
-    status_get = ("request_latency_count", (("API", ""), ("entrypoint", "REST"), ("model_name", "m")))
-    predicted = ("request_latency_count", (("API", "predict"), ("entrypoint", "REST"), ("model_name", "m")))
-    ran = ("runtime_latency_count", (("API", "Predict"), ("model_name", "m"), ("runtime", "TF1")))
-    before = stock_counts(sim)
+    before = page(sim)
     requests.get(f"{sim.rest_url}/v1/models/m", timeout=10)
     requests.post(f"{sim.rest_url}/v1/models/m/labels/stable:predict", json={"instances": [1.0]}, timeout=10)
     requests.post(f"{sim.rest_url}/v1/models/m:predict", data=b"{", timeout=10)  # fails: in neither family
-    after = stock_counts(sim)
-    assert {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)} == {
-        status_get: 1,
-        predicted: 1,
-        ran: 1,
+    after = page(sim)
+    assert moved(before, after, ":tensorflow:serving:request_latency_count") == {
+        (("API", ""), ("entrypoint", "REST"), ("model_name", "m")): 1,
+        (("API", "predict"), ("entrypoint", "REST"), ("model_name", "m")): 1,
     }
-    page = exposition.parse(requests.get(sim.rest_url + METRICS, timeout=10).text)
-    buckets = [k for k in page[":tensorflow:serving:request_latency_bucket"] if dict(k)["model_name"] == "m"]
+    assert moved(before, after, ":tensorflow:serving:runtime_latency_count") == {
+        (("API", "Predict"), ("model_name", "m"), ("runtime", "TF1")): 1
+    }
+    buckets = [k for k in after[":tensorflow:serving:request_latency_bucket"] if dict(k)["model_name"] == "m"]
     assert len(buckets) == 2 * 34  # API "" and "predict": Exponential(10, 1.8, 33) and +Inf, zero buckets kept
 
 
-def stock_counts(sim: Sim) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The `_count` samples of the two stock latency families, by (family, labels)."""
-    page = exposition.parse(requests.get(sim.rest_url + METRICS, timeout=10).text)
-    return {
-        (family, labels): value
-        for family in ("request_latency_count", "runtime_latency_count")
-        for labels, value in page.get(":tensorflow:serving:" + family, {}).items()
-    }
+Page = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+def page(sim: Sim) -> Page:
+    """The sim's Prometheus page as a client scrapes it: metric -> {labels: value}."""
+    return exposition.parse(requests.get(sim.rest_url + METRICS, timeout=10).text)
+
+
+def moved(before: Page, after: Page, metric: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """How `metric`'s samples grew from one page to the next, without those that did not."""
+    old = before.get(metric, {})
+    return {labels: v - old.get(labels, 0) for labels, v in after[metric].items() if v != old.get(labels, 0)}
