@@ -18,7 +18,7 @@ from tfs_traffic import modelconfig
 from tfs_traffic.k8s import helm
 from tfs_traffic.prometheus.local import promtool
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "k8s" / "chart"
 EXAMPLE_VALUES = ROOT / "k8s" / "values.example.yaml"
 EXAMPLE_OUTPUT = ROOT / "k8s" / "examples" / "recommender.yaml"
