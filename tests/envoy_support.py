@@ -90,6 +90,8 @@ class Envoy(Process):
         self.grpc_port = free_port()
         self.rest_port = free_port()
         self.admin_port = free_port()
+        self.grpc = f"127.0.0.1:{self.grpc_port}"  # addressed as a Sim or a Sidecar is
+        self.rest = f"http://127.0.0.1:{self.rest_port}"
         config = directory / f"{name}.json"  # JSON is YAML: Envoy reads it as its bootstrap
         config.write_text(
             json.dumps(bootstrap(self.grpc_port, self.rest_port, self.admin_port, sim.grpc_port, sim.rest_port))
@@ -109,11 +111,3 @@ class Envoy(Process):
             directory / f"{name}.log",
             ready=READY,
         )
-
-    @property
-    def grpc(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def rest(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
