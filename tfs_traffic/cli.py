@@ -18,6 +18,7 @@ from tfs_traffic.errors import ToolError
 # Order is the order of `tfs-traffic --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "tfs_traffic.commands.report",
+    "tfs_traffic.commands.retire",
     "tfs_traffic.commands.backfill",
     "tfs_traffic.commands.demo",
     "tfs_traffic.commands.export",

@@ -6,6 +6,8 @@ PATCHED_AVAILABLE = ":tensorflow:serving:model_version_available"
 # The same, as TF Serving's monitoring API names them inside the C++ code.
 TF_CALLS = "/tensorflow/serving/model_call_count"
 TF_AVAILABLE = "/tensorflow/serving/model_version_available"
+# Upstream's own per-model request counter {model_name, status} (`servables/tensorflow/util.cc`).
+REQUEST_COUNT = ":tensorflow:serving:request_count"
 
 # The sidecar (prometheus_client).
 SIDECAR_CALLS = "tfserving_model_calls_total"

@@ -7,7 +7,7 @@ package) in an image that holds the sidecar's dependencies alone.
 import argparse
 import sys
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import NoReturn, TypeAlias
 
 # What `add_subparsers` returns (generic in typeshed only, hence the string).
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -34,6 +34,17 @@ def add_command(
 def add_actions(parser: argparse.ArgumentParser, *, required: bool = False) -> Subcommands:
     """The ACTION subcommands of a command with several (`image build`, `k8s render`, ...)."""
     return parser.add_subparsers(title="actions", metavar="ACTION", required=required)
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """Usage errors as one line (`PROG: error: MESSAGE (see --help)`, exit status 2), not argparse's
+    two (the usage, then the error)."""
+
+    def error(message: str) -> NoReturn:
+        print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = error  # type: ignore[method-assign]
 
 
 def print_help(parser: argparse.ArgumentParser) -> int:

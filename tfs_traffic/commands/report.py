@@ -2,9 +2,10 @@
 
 import argparse
 import sys
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import Any
 
-from tfs_traffic.commands import Subcommands, add_command
+from tfs_traffic.commands import Subcommands, add_command, one_line_errors
 from tfs_traffic.errors import UsageError
 
 DESCRIPTION = """\
@@ -43,13 +44,7 @@ examples:
 """
 
 
-def _one_line_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
-    print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
-    sys.exit(2)
-
-
 def register(subparsers: Subcommands) -> None:
-    from tfs_traffic.prometheus.api import add_access_arguments
     from tfs_traffic.report.render import FORMATS
 
     parser = add_command(
@@ -60,49 +55,7 @@ def register(subparsers: Subcommands) -> None:
         description=DESCRIPTION,
         epilog=EPILOG,
     )
-    # argparse's own message is two lines (the usage, then the error); the report's errors are one.
-    parser.error = lambda message: _one_line_error(parser, message)  # type: ignore[method-assign]
-    add_access_arguments(parser)
-    what = parser.add_argument_group("what to judge")
-    what.add_argument("--window", default="7d", metavar="DURATION", help="look-back window (default: %(default)s)")
-    what.add_argument(
-        "--selector",
-        default="",
-        metavar="MATCHERS",
-        help='PromQL label matchers for every series the report reads, e.g. \'cluster="eu-1",namespace="ml"\'',
-    )
-    what.add_argument(
-        "--lookback",
-        default="30d",
-        metavar="DURATION",
-        help="how far back to look for each version's last call (default: %(default)s; at least --window)",
-    )
-    what.add_argument(
-        "--at", default="now", metavar="TIME", help="end of the window: RFC 3339 or Unix seconds (default: now)"
-    )
-    what.add_argument(
-        "--models-config",
-        metavar="FILE",
-        help="TF Serving models config (text ModelServerConfig): its version_labels keep versions",
-    )
-    what.add_argument(
-        "--keep", action="append", default=[], metavar="MODEL:VERSION", help="always keep this version (repeatable)"
-    )
-    threshold = what.add_mutually_exclusive_group()
-    threshold.add_argument(
-        "--min-calls", type=float, metavar="N", help="keep for traffic only with at least N calls in the window"
-    )
-    threshold.add_argument(
-        "--max-qps", type=float, metavar="X", help="keep for traffic only if the busiest hour exceeded X calls/s"
-    )
-    what.add_argument(
-        "--max-gap-ratio",
-        type=float,
-        default=0.05,
-        metavar="R",
-        help="tolerated share of the window a version may go unobserved fleet-wide, or a pod serving it "
-        "may be down (default: %(default)s)",
-    )
+    what = add_judging_arguments(parser)
     what.add_argument(
         "--forecast",
         action="store_true",
@@ -125,22 +78,97 @@ def register(subparsers: Subcommands) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    import difflib
-    import math
-    import shutil
+def add_judging_arguments(parser: argparse.ArgumentParser, models_config_required: bool = False) -> Any:
+    """The report's flags that decide the verdicts (and Prometheus access): `report` and `retire plan`
+    share them. Returns the "what to judge" group for more flags."""
+    from tfs_traffic.prometheus.api import add_access_arguments
 
+    one_line_errors(parser)
+    add_access_arguments(parser)
+    what = parser.add_argument_group("what to judge")
+    what.add_argument("--window", default="7d", metavar="DURATION", help="look-back window (default: %(default)s)")
+    what.add_argument(
+        "--selector",
+        default="",
+        metavar="MATCHERS",
+        help='PromQL label matchers for every series the report reads, e.g. \'cluster="eu-1",namespace="ml"\'',
+    )
+    what.add_argument(
+        "--lookback",
+        default="30d",
+        metavar="DURATION",
+        help="how far back to look for each version's last call (default: %(default)s; at least --window)",
+    )
+    what.add_argument(
+        "--at", default="now", metavar="TIME", help="end of the window: RFC 3339 or Unix seconds (default: now)"
+    )
+    what.add_argument(
+        "--models-config",
+        metavar="FILE",
+        required=models_config_required,
+        help="TF Serving models config (text ModelServerConfig): its version_labels keep versions",
+    )
+    what.add_argument(
+        "--keep", action="append", default=[], metavar="MODEL:VERSION", help="always keep this version (repeatable)"
+    )
+    threshold = what.add_mutually_exclusive_group()
+    threshold.add_argument(
+        "--min-calls", type=float, metavar="N", help="keep for traffic only with at least N calls in the window"
+    )
+    threshold.add_argument(
+        "--max-qps", type=float, metavar="X", help="keep for traffic only if the busiest hour exceeded X calls/s"
+    )
+    what.add_argument(
+        "--max-gap-ratio",
+        type=float,
+        default=0.05,
+        metavar="R",
+        help="tolerated share of the window a version may go unobserved fleet-wide, or a pod serving it "
+        "may be down (default: %(default)s)",
+    )
+    return what
+
+
+@dataclass
+class ModelsConfig:
+    """A models config as the report reads it: its text, message, labels and model names."""
+
+    text: str
+    message: Any
+    labels: dict[tuple[str, str], list[str]]
+    configured: list[str]
+
+
+def read_models_config(path: str) -> ModelsConfig:
     from tfs_traffic import modelconfig
+    from tfs_traffic.files import read_user_text
+
+    text = read_user_text(path, "models config")
+    message = modelconfig.parse_text(text, path)
+    labels: dict[tuple[str, str], list[str]] = {}
+    configured: list[str] = []
+    for entry in modelconfig.entries(message):
+        configured.append(entry.name)
+        for version, names in entry.labels_by_version().items():
+            labels[(entry.name, str(version))] = names
+    return ModelsConfig(text, message, labels, configured)
+
+
+def judging_options(
+    args: argparse.Namespace,
+    labels: dict[tuple[str, str], list[str]],
+    *,
+    hourly: bool = False,
+    forecast: bool = False,
+    forecast_horizon: str = "30d",
+) -> Any:
+    """The report's Options from the judging flags, every value checked (UsageError) before any query."""
+    import math
+
     from tfs_traffic.durations import parse_duration, parse_time
-    from tfs_traffic.files import read_user_text, write_atomic
     from tfs_traffic.prometheus import promql
-    from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
-    from tfs_traffic.report import render
     from tfs_traffic.report import verdicts as rep
 
-    # Every input is checked before the first query.
-    if args.emit_config and not args.models_config:
-        raise UsageError("--emit-config needs --models-config (the config to rewrite)")
     window = parse_duration(args.window)
     lookback = parse_duration(args.lookback)
     at = parse_time(args.at)
@@ -156,19 +184,7 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not model or not version:
             raise UsageError(f"--keep expects MODEL:VERSION, got {item!r}")
         keep.add((model, version))
-    config = None
-    labels: dict[tuple[str, str], list[str]] = {}
-    configured: list[str] = []
-    original_text = ""
-    if args.models_config:
-        original_text = read_user_text(args.models_config, "models config")
-        config = modelconfig.parse_text(original_text, args.models_config)
-        for entry in modelconfig.entries(config):
-            configured.append(entry.name)
-            for version, names in entry.labels_by_version().items():
-                labels[(entry.name, str(version))] = names
-    access = access_from_args(args)
-    options = rep.Options(
+    return rep.Options(
         at=at,
         window=window,
         min_calls=args.min_calls,
@@ -176,17 +192,48 @@ def run(args: argparse.Namespace) -> int:
         max_gap_ratio=args.max_gap_ratio,
         labels=labels,
         keep=frozenset(keep),
-        hourly=args.format == "html",
-        forecast=args.forecast,
-        forecast_horizon=parse_duration(args.forecast_horizon),
+        hourly=hourly,
+        forecast=forecast,
+        forecast_horizon=parse_duration(forecast_horizon),
         selector=selector,
         lookback=lookback,
     )
+
+
+def announce(access: Any, options: Any, window: str) -> None:
+    """The line on stderr before the report's queries (`window` as the user wrote it)."""
+    from tfs_traffic.report import verdicts as rep
+
     print(
-        f"tfs-traffic: querying {rep.redact_url(access.url)} over {args.window} ending {rep.rfc3339(at)}"
-        + (f" for {{{selector}}}" if selector else ""),
+        f"tfs-traffic: querying {rep.redact_url(access.url)} over {window} ending "
+        f"{rep.rfc3339(options.at)}" + (f" for {{{options.selector}}}" if options.selector else ""),
         file=sys.stderr,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    import difflib
+    import shutil
+
+    from tfs_traffic import modelconfig
+    from tfs_traffic.files import write_atomic
+    from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
+    from tfs_traffic.report import render
+    from tfs_traffic.report import verdicts as rep
+
+    # Every input is checked before the first query.
+    if args.emit_config and not args.models_config:
+        raise UsageError("--emit-config needs --models-config (the config to rewrite)")
+    config = read_models_config(args.models_config) if args.models_config else None
+    options = judging_options(
+        args,
+        config.labels if config else {},
+        hourly=args.format == "html",
+        forecast=args.forecast,
+        forecast_horizon=args.forecast_horizon,
+    )
+    access = access_from_args(args)
+    announce(access, options, args.window)
     result = rep.run(PrometheusClient(access), options)
     color = args.format == "table" and not args.output and sys.stdout.isatty()
     width = shutil.get_terminal_size((160, 24)).columns if color else 160
@@ -194,10 +241,10 @@ def run(args: argparse.Namespace) -> int:
 
     new_config_text = None
     if config is not None and args.emit_config:
-        versions = rep.config_versions(result, configured)
-        new_config_text = modelconfig.to_text(modelconfig.with_specific_versions(config, versions))
-        for entry in modelconfig.entries(config):
-            if entry.name in configured and entry.name not in versions:
+        versions = rep.config_versions(result, config.configured)
+        new_config_text = modelconfig.to_text(modelconfig.with_specific_versions(config.message, versions))
+        for entry in modelconfig.entries(config.message):
+            if entry.name in config.configured and entry.name not in versions:
                 print(f"tfs-traffic: note: no version of {entry.name} is AVAILABLE now; left as it is", file=sys.stderr)
     if args.output:
         write_atomic(args.output, text)
@@ -211,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(args.emit_config, new_config_text)
         diff = "".join(
             difflib.unified_diff(
-                original_text.splitlines(keepends=True),
+                config.text.splitlines(keepends=True),  # type: ignore[union-attr]
                 new_config_text.splitlines(keepends=True),
                 fromfile=args.models_config,
                 tofile=args.emit_config,

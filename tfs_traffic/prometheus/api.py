@@ -34,14 +34,21 @@ class PrometheusAccess:
     retries: int = 3
 
 
-def add_access_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `--prometheus` flag and the access flags every Prometheus-reading command shares."""
+def add_access_arguments(
+    parser: argparse.ArgumentParser, required: bool = True, timeout_flag: str = "--timeout", url_help: str = ""
+) -> None:
+    """The `--prometheus` flag and the access flags every Prometheus-reading command shares.
+
+    A command whose own `--timeout` means something else (`retire apply`) names the request timeout
+    `timeout_flag`; `--prometheus` may then be optional (`required`), `url_help` saying its default.
+    """
     group = parser.add_argument_group("Prometheus access")
     group.add_argument(
         "--prometheus",
-        required=True,
+        required=required,
         metavar="URL",
-        help="base URL of the Prometheus API, e.g. http://prometheus:9090 or https://mimir.example/prometheus",
+        help=url_help
+        or "base URL of the Prometheus API, e.g. http://prometheus:9090 or https://mimir.example/prometheus",
     )
     group.add_argument("--bearer-token-file", metavar="FILE", help="send the token in FILE as a bearer token")
     group.add_argument(
@@ -59,7 +66,11 @@ def add_access_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ca-file", metavar="FILE", help="CA bundle to verify the server's certificate")
     group.add_argument("--insecure-skip-verify", action="store_true", help="do not verify TLS certificates")
     group.add_argument(
-        "--timeout", default="2m", metavar="DURATION", help="timeout of each HTTP request (default: %(default)s)"
+        timeout_flag,
+        dest="request_timeout",
+        default="2m",
+        metavar="DURATION",
+        help="timeout of each HTTP request (default: %(default)s)",
     )
 
 
@@ -94,7 +105,7 @@ def access_from_args(args: argparse.Namespace) -> PrometheusAccess:
         basic_auth=basic,
         ca_file=args.ca_file,
         insecure_skip_verify=args.insecure_skip_verify,
-        timeout=parse_duration(args.timeout),
+        timeout=parse_duration(args.request_timeout),
     )
 
 

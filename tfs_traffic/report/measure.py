@@ -190,12 +190,8 @@ def read_coverage(client: Querier, options: Options, inventory: Inventory, recor
     )
 
 
-def calls_by_source(samples: Vector) -> tuple[dict[Ident, dict[str, float]], bool]:
-    """Calls per version and source from the `calls_inputs` answer, and whether any counter exists.
-
-    A target scraped by two jobs (an annotation job beside a PodMonitor) stores each counter twice,
-    under another `job` (and the Operator's labels): one count per target, the max.
-    """
+def calls_inputs_by_series(samples: Vector) -> dict[tuple[tuple[str, str], ...], dict[str, float]]:
+    """The `calls_inputs` answer per counter series (its labels, sorted): {input name: value}."""
     per_series: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
     for sample in samples:
         labels = dict(sample["metric"])
@@ -203,6 +199,16 @@ def calls_by_source(samples: Vector) -> tuple[dict[Ident, dict[str, float]], boo
         labels.pop("__name__", None)  # last_over_time() keeps it, the other functions drop it
         if not math.isnan(_value(sample)):
             per_series.setdefault(tuple(sorted(labels.items())), {})[name] = _value(sample)
+    return per_series
+
+
+def calls_by_source(samples: Vector) -> tuple[dict[Ident, dict[str, float]], bool]:
+    """Calls per version and source from the `calls_inputs` answer, and whether any counter exists.
+
+    A target scraped by two jobs (an annotation job beside a PodMonitor) stores each counter twice,
+    under another `job` (and the Operator's labels): one count per target, the max.
+    """
+    per_series = calls_inputs_by_series(samples)
     copies: dict[Ident, dict[str, dict[tuple[Any, ...], float]]] = {}  # version -> source -> target -> calls
     for series, inputs in per_series.items():
         labels = dict(series)

@@ -42,7 +42,7 @@ log = logging.getLogger("tfs_traffic.sidecar")
 STATUS_METHOD = "/tensorflow.serving.ModelService/GetModelStatus"
 METADATA_METHOD = "/tensorflow.serving.PredictionService/GetModelMetadata"
 # basic_manager.cc: NotFound("Servable not found for request: ", ServableRequest::DebugString())
-_SPECIFIC = re.compile(r"Servable not found for request: Specific\(.*, (-?\d+)\)")
+SPECIFIC_NOT_FOUND = re.compile(r"Servable not found for request: Specific\(.*, (-?\d+)\)")
 
 # Options for every channel to the upstream: no message size limit (TF Serving sets none either),
 # and quick reconnects so service resumes within a second or so when the upstream comes back.
@@ -180,7 +180,7 @@ class StatusPoller:
                 spec = wire.model_spec(future.result(), 1)
                 version = spec.version if spec is not None else None
             except grpc.RpcError as e:
-                code, found = e.code(), _SPECIFIC.fullmatch(e.details() or "")
+                code, found = e.code(), SPECIFIC_NOT_FOUND.fullmatch(e.details() or "")
                 if code == grpc.StatusCode.NOT_FOUND:
                     version = int(found.group(1)) if found else None
                 elif code == grpc.StatusCode.INVALID_ARGUMENT:

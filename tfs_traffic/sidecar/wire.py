@@ -413,3 +413,9 @@ def metadata_request(model_name: str, version_label: str | None = None) -> bytes
     if version_label is not None:
         spec += _encode_len(4, version_label.encode("utf-8"))
     return _encode_len(1, spec) + _encode_len(2, b"signature_def")
+
+
+def reload_config_request(config: bytes) -> bytes:
+    """A serialized ReloadConfigRequest carrying `config`, a serialized ModelServerConfig (field 1):
+    what `retire --reload` pushes, built without TensorFlow (`model_management.proto` imports it)."""
+    return _encode_len(1, config)

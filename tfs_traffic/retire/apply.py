@@ -1,0 +1,403 @@
+"""`retire apply`: a plan carried out, one model at a time, watched, and undone on the first sign
+of a client (README, "Retiring versions"; the steps are numbered as there):
+
+1. refuse a plan whose models config changed since (sha256) or older than `--max-plan-age`, and
+   one the fleet no longer matches (each target must serve what the plan saw);
+2. re-check, fresh, that nobody called a planned version (`recheck`): a call drops it;
+3. per model: the file written (journal first), and with `--reload` pushed to the first server (the
+   canary), verified there, then pushed to the others (`push`);
+4. verified on every target within `--timeout` (`verify`);
+5. soaked for `--soak` (`soak`): from the first write on, any sign that a client wants a retired
+   version restores the previous config at once (`rollback`);
+6. every step in the journal (`journal`).
+
+Exit statuses (README): 0 done or nothing to do, 1 could not complete (previous config restored),
+2 plan refused, 3 rolled back because a client still wanted a retired version.
+"""
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tfs_traffic import modelconfig
+from tfs_traffic.durations import format_duration, rfc3339
+from tfs_traffic.errors import ToolError, UsageError
+from tfs_traffic.files import read_user_text
+from tfs_traffic.prometheus.api import Querier
+from tfs_traffic.retire import plan as plans
+from tfs_traffic.retire import push, recheck, rollback, verify
+from tfs_traffic.retire.journal import FAILED, OK, START, Journal
+from tfs_traffic.retire.outcome import (
+    CLIENT_WANTS,
+    DONE,
+    EXIT,
+    FAILED_STATUS,
+    NOTHING,
+    ROLLED_BACK,
+    VERIFIED,
+    ModelOutcome,
+    Outcome,
+)
+from tfs_traffic.retire.servers import Refused, Server, Target, Unreachable
+from tfs_traffic.retire.soak import ClientWants, Watch
+from tfs_traffic.retire.soak import baseline as soak_baseline
+
+
+class PlanRefused(UsageError):
+    """The plan no longer fits the file or the fleet (exit status 2): nothing was changed."""
+
+
+@dataclass
+class Options:
+    models_config: str
+    client: Querier
+    reload: list[str]
+    targets: list[Target]
+    recheck: float
+    soak: float
+    timeout: float
+    max_plan_age: float
+    journal: str
+
+
+def expectations(model: plans.ModelPlan, retired: Sequence[int]) -> verify.Expect:
+    """What `model` must look like once `retired` are unloaded."""
+    return verify.Expect(
+        model=model.model_name,
+        available=tuple(v for v in model.available if v not in set(retired)),
+        gone=tuple(sorted(retired)),
+        latest=model.latest,
+        labels=dict(model.labels),
+    )
+
+
+def restored(model: plans.ModelPlan) -> verify.Expect:
+    """What `model` must look like once the previous config is back: as at plan time."""
+    return verify.Expect(model.model_name, tuple(model.available), (), model.latest, dict(model.labels))
+
+
+def refuse_stale(plan: plans.Plan, text: str, max_age: float, now: float) -> None:
+    """Step 1: PlanRefused unless FILE is what the plan was made from and the plan is recent."""
+    found = plans.sha256_text(text)
+    if found != plan.models_config_sha256:
+        raise PlanRefused(
+            f"{plan.models_config} changed since the plan (sha256 {found[:12]}, the plan has "
+            f"{plan.models_config_sha256[:12]}): make the plan again; nothing was changed"
+        )
+    age = now - plan.created_at
+    if age > max_age:
+        raise PlanRefused(
+            f"the plan is {format_duration(age)} old, more than --max-plan-age {format_duration(max_age)}: "
+            "make it again; nothing was changed"
+        )
+
+
+def preflight(servers: Sequence[Server], models: Sequence[plans.ModelPlan]) -> None:
+    """Step 1, on the fleet: every target serves what the plan saw (PlanRefused), and answers (ToolError)."""
+    for server in servers:
+        for model in models:
+            try:
+                problem, _ = verify.check_server(server, restored(model), strict=True)
+            except Unreachable as e:
+                raise ToolError(f"could not complete: {e}; nothing was changed") from None
+            if problem:
+                raise PlanRefused(f"the fleet changed since the plan: {server.address}: {problem}; nothing was changed")
+
+
+def apply(plan: plans.Plan, opts: Options, say: Callable[[str], None]) -> Outcome:
+    """Steps 1 to 6; the Outcome of a run that ended (PlanRefused and ToolError for one that did not start)."""
+    started = time.time()
+    text = read_user_text(opts.models_config, "models config")
+    refuse_stale(plan, text, opts.max_plan_age, started)
+    changed = plan.changed()
+    if not changed:
+        return Outcome(NOTHING, "the plan retires nothing", [], started_at=started)
+    reload = [Server(a) for a in opts.reload]
+    checked = [Server(t.grpc) for t in opts.targets] or reload
+    try:
+        preflight(checked, changed)
+        with Journal(opts.journal) as journal:
+            return _run(plan, opts, say, journal, text, changed, reload, checked, started)
+    finally:
+        for server in {id(s): s for s in [*reload, *checked]}.values():
+            server.close()
+
+
+def _run(
+    plan: plans.Plan,
+    opts: Options,
+    say: Callable[[str], None],
+    journal: Journal,
+    text: str,
+    changed: list[plans.ModelPlan],
+    reload: list[Server],
+    checked: list[Server],
+    started: float,
+) -> Outcome:
+    journal.write(
+        "begin",
+        START,
+        targets=[t.grpc for t in opts.targets],
+        plan_created_at=rfc3339(plan.created_at),
+        models_config=opts.models_config,
+        previous_config=text,
+        previous_sha256=plans.sha256_text(text),
+        reload=list(opts.reload),
+        pages=[p for t in opts.targets for p in t.pages],
+        prometheus=plan.prometheus,
+        selector=plan.selector,
+        models=[{"expect_restored": restored(m).as_json(), "retire": [str(v) for v in m.retire]} for m in changed],
+    )
+    outcomes = {m.model_name: ModelOutcome(m.model_name) for m in changed}
+    pages = [p for t in opts.targets for p in t.pages]
+    say(f"re-checking {sum(len(m.retire) for m in changed)} version(s) over the last {format_duration(opts.recheck)}")
+    fresh = recheck.recheck(opts.client, {m.model_name: m.retire for m in changed}, opts.recheck, pages, plan.selector)
+    for note in fresh.notes:
+        say(f"note: {note}")
+    todo: list[tuple[plans.ModelPlan, list[int]]] = []
+    for model in changed:
+        retire = [v for v in model.retire if (model.model_name, str(v)) not in fresh.dropped]
+        for v in model.retire:
+            reasons = fresh.dropped.get((model.model_name, str(v)))
+            if reasons:
+                outcomes[model.model_name].dropped[str(v)] = reasons
+                say(f"dropped {model.model_name}:{v} from the change: {reasons[0]}")
+        journal.write(
+            "recheck",
+            OK,
+            model=model.model_name,
+            versions=[str(v) for v in retire],
+            dropped={v: r for v, r in outcomes[model.model_name].dropped.items()},
+            seconds=opts.recheck,
+        )
+        if retire:
+            todo.append((model, retire))
+    if not todo:
+        journal.write("end", OK, status=NOTHING, exit_status=0)
+        return Outcome(
+            NOTHING,
+            "every planned version was called since the plan: nothing to retire",
+            list(outcomes.values()),
+            opts.journal,
+            started_at=started,
+            seconds=time.time() - started,
+        )
+    reach = verify.Reachability()
+    owners = {p: t.grpc for t in opts.targets for p in t.pages}
+    watched = {m.model_name: vs for m, vs in todo}
+    watch = Watch(watched, fresh.readings, fresh.at, opts.client, plan.selector, owners, reach)
+    config = modelconfig.parse_text(text, opts.models_config)
+    done: list[plans.ModelPlan] = []
+    try:
+        for model, retire in todo:
+            done.append(model)
+            config = _change(
+                journal, opts, model, retire, config, reload, checked, plan, watch, say, outcomes[model.model_name]
+            )
+            outcomes[model.model_name].retired = retire
+        say(f"soaking for {format_duration(opts.soak)}")
+        journal.write("soak", START, versions=_names(todo), seconds=opts.soak)
+        watch.soak(opts.soak)
+        journal.write("soak", OK, versions=_names(todo), seconds=opts.soak)
+    except ClientWants as e:
+        journal.write("watch", FAILED, signals=[s.as_json() for s in e.signals], message=str(e))
+        say(f"a client still wants {e}; rolling back")
+        found = [s.as_json() for s in e.signals]
+        status, reason = ROLLED_BACK, f"rolled back: a client still wants {e}"
+    except (verify.VerifyFailed, Unreachable, Refused, ToolError) as e:
+        say(f"could not complete: {e}; restoring the previous config")
+        found, status, reason = [], FAILED_STATUS, f"could not complete: {e}"
+    else:
+        found, status, reason = [], DONE, ""
+    if status != DONE:
+        back = _restore(journal, opts, plan, text, done, reload, checked)
+        message = f"{reason}; {back.summary(len(checked) or 1)}"
+        result = OK if back.complete else FAILED  # the fleet verified in the state the run left it in
+        journal.write("end", result, status=status, exit_status=EXIT[status], message=message)
+        for model in done:
+            o = outcomes[model.model_name]
+            o.restored, o.retired = watched[model.model_name], []
+        return Outcome(
+            status,
+            message,
+            list(outcomes.values()),
+            opts.journal,
+            found,
+            started_at=started,
+            seconds=time.time() - started,
+        )
+    retired = sum(len(vs) for _, vs in todo)
+    soaked = format_duration(opts.soak)
+    message = f"retired {retired} version(s) of {len(todo)} model(s); no client asked for them in {soaked}"
+    journal.write("end", OK, status=DONE, exit_status=0, message=message)
+    return Outcome(
+        DONE,
+        message,
+        list(outcomes.values()),
+        opts.journal,
+        soak_seconds=opts.soak,
+        started_at=started,
+        seconds=time.time() - started,
+    )
+
+
+def _names(todo: Sequence[tuple[plans.ModelPlan, list[int]]]) -> list[str]:
+    return [f"{m.model_name}:{v}" for m, vs in todo for v in vs]
+
+
+def _change(
+    journal: Journal,
+    opts: Options,
+    model: plans.ModelPlan,
+    retire: list[int],
+    config: Any,
+    reload: list[Server],
+    checked: list[Server],
+    plan: plans.Plan,
+    watch: Watch,
+    say: Callable[[str], None],
+    outcome: ModelOutcome,
+) -> Any:
+    """Step 3 and 4 for one model; the config now in the file."""
+    new_config = plans.config_with(config, model, retire)
+    new_text = modelconfig.to_text(new_config)
+    names = [f"{model.model_name}:{v}" for v in retire]
+    say(f"retiring {', '.join(names)}: writing {opts.models_config}")
+    push.write_config(journal, opts.models_config, new_text, model.model_name, retire, "write")
+    written_at = time.time()
+    expect = expectations(model, retire)
+    if reload:
+        canary, rest = reload[0], reload[1:]
+        say(f"pushing to the canary {canary.address}")
+        push.push(journal, canary, new_config, model.model_name, retire, "canary")
+        _verify(journal, [canary], expect, opts, plan, watch, written_at, "canary")
+        for server in rest:
+            push.push(journal, server, new_config, model.model_name, retire, "rest")
+    say(f"verifying {model.model_name} on {len(checked) or 'Prometheus'}{' targets' if checked else ''}")
+    outcome.verified_seconds = _verify(journal, checked, expect, opts, plan, watch, written_at, "all")
+    return new_config
+
+
+def _verify(
+    journal: Journal,
+    servers: list[Server],
+    expect: verify.Expect,
+    opts: Options,
+    plan: plans.Plan,
+    watch: Watch,
+    since: float,
+    role: str,
+) -> float:
+    where = [s.address for s in servers] or ["prometheus"]
+    versions = [str(v) for v in expect.gone]
+    journal.write("verify", START, model=expect.model, versions=versions, targets=where, role=role)
+    try:
+        if servers:
+            seconds = verify.on_targets(servers, [expect], opts.timeout, between=watch.check, reach=watch.reach)
+        else:
+            model = plan.model(expect.model)
+            seconds = verify.on_prometheus(
+                opts.client,
+                [expect],
+                since,
+                opts.timeout,
+                selector=plan.selector,
+                instances={expect.model: model.instances},
+                between=watch.check,
+            )
+    except (verify.VerifyFailed, ToolError) as e:
+        journal.write("verify", FAILED, model=expect.model, versions=versions, targets=where, role=role, message=str(e))
+        raise
+    journal.write(
+        "verify", OK, model=expect.model, versions=versions, targets=where, role=role, seconds=round(seconds, 3)
+    )
+    return seconds
+
+
+def _restore(
+    journal: Journal,
+    opts: Options,
+    plan: plans.Plan,
+    text: str,
+    done: Sequence[plans.ModelPlan],
+    reload: Sequence[Server],
+    checked: Sequence[Server],
+) -> rollback.Restored:
+    return rollback.restore(
+        journal,
+        opts.models_config,
+        text,
+        [restored(m) for m in done],
+        reload=reload,
+        servers=checked,
+        client=opts.client,
+        selector=plan.selector,
+        timeout=opts.timeout,
+    )
+
+
+def verify_plan(
+    plan: plans.Plan,
+    client: Querier | None,
+    targets: Sequence[Target],
+    soak: float,
+    timeout: float,
+    say: Callable[[str], None],
+) -> Outcome:
+    """Steps 4 and 5 with no change (the GitOps path: the plan's config committed, the pods rolled):
+    every target (or Prometheus' gauges scraped from now on) serves the plan's change, and no
+    client asks for a retired version for `soak`. Nothing is rolled back: CLIENT_WANTS says revert."""
+    started = time.time()
+    changed = plan.changed()
+    if not changed:
+        return Outcome(NOTHING, "the plan retires nothing", [], started_at=started)
+    outcomes = {m.model_name: ModelOutcome(m.model_name, list(m.retire)) for m in changed}
+    expects = [expectations(m, m.retire) for m in changed]
+    servers = [Server(t.grpc) for t in targets]
+    pages = [p for t in targets for p in t.pages]
+    try:
+        owners = {p: t.grpc for t in targets for p in t.pages}
+        watched = {m.model_name: m.retire for m in changed}
+        watch = Watch(watched, soak_baseline(pages), started, client, plan.selector, owners)
+        say(f"verifying {len(expects)} model(s) on {len(servers) or 'Prometheus'}")
+        try:
+            if servers:
+                seconds = verify.on_targets(servers, expects, timeout, between=watch.check, reach=watch.reach)
+            else:
+                assert client is not None
+                seconds = verify.on_prometheus(
+                    client, expects, started, timeout, selector=plan.selector, between=watch.check
+                )
+            for o in outcomes.values():
+                o.verified_seconds = seconds
+            say(f"verified; soaking for {format_duration(soak)}")
+            watch.soak(soak)
+        except ClientWants as e:
+            message = f"a client still wants {e}: revert the change (verify changed nothing)"
+            return Outcome(
+                CLIENT_WANTS,
+                message,
+                list(outcomes.values()),
+                signals=[s.as_json() for s in e.signals],
+                started_at=started,
+                seconds=time.time() - started,
+            )
+        except (verify.VerifyFailed, ToolError) as e:
+            return Outcome(
+                FAILED_STATUS,
+                f"not verified: {e}",
+                list(outcomes.values()),
+                started_at=started,
+                seconds=time.time() - started,
+            )
+    finally:
+        for server in servers:
+            server.close()
+    message = (
+        f"verified {sum(len(m.retire) for m in changed)} retired version(s); no client asked for them in "
+        f"{format_duration(soak)}"
+    )
+    return Outcome(
+        VERIFIED, message, list(outcomes.values()), soak_seconds=soak, started_at=started, seconds=time.time() - started
+    )
