@@ -181,6 +181,21 @@ def test_1_idle_versions_retired_on_every_replica_with_no_failed_call(fleet: Fle
     assert (outcome["status"], outcome["exit_status"], outcome["models"][0]["retired"]) == ("verified", 0, ["1", "4"])
     assert fleet.load.failed_between(start, time.time()) == []
 
+    # And back: the journal's config before the change, restored and verified on the three targets.
+    undone = retire("rollback", "--journal", str(journal), "--timeout", "30s")
+    assert undone.returncode == 0, undone.stderr
+    assert fleet.config.read_text() == original
+    assert model_states(fleet, "alpha") == [{v: AVAILABLE for v in range(1, 7)}] * 3
+    assert steps(journal)[9:] == [
+        ("rollback", "start"),
+        ("restore", "start"),
+        ("restore", "ok"),
+        *[("verify", "start"), ("verify", "ok")] * 3,
+        ("end", "ok"),
+    ]
+    assert last_line(undone.stderr) == "tfs-traffic: previous config restored and verified"
+    assert fleet.load.failed_between(start, time.time()) == []
+
 
 def test_2_a_planned_version_called_after_the_plan_is_dropped(fleet: Fleet, tmp_path: Path) -> None:
     """beta: 1 and 2 idle at plan time; then a client calls 1. The re-check drops it, 2 goes."""
@@ -321,6 +336,9 @@ def test_6_servers_that_do_not_poll_get_the_canary_first_then_the_rest(fleet: Fl
     assert done.returncode == 0, done.stderr
     assert model_states(fleet, "theta", fleet.quiet) == [{1: END, 2: END, 3: AVAILABLE}] * 3
     assert fleet.quiet_config.read_text() == planned["new_config"]
+    checked = retire("verify", str(tmp_path / "plan.json"), *targets, "--soak", "1s", "--timeout", "30s")
+    assert checked.returncode == 0, checked.stderr
+    assert last_line(checked.stderr) == "tfs-traffic: verified 2 retired version(s); no client asked for them in 1s"
     entries = [json.loads(x) for x in journal.read_text().splitlines()]
     canary, second, third = (sim.grpc for sim in fleet.quiet)
     assert [(e["step"], e["result"], e["targets"]) for e in entries if e["step"] in ("push", "verify")] == [
