@@ -181,6 +181,21 @@ def test_1_idle_versions_retired_on_every_replica_with_no_failed_call(fleet: Fle
     assert (outcome["status"], outcome["exit_status"], outcome["models"][0]["retired"]) == ("verified", 0, ["1", "4"])
     assert fleet.load.failed_between(start, time.time()) == []
 
+    # A client of a retired version while `verify` soaks: exit 3, and nothing changed.
+    log = tmp_path / "verify.log"
+    checking = start_retire("verify", str(tmp_path / "plan.json"), *fleet.targets(), "--soak", "60s", log=log)
+    try:
+        assert wait_for(lambda: "soaking for 1m" in log.read_text(), timeout=60)
+        with pytest.raises(grpc.RpcError) as failed:
+            served_version(fleet.sidecars[1].grpc, predict_request("alpha", version=4))
+        assert failed.value.code() == grpc.StatusCode.NOT_FOUND
+        assert checking.wait(timeout=60) == 3
+    finally:
+        checking.kill()
+    assert last_line(log.read_text()).startswith("tfs-traffic: error: a client still wants alpha:4 (")
+    assert last_line(log.read_text()).endswith("): revert the change (verify changed nothing)")
+    assert model_states(fleet, "alpha") == [retired] * 3
+
     # And back: the journal's config before the change, restored and verified on the three targets.
     undone = retire("rollback", "--journal", str(journal), "--timeout", "30s")
     assert undone.returncode == 0, undone.stderr

@@ -152,7 +152,15 @@ def _run(
     outcomes = {m.model_name: ModelOutcome(m.model_name) for m in changed}
     pages = [p for t in opts.targets for p in t.pages]
     say(f"re-checking {sum(len(m.retire) for m in changed)} version(s) over the last {format_duration(opts.recheck)}")
-    fresh = recheck.recheck(opts.client, {m.model_name: m.retire for m in changed}, opts.recheck, pages, plan.selector)
+    try:
+        fresh = recheck.recheck(
+            opts.client, {m.model_name: m.retire for m in changed}, opts.recheck, pages, plan.selector
+        )
+    except ToolError as e:  # Prometheus or a page did not answer: nothing was written yet
+        message = f"could not complete: {e}; nothing was changed"
+        journal.write("recheck", FAILED, message=str(e))
+        journal.write("end", OK, status=FAILED_STATUS, exit_status=1, message=message)
+        raise ToolError(message) from None
     for note in fresh.notes:
         say(f"note: {note}")
     todo: list[tuple[plans.ModelPlan, list[int]]] = []
