@@ -12,6 +12,7 @@ runs last.
 """
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,16 @@ POLLING = [
 ]
 NOT_POLLING = [Model("theta", (1, 2, 3), specific(1, 2, 3))]
 FAST = ["--recheck", "1m", "--soak", "3s", "--timeout", "30s"]
+# A journal up to the soak of one model's change (README, "The journal").
+SOAKING = [
+    ("begin", "start"),
+    ("recheck", "ok"),
+    ("write", "start"),
+    ("write", "ok"),
+    ("verify", "start"),
+    ("verify", "ok"),
+    ("soak", "start"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +102,18 @@ def versions(plan_json: dict[str, Any], model: str) -> dict[str, tuple[str, str]
     return {v["model_version"]: (v["action"], v["reason"]) for v in entry["versions"]}
 
 
+def apply(tmp_path: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`retire apply` of the test's plan to `config`, its journal in the test's directory."""
+    return retire("apply", str(tmp_path / "plan.json"), "--models-config", str(config), *args,
+                  "--journal", str(tmp_path / "journal.jsonl"))  # fmt: skip
+
+
+def start_apply(tmp_path: Path, config: Path, *args: str) -> subprocess.Popen[str]:
+    """`apply` in the background, its output in apply.log."""
+    return start_retire("apply", str(tmp_path / "plan.json"), "--models-config", str(config), *args,
+                        "--journal", str(tmp_path / "journal.jsonl"), log=tmp_path / "apply.log")  # fmt: skip
+
+
 def changed_lines(diff: str) -> list[str]:
     """The removed and added lines of a unified diff."""
     return [x for x in diff.splitlines() if x[:1] in "-+" and not x.startswith(("---", "+++"))]
@@ -123,16 +146,7 @@ def test_1_idle_versions_retired_on_every_replica_with_no_failed_call(fleet: Fle
     journal = tmp_path / "journal.jsonl"
     assert fleet.load is not None
     start = time.time()
-    done = retire(
-        "apply",
-        str(tmp_path / "plan.json"),
-        "--models-config",
-        str(fleet.config),
-        *fleet.targets(),
-        *FAST,
-        "--journal",
-        str(journal),
-    )
+    done = apply(tmp_path, fleet.config, *fleet.targets(), *FAST)
     end = time.time()
     assert done.returncode == 0, done.stderr
     assert fleet.load.failed_between(start, end) == []
@@ -143,17 +157,7 @@ def test_1_idle_versions_retired_on_every_replica_with_no_failed_call(fleet: Fle
         assert served_version(car.grpc, predict_request("alpha", version_label="stable")) == 2
         assert served_version(car.grpc, predict_request("alpha", version_label="canary")) == 5
     assert fleet.config.read_text() == planned["new_config"]
-    assert steps(journal) == [
-        ("begin", "start"),
-        ("recheck", "ok"),
-        ("write", "start"),
-        ("write", "ok"),
-        ("verify", "start"),
-        ("verify", "ok"),
-        ("soak", "start"),
-        ("soak", "ok"),
-        ("end", "ok"),
-    ]
+    assert steps(journal) == [*SOAKING, ("soak", "ok"), ("end", "ok")]
     lines = [json.loads(x) for x in journal.read_text().splitlines()]
     assert lines[0]["previous_config"] == original
     assert {(e["step"], tuple(e["versions"])) for e in lines if e["step"] in ("write", "verify")} == {
@@ -220,18 +224,7 @@ def test_2_a_planned_version_called_after_the_plan_is_dropped(fleet: Fleet, tmp_
     for car in fleet.sidecars:
         assert served_version(car.grpc, predict_request("beta", version=1)) == 1
     journal = tmp_path / "journal.jsonl"
-    done = retire(
-        "apply",
-        str(tmp_path / "plan.json"),
-        "--models-config",
-        str(fleet.config),
-        *fleet.targets(),
-        *FAST,
-        "--journal",
-        str(journal),
-        "--format",
-        "json",
-    )
+    done = apply(tmp_path, fleet.config, *fleet.targets(), *FAST, "--format", "json")
     assert done.returncode == 0, done.stderr
     dropped = [line for line in done.stderr.splitlines() if "dropped" in line]
     assert len(dropped) == 1 and dropped[0].startswith("tfs-traffic: dropped beta:1 from the change: ")
@@ -251,22 +244,8 @@ def test_3_a_client_of_a_retired_version_during_the_soak_rolls_back(fleet: Fleet
     assert done.returncode == 0, done.stderr
     assert versions(planned, "gamma") == {"1": ("retire", "idle"), "2": ("keep", "traffic")}
     journal = tmp_path / "journal.jsonl"
-    applying = start_retire(
-        "apply",
-        str(tmp_path / "plan.json"),
-        "--models-config",
-        str(fleet.config),
-        *fleet.targets(),
-        "--recheck",
-        "1m",
-        "--soak",
-        "60s",
-        "--timeout",
-        "30s",
-        "--journal",
-        str(journal),
-        log=tmp_path / "apply.log",
-    )
+    long_soak = ["--recheck", "1m", "--soak", "60s", "--timeout", "30s"]
+    applying = start_apply(tmp_path, fleet.config, *fleet.targets(), *long_soak)
     try:
         assert wait_for(lambda: ("soak", "start") in (steps(journal) if journal.exists() else []), timeout=60)
         with pytest.raises(grpc.RpcError) as failed:
@@ -284,13 +263,7 @@ def test_3_a_client_of_a_retired_version_during_the_soak_rolls_back(fleet: Fleet
     (watch,) = [e for e in entries if e["step"] == "watch"]
     assert watch["result"] == "failed" and {s["model"] for s in watch["signals"]} == {"gamma"}
     assert [(e["step"], e["result"]) for e in entries] == [
-        ("begin", "start"),
-        ("recheck", "ok"),
-        ("write", "start"),
-        ("write", "ok"),
-        ("verify", "start"),
-        ("verify", "ok"),
-        ("soak", "start"),
+        *SOAKING,
         ("watch", "failed"),
         ("restore", "start"),
         ("restore", "ok"),
@@ -312,16 +285,7 @@ def test_4_a_file_edited_after_the_plan_is_refused_before_anything_is_written(fl
     staging.write_text(edited)
     staging.replace(fleet.config)
     journal = tmp_path / "journal.jsonl"
-    done = retire(
-        "apply",
-        str(tmp_path / "plan.json"),
-        "--models-config",
-        str(fleet.config),
-        *fleet.targets(),
-        *FAST,
-        "--journal",
-        str(journal),
-    )
+    done = apply(tmp_path, fleet.config, *fleet.targets(), *FAST)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"tfs-traffic: error: {fleet.config} changed since")
     assert fleet.config.read_text() == edited and not journal.exists()
@@ -337,17 +301,7 @@ def test_6_servers_that_do_not_poll_get_the_canary_first_then_the_rest(fleet: Fl
     journal = tmp_path / "journal.jsonl"
     reload = [a for sim in fleet.quiet for a in ("--reload", sim.grpc)]
     targets = [a for sim in fleet.quiet for a in ("--targets", target(sim))]
-    done = retire(
-        "apply",
-        str(tmp_path / "plan.json"),
-        "--models-config",
-        str(fleet.quiet_config),
-        *reload,
-        *targets,
-        *FAST,
-        "--journal",
-        str(journal),
-    )
+    done = apply(tmp_path, fleet.quiet_config, *reload, *targets, *FAST)
     assert done.returncode == 0, done.stderr
     assert model_states(fleet, "theta", fleet.quiet) == [{1: END, 2: END, 3: AVAILABLE}] * 3
     assert fleet.quiet_config.read_text() == planned["new_config"]
@@ -412,17 +366,7 @@ def test_5_a_replica_unreachable_mid_apply_stops_restores_and_exits_1(fleet: Fle
     assert done.returncode == 0, done.stderr
     assert versions(planned, "epsilon") == {"1": ("retire", "idle"), "2": ("keep", "traffic")}
     journal = tmp_path / "journal.jsonl"
-    applying = start_retire(
-        "apply",
-        str(tmp_path / "plan.json"),
-        "--models-config",
-        str(fleet.config),
-        *fleet.targets(),
-        *FAST,
-        "--journal",
-        str(journal),
-        log=tmp_path / "apply.log",
-    )
+    applying = start_apply(tmp_path, fleet.config, *fleet.targets(), *FAST)
     third = fleet.sims[2]
     try:
         assert wait_for(lambda: ("write", "ok") in (steps(journal) if journal.exists() else []), timeout=60)

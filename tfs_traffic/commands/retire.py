@@ -62,6 +62,21 @@ def _duration(parser: Any, flag: str, default: str, help: str) -> None:
     parser.add_argument(flag, default=default, metavar="DURATION", help=f"{help} (default: %(default)s)")
 
 
+def _prometheus_and_targets(parser: argparse.ArgumentParser, url_help: str) -> None:
+    """`apply`'s and `verify`'s Prometheus (optional: the plan names one) and `--targets`."""
+    from tfs_traffic.prometheus.api import add_access_arguments
+
+    add_access_arguments(parser, required=False, timeout_flag="--prometheus-timeout", url_help=url_help)
+    parser.add_argument(
+        "--targets", action="extend", nargs="+", default=[], metavar="HOST:PORT[,URL...]", help=TARGETS_HELP
+    )
+
+
+def _reload(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--reload HOST:PORT`: TF Serving's own gRPC port (the sidecar relay refuses the reload RPC)."""
+    parser.add_argument("--reload", action="extend", nargs="+", default=[], metavar="HOST:PORT", help=help)
+
+
 def _register_plan(actions: Subcommands) -> None:
     from tfs_traffic.commands.report import add_judging_arguments
 
@@ -95,8 +110,6 @@ def _register_plan(actions: Subcommands) -> None:
 
 
 def _register_apply(actions: Subcommands) -> None:
-    from tfs_traffic.prometheus.api import add_access_arguments
-
     parser = add_command(
         actions,
         "apply",
@@ -115,20 +128,8 @@ def _register_apply(actions: Subcommands) -> None:
     one_line_errors(parser)
     parser.add_argument("plan", metavar="PLAN.json", help="a plan written by `retire plan --output`")
     parser.add_argument("--models-config", required=True, metavar="FILE", help="the models config to change")
-    add_access_arguments(
-        parser, required=False, timeout_flag="--prometheus-timeout", url_help="Prometheus (default: the plan's)"
-    )
-    parser.add_argument(
-        "--reload",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="HOST:PORT",
-        help="also push the config to TF Serving's gRPC port (HandleReloadConfigRequest), the first as a canary",
-    )
-    parser.add_argument(
-        "--targets", action="extend", nargs="+", default=[], metavar="HOST:PORT[,URL...]", help=TARGETS_HELP
-    )
+    _prometheus_and_targets(parser, "Prometheus (default: the plan's)")
+    _reload(parser, "also push the config to TF Serving's gRPC port (HandleReloadConfigRequest), the first as a canary")
     _duration(parser, "--recheck", "15m", "zero calls to each planned version over this long, up to now")
     _duration(parser, "--soak", "10m", "then watch this long for a client that still wants a retired version")
     _duration(parser, "--timeout", "10m", "verify each step within this long")
@@ -138,8 +139,6 @@ def _register_apply(actions: Subcommands) -> None:
 
 
 def _register_verify(actions: Subcommands) -> None:
-    from tfs_traffic.prometheus.api import add_access_arguments
-
     parser = add_command(
         actions,
         "verify",
@@ -153,15 +152,7 @@ def _register_verify(actions: Subcommands) -> None:
     )
     one_line_errors(parser)
     parser.add_argument("plan", metavar="PLAN.json", help="a plan written by `retire plan --output`")
-    add_access_arguments(
-        parser,
-        required=False,
-        timeout_flag="--prometheus-timeout",
-        url_help="Prometheus (default: the plan's, unless --targets are given)",
-    )
-    parser.add_argument(
-        "--targets", action="extend", nargs="+", default=[], metavar="HOST:PORT[,URL...]", help=TARGETS_HELP
-    )
+    _prometheus_and_targets(parser, "Prometheus (default: the plan's, unless --targets are given)")
     _duration(parser, "--soak", "10m", "watch this long for a client that still wants a retired version")
     _duration(parser, "--timeout", "10m", "the change must be served within this long")
     _format(parser)
@@ -182,14 +173,7 @@ def _register_rollback(actions: Subcommands) -> None:
     )
     one_line_errors(parser)
     parser.add_argument("--journal", required=True, metavar="FILE", help="the journal of `retire apply`")
-    parser.add_argument(
-        "--reload",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="HOST:PORT",
-        help="push the restored config to these gRPC ports (default: those the apply pushed to)",
-    )
+    _reload(parser, "push the restored config to these gRPC ports (default: those the apply pushed to)")
     _duration(parser, "--timeout", "10m", "verify within this long")
     _format(parser)
 
