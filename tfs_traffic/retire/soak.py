@@ -72,8 +72,8 @@ class Watch:
             found += signals.prometheus_signals(
                 self.client, self.watched, max(0.001, now - self.since), now, self.selector
             )
-        if found:
-            raise ClientWants(found)
+        if found:  # those naming a version first: the message names the first
+            raise ClientWants(sorted(found, key=lambda s: s.version is None))
 
     def soak(self, seconds: float, sleep: Callable[[float], None] = time.sleep) -> None:
         """Watch for `seconds` (ClientWants, VerifyFailed or ToolError end it early)."""
