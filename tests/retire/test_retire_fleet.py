@@ -45,6 +45,7 @@ POLLING = [
     Model("epsilon", (1, 2), specific(1, 2)),
     Model("zeta", (1, 2, 3), "latest { num_versions: 3 }"),
     Model("eta", (1, 2), specific(1, 2, 9)),
+    Model("iota", (1, 2), specific(1, 2)),
 ]
 NOT_POLLING = [Model("theta", (1, 2, 3), specific(1, 2, 3))]
 FAST = ["--recheck", "1m", "--soak", "3s", "--timeout", "30s"]
@@ -81,6 +82,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             Call("grpc", b, "epsilon"),
             Call("grpc", c, "zeta"),
             Call("rest", a, "eta"),
+            Call("rest", b, "iota"),
             Call("grpc", q[0], "theta"),
             Call("rest", q[1], "theta"),
             Call("grpc", q[2], "theta"),
@@ -358,6 +360,36 @@ def test_7_drift_and_a_latest_policy_are_refused_and_convert_policy_plans_it(fle
     ]
 
 
+def test_sigterm_during_the_soak_restores_the_previous_config(fleet: Fleet, tmp_path: Path) -> None:
+    """iota: 1 retired and verified, then the apply is stopped (SIGTERM, as a cancelled job is):
+    it writes the previous config back, verifies it, and exits 130."""
+    original = fleet.config.read_text()
+    done, planned = plan(fleet, tmp_path / "plan.json", fleet.config, "--model", "iota")
+    assert done.returncode == 0, done.stderr
+    assert versions(planned, "iota") == {"1": ("retire", "idle"), "2": ("keep", "traffic")}
+    journal = tmp_path / "journal.jsonl"
+    applying = start_apply(tmp_path, fleet.config, *fleet.targets(), "--recheck", "1m", "--soak", "60s")
+    try:
+        assert wait_for(lambda: ("soak", "start") in (steps(journal) if journal.exists() else []), timeout=60)
+        assert model_states(fleet, "iota") == [{1: END, 2: AVAILABLE}] * 3
+        applying.terminate()
+        assert applying.wait(timeout=60) == 130
+    finally:
+        applying.kill()
+    assert last_line((tmp_path / "apply.log").read_text()) == (
+        "tfs-traffic: error: interrupted; previous config restored and verified"
+    )
+    assert fleet.config.read_text() == original
+    assert model_states(fleet, "iota") == [{1: AVAILABLE, 2: AVAILABLE}] * 3
+    assert steps(journal) == [
+        *SOAKING,
+        ("restore", "start"),
+        ("restore", "ok"),
+        *[("verify", "start"), ("verify", "ok")] * 3,
+        ("end", "ok"),
+    ]
+
+
 def test_5_a_replica_unreachable_mid_apply_stops_restores_and_exits_1(fleet: Fleet, tmp_path: Path) -> None:
     """epsilon: the third replica stops right after the file is written. Apply stops, writes the
     previous config back, verifies it on the two that answer, exits 1; restarted, the third serves
@@ -367,7 +399,9 @@ def test_5_a_replica_unreachable_mid_apply_stops_restores_and_exits_1(fleet: Fle
     assert done.returncode == 0, done.stderr
     assert versions(planned, "epsilon") == {"1": ("retire", "idle"), "2": ("keep", "traffic")}
     journal = tmp_path / "journal.jsonl"
-    applying = start_apply(tmp_path, fleet.config, *fleet.targets(), *FAST)
+    # A soak longer than the 5 s a target may stay silent: stopped after the change is verified, it
+    # still ends the run the same way.
+    applying = start_apply(tmp_path, fleet.config, *fleet.targets(), "--recheck", "1m", "--soak", "30s")
     third = fleet.sims[2]
     try:
         assert wait_for(lambda: ("write", "ok") in (steps(journal) if journal.exists() else []), timeout=60)

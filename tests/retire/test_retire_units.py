@@ -10,7 +10,7 @@ from fleet import retire
 from tfs_traffic import modelconfig
 from tfs_traffic.errors import UsageError
 from tfs_traffic.report.model import KEEP, RETIRE, Options, Report, VersionReport
-from tfs_traffic.retire import apply, journal, signals
+from tfs_traffic.retire import apply, journal, recheck, signals
 from tfs_traffic.retire import plan as plans
 from tfs_traffic.retire.verify import Reachability, VerifyFailed
 
@@ -278,3 +278,58 @@ def test_an_unreachable_fleet_before_any_change_is_exit_1_and_changes_nothing(tm
     assert done.stderr.startswith("tfs-traffic: error: could not complete: 127.0.0.1:1: UNAVAILABLE")
     assert done.stderr.rstrip().endswith("; nothing was changed") and done.stderr.count("\n") == 1
     assert config.read_text() == CONFIG and not (tmp_path / "plan.journal.jsonl").exists()
+
+
+class Answers:
+    """A Querier that answers the re-check's two queries: nothing rose in Prometheus' window; the
+    last scrape of the page's instance held `scraped`."""
+
+    def __init__(self, instance: str, scraped: float) -> None:
+        self.instance, self.scraped = instance, scraped
+        self.asked: list[str] = []
+
+    def query(self, promql: str, at: float) -> list[dict[str, object]]:
+        self.asked.append(promql)
+        if "instance=~" not in promql:
+            return []
+        labels = {"__name__": ":tensorflow:serving:model_call_count", "model_name": "m", "model_version": "1"}
+        return [{"metric": {**labels, "instance": self.instance, "job": "tfs"}, "value": [at, str(self.scraped)]}]
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict[str, object]]:
+        raise AssertionError("the re-check asks instant queries only")
+
+
+def test_a_call_since_the_last_scrape_drops_the_version() -> None:
+    """The page counts 7 calls of m:1, Prometheus' last scrape of it 5: two calls no scrape holds yet.
+    m:2's counter (3) is a series Prometheus does not hold: all of it counts (the safe side)."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        client = Answers(f"127.0.0.1:{server.server_port}", 5.0)
+        fresh = recheck.recheck(client, {"m": [1, 2]}, 900.0, [url])
+    finally:
+        server.shutdown()
+    assert fresh.dropped == {
+        ("m", "1"): [
+            f":tensorflow:serving:model_call_count +2 since Prometheus' last scrape of {url}",
+            f'tfserving_model_calls_total{{code="NOT_FOUND"}} +1 since Prometheus\' last scrape of {url}',
+        ],
+        ("m", "2"): [f":tensorflow:serving:model_call_count +3 since Prometheus' last scrape of {url}"],
+    }
+    assert fresh.notes == [] and len(client.asked) == 2
+    assert fresh.readings[url] == signals.parse_page(PAGE)

@@ -282,7 +282,18 @@ def run_apply(args: argparse.Namespace) -> int:
         journal=journal,
         **durations,
     )
+    _interrupt_on_sigterm()
     return _finish(apply.apply(plan, options, _say), args.format)
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a cancelled CI job, `kill`) ends `apply` as Ctrl-C does: the previous config restored."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from tfs_traffic.retire.outcome import (
     DONE,
     EXIT,
     FAILED_STATUS,
+    INTERRUPTED,
     NOTHING,
     ROLLED_BACK,
     VERIFIED,
@@ -216,6 +217,9 @@ def _run(
     except (verify.VerifyFailed, Unreachable, Refused, ToolError) as e:
         say(f"could not complete: {e}; restoring the previous config")
         found, status, reason = [], FAILED_STATUS, f"could not complete: {e}"
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (`retire apply` turns it into this)
+        say("interrupted: restoring the previous config")
+        found, status, reason = [], INTERRUPTED, "interrupted"
     else:
         found, status, reason = [], DONE, ""
     if status != DONE:

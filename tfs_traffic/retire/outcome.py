@@ -9,7 +9,17 @@ from tfs_traffic.durations import rfc3339
 DONE, NOTHING, FAILED_STATUS, ROLLED_BACK = "done", "nothing-to-do", "failed", "rolled-back"
 VERIFIED, CLIENT_WANTS = "verified", "client-wants"  # `retire verify`, which changes nothing
 RESTORED = "restored"  # `retire rollback`
-EXIT = {DONE: 0, NOTHING: 0, VERIFIED: 0, RESTORED: 0, FAILED_STATUS: 1, ROLLED_BACK: 3, CLIENT_WANTS: 3}
+INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM during `apply`: the previous config restored
+EXIT = {
+    DONE: 0,
+    NOTHING: 0,
+    VERIFIED: 0,
+    RESTORED: 0,
+    FAILED_STATUS: 1,
+    ROLLED_BACK: 3,
+    CLIENT_WANTS: 3,
+    INTERRUPTED: 130,
+}
 
 
 @dataclass

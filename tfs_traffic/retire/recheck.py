@@ -64,6 +64,6 @@ def recheck(
             page = signals.signal_of(metric, dict(labels), count, url, watched)
             if page is not None:
                 dropped.setdefault((page.model, page.version or ""), []).append(
-                    f"{s.what} +{signals.format_count(count)} since Prometheus' last scrape of {url}"
+                    f"{page.what} +{signals.format_count(count)} since Prometheus' last scrape of {url}"
                 )
     return Recheck(dropped, readings, at, notes)
