@@ -107,12 +107,20 @@ class Monitor:
         self._cond = threading.Condition()
         self._states: dict[str, dict[int, tuple[State, int]]] = {}  # name -> version -> (state, event number)
         self._events = 0
+        self._history: list[tuple[str, int, State]] = []
 
     def publish(self, name: str, version: int, state: State) -> None:
         with self._cond:
             self._events += 1
             self._states.setdefault(name, {})[version] = (state, self._events)
+            self._history.append((name, version, state))
             self._cond.notify_all()
+
+    def history(self, name: str) -> list[tuple[int, State]]:
+        """Every event of one model in the order the event bus carried them (what a listener such as
+        the patch's sees), for tests."""
+        with self._cond:
+            return [(version, state) for n, version, state in self._history if n == name]
 
     def events(self) -> int:
         """A mark: `wait_latest(since=mark)` sees only later events (a fresh monitor)."""
