@@ -18,6 +18,7 @@ and what the stand-in does with it (`SIM_EFFECTS`); the usage text is ours, in `
 layout. `tfs-traffic sim --help` lists the same table.
 """
 
+import math
 import os
 import re
 import sys
@@ -149,9 +150,9 @@ _INT32 = 2**31
 _INT64 = 2**63
 # sscanf's %d / %ld: optional blanks and sign, then digits (glibc reads "0x" as 0 and stops at "x").
 _DECIMAL = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
-_FLOAT = re.compile(
-    r"[ \t\n\v\f\r]*([+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-    r"|inf(?:inity)?|nan(?:\([0-9A-Za-z_]*\))?))",
+_FLOAT = re.compile(  # %f: decimal, hex (glibc's strtod), inf, infinity, nan, nan(...)
+    r"[ \t\n\v\f\r]*([+-]?)(0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?"
+    r"|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan(?:\([0-9A-Za-z_]*\))?)",
     re.IGNORECASE,
 )
 
@@ -188,13 +189,17 @@ def _scan_int(text: str, bits: int) -> int | None:
 
 
 def _scan_float(text: str) -> float | None:
+    """`sscanf(text, "%f%c")` == 1: the value, or None."""
     m = _FLOAT.match(text)
     if not m or m.end() != len(text):
         return None
-    number = m.group(1)
-    if "nan" in number.lower():
-        return float("nan")
-    return float(number)
+    sign = -1.0 if m.group(1) == "-" else 1.0
+    number = m.group(2).lower()
+    if number.startswith("nan"):
+        return math.nan
+    if number.startswith("0x"):
+        return sign * float.fromhex(number if "p" in number else number + "p0")
+    return sign * float(number)
 
 
 def _parse_one(flag: Flag, arg: str) -> tuple[bool, bool, int | bool | str | float | None]:
