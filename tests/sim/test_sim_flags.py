@@ -360,3 +360,35 @@ def test_monitoring_config_is_read_only_with_rest(tmp_path: Path, started: list[
     proc = start_sim(started, [*common, "--grpc-addr=127.0.0.1:0"])
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("grpc=127.0.0.1:")
+
+
+def test_ssl_config_file_serves_grpc_over_tls(tmp_path: Path, started: list[subprocess.Popen[str]]) -> None:
+    """`server.cc:BuildServerCredentials`: `--ssl_config_file`'s SSLConfig (server_key, server_cert;
+    custom_ca and client_verify for client certificates) makes the gRPC port TLS-only."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    def quoted(path: Path) -> str:
+        return '"' + path.read_text().replace("\n", "\\n") + '"'
+
+    ssl_config = tmp_path / "ssl.config"
+    ssl_config.write_text(f"server_key: {quoted(key)}\nserver_cert: {quoted(cert)}\n")
+    base = model_dir(tmp_path, 2)
+    proc = start_sim(
+        started,
+        ["--model_name=m", f"--model_base_path={base}", f"--ssl_config_file={ssl_config}", "--grpc-addr=127.0.0.1:0"],
+    )
+    assert proc.stdout is not None
+    target = proc.stdout.readline().strip().removeprefix("grpc=")
+    credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    with grpc.secure_channel(target, credentials, options=options) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        assert stub.Predict(predict_request("m"), timeout=10).model_spec.version.value == 2
+    with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as info:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(predict_request("m"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -230,7 +230,6 @@ def _build(args: argparse.Namespace, parsed: flags.Parsed, poll_seconds: float, 
         tensor_content=bool(get("enable_serialization_as_tensor_content")),
         grpc_channel_args=_channel_args(str(get("grpc_channel_arguments"))),
         ssl_config=ssl_config,
-        num_unload_threads=int(get("num_unload_threads")),
     )
     if rest_addr is not None and get("monitoring_config_file"):  # read only when REST is on, as TF Serving does
         sim.prometheus_path = monitoring_path(str(get("monitoring_config_file")))

@@ -149,7 +149,6 @@ class ServerCore:
         log: Log | None = None,
         allow_labels_for_unavailable: bool = False,
         file_system_poll_seconds: float = 1.0,
-        num_unload_threads: int = 0,
     ) -> None:
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
         self._log = log or _stderr_log
@@ -162,7 +161,7 @@ class ServerCore:
         self.stock = StockMetrics()
         self.monitor = Monitor()
         self.serving = ServingMap()
-        self.manager = Manager(self.monitor, self.serving, self._on_state, num_unload_threads)
+        self.manager = Manager(self.monitor, self.serving, self._on_state)
         self.source = Source(file_system_poll_seconds, self._log)
         self._connected = False
         self._threaded = False

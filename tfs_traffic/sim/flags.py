@@ -76,7 +76,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("model_base_path", "string", "", True, "single-model config: the model's base path"),
     Flag("num_load_threads", "int32", 0, False, "ignored: a load takes no time"),
     Flag(
-        "num_unload_threads", "int32", 0, True, "> 0: an unload that waits for requests no longer holds up the manager"
+        "num_unload_threads",
+        "int32",
+        0,
+        False,
+        "ignored: an unload takes no time (its wait for requests holds the manager)",
     ),
     Flag("max_num_load_retries", "int32", 5, False, "ignored: loads do not fail"),
     Flag("load_retry_interval_micros", "int64", 60 * 1000 * 1000, False, "ignored: loads do not fail"),

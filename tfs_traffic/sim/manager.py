@@ -15,8 +15,10 @@
 - an unload publishes UNLOADING, swaps in a serving map without the version — from then on a
   request for it is NOT_FOUND — waits until every request holding the previous map has finished
   (a request holds the whole map, whatever version it runs on: `ServingMap::GetUntypedServableHandle`
-  and `FastReadDynamicPtr::Update`), then publishes END. With `--num_unload_threads=0` that wait
-  holds up the manager: no other load or unload happens meanwhile;
+  and `FastReadDynamicPtr::Update`), then publishes END. That wait holds the manager's lock
+  (`ExecuteUnload` swaps the map under `mu_`), so no other load or unload happens meanwhile, with
+  or without `--num_unload_threads` (which only runs `Unload()` itself, outside the lock, elsewhere;
+  an unload takes no time here);
 - a version that comes back while it is still unloading waits until it is gone
   (`HandlePendingAspiredVersionsRequests`), then loads again from START;
 - `ServableStateMonitor` keeps the last state of every version ever managed, END included.
@@ -25,7 +27,6 @@
 import enum
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 MANAGE_STATE_SECONDS = 0.1  # AspiredVersionsManager::Options::manage_state_interval_micros
@@ -158,7 +159,7 @@ Listener = Callable[[str, int, State], None]
 class Manager:
     """`AspiredVersionsManager` + `BasicManager` for the stand-in's instant loads."""
 
-    def __init__(self, monitor: Monitor, serving: ServingMap, listener: Listener, unload_threads: int = 0) -> None:
+    def __init__(self, monitor: Monitor, serving: ServingMap, listener: Listener) -> None:
         self.monitor = monitor
         self.serving = serving
         self._listener = listener
@@ -166,7 +167,6 @@ class Manager:
         self._harnesses: dict[str, dict[int, Harness]] = {}
         self._pending_lock = threading.Lock()
         self._pending: dict[str, dict[int, str]] = {}
-        self._unloads = ThreadPoolExecutor(unload_threads, "tfs-traffic-sim-unload") if unload_threads > 0 else None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -195,8 +195,6 @@ class Manager:
                 harness.phase = Phase.UNLOADING
         if kind == "load":
             self._load(name, harness)
-        elif self._unloads is not None:
-            self._unloads.submit(self._unload, name, harness)
         else:
             self._unload(name, harness)
         return True
@@ -283,8 +281,6 @@ class Manager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._unloads is not None:
-            self._unloads.shutdown(wait=False, cancel_futures=True)
 
 
 def _policy(harnesses: dict[int, Harness]) -> tuple[str, Harness] | None:

@@ -136,7 +136,6 @@ class Sim:
         tensor_content: bool = False,
         grpc_channel_args: Sequence[tuple[str, int | str]] = (),
         ssl_config: Any = None,
-        num_unload_threads: int = 0,
     ) -> None:
         self.models_config = Path(models_config) if models_config is not None else None
         self.protos = protos.load(light=light_protos)
@@ -172,7 +171,6 @@ class Sim:
                 log=self.log,
                 allow_labels_for_unavailable=allow_labels_for_unavailable,
                 file_system_poll_seconds=poll_seconds,
-                num_unload_threads=num_unload_threads,
             )
         except SimError as e:
             raise StartupError(e) from None
@@ -276,11 +274,11 @@ class Sim:
             poller = threading.Thread(target=self._config_poll_loop, name="tfs-traffic-sim-config-poll", daemon=True)
             poller.start()
         server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", -1),
-                ("grpc.max_send_message_length", -1),
+            options=[  # ServerBuilder applies the channel arguments first, SetMaxMessageSize after
                 ("grpc.so_reuseport", 0),
                 *self.grpc_channel_args,
+                ("grpc.max_receive_message_length", -1),
+                ("grpc.max_send_message_length", -1),
             ],
             maximum_concurrent_rpcs=None,
         )
