@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tfs_traffic.durations import parse_duration
     from tfs_traffic.errors import UsageError
-    from tfs_traffic.sim import protofile
+    from tfs_traffic.sim import tflog
     from tfs_traffic.sim.core import SimFatal
     from tfs_traffic.sim.server import StartupError, run_forever
 
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--latency-ms must not be negative")
     parsed = flags.parse(getattr(args, "extra_args", []))
     for value, name in parsed.bad_values:
-        protofile.stderr_log("E", f"Couldn't interpret value {value} for flag {name}.")
+        tflog.to_stderr("E", f"Couldn't interpret value {value} for flag {name}.")
     if not parsed.ok:  # main.cc: the usage on stdout, return -1
         print(flags.usage(), end="", flush=True)
         return 255
@@ -127,14 +127,14 @@ def run(args: argparse.Namespace) -> int:
         print(e, flush=True)
         return 255
     except SimFatal as e:  # LOG(FATAL): the message, then abort()
-        protofile.stderr_log("F", str(e))
+        tflog.to_stderr("F", str(e))
         sys.stderr.flush()
         os.abort()
 
 
 def _build(args: argparse.Namespace, parsed: flags.Parsed, poll_seconds: float, config_poll_seconds: float) -> Any:
     """`Server::BuildAndStart`'s checks, in its order, then the Sim."""
-    from tfs_traffic.sim import protofile
+    from tfs_traffic.sim import protofile, tflog
     from tfs_traffic.sim.core import SimFatal
     from tfs_traffic.sim.errors import Code, SimError
     from tfs_traffic.sim.server import (
@@ -171,7 +171,7 @@ def _build(args: argparse.Namespace, parsed: flags.Parsed, poll_seconds: float, 
     config = None
     if models_config is not None:
         try:
-            config = protofile.parse_proto_text_file(models_config, model_server_config_class(), protofile.stderr_log)
+            config = protofile.parse_proto_text_file(models_config, model_server_config_class(), tflog.to_stderr)
         except SimError as e:
             raise StartupError(e) from None
     if not get("platform_config_file"):
@@ -194,7 +194,7 @@ def _build(args: argparse.Namespace, parsed: flags.Parsed, poll_seconds: float, 
     elif rest_port == 0:
         rest_addr = None
     elif rest_port == port:
-        protofile.stderr_log(
+        tflog.to_stderr(
             "E",
             "server_options.http_port cannot be same as grpc_port. Please use a different port for HTTP/REST API. "
             "Skipped exporting HTTP/REST API.",
@@ -206,7 +206,7 @@ def _build(args: argparse.Namespace, parsed: flags.Parsed, poll_seconds: float, 
     if get("ssl_config_file"):
         try:
             ssl_config = protofile.parse_proto_text_file(
-                str(get("ssl_config_file")), protofile.message_class("SSLConfig"), protofile.stderr_log
+                str(get("ssl_config_file")), protofile.message_class("SSLConfig"), tflog.to_stderr
             )
         except SimError as e:  # CHECK_OK: a crash
             raise SimFatal(f"Check failed: ParseProtoTextFile<SSLConfig>: {e.code.name}: {e.message}") from None

@@ -34,22 +34,20 @@ when a version becomes AVAILABLE, `model_version_available` 1 while AVAILABLE; p
 
 import contextlib
 import contextvars
-import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from tfs_traffic import contract
 from tfs_traffic.exposition import COUNTER, GAUGE, Family
+from tfs_traffic.sim import tflog
 from tfs_traffic.sim.errors import Code, SimError
 from tfs_traffic.sim.manager import Manager, Monitor, ServingMap, Snapshot, State
 from tfs_traffic.sim.source import Servable, Source
 from tfs_traffic.sim.stock_metrics import StockMetrics
 
 TENSORFLOW_PLATFORM = "tensorflow"  # kTensorFlowModelPlatform, the one platform the server has
-
-Log = Callable[[str, str], None]  # (severity letter, message)
 
 __all__ = ["Resolved", "ServerCore", "SimFatal", "State"]
 
@@ -65,10 +63,6 @@ class Resolved:
 
 class SimFatal(Exception):
     """What TF Serving does with `LOG(FATAL)`: print and abort."""
-
-
-def _stderr_log(severity: str, message: str) -> None:
-    print(f"tfs-traffic sim: {severity} {message}", file=sys.stderr, flush=True)
 
 
 def _is_relative(uri: str) -> bool:
@@ -146,12 +140,12 @@ class ServerCore:
     def __init__(
         self,
         config: Any,
-        log: Log | None = None,
+        log: tflog.Log | None = None,
         allow_labels_for_unavailable: bool = False,
         file_system_poll_seconds: float = 1.0,
     ) -> None:
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
-        self._log = log or _stderr_log
+        self._log = log or tflog.to_stderr
         self._lock = threading.Lock()  # labels and counters
         self._config_lock = threading.Lock()  # ServerCore::config_mu_: one ReloadConfig at a time
         self._config = type(config)()

@@ -11,36 +11,15 @@ are not in tensorflow-serving-api; they are built here from the same names and f
 
 import errno
 import os
-import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tfs_traffic.sim import textformat
 from tfs_traffic.sim.errors import Code, SimError
-
-Log = Callable[[str, str], None]  # (severity letter, message)
+from tfs_traffic.sim.tflog import Log
 
 # `ErrnoToCode` for what reading a file can fail with; other errors are UNKNOWN here.
 _ERRNO_CODES = {errno.ENOENT: Code.NOT_FOUND, errno.EACCES: Code.PERMISSION_DENIED, errno.EPERM: Code.PERMISSION_DENIED}
-
-
-def log_line(severity: str, message: str) -> str:
-    """A log line in absl's layout (`E0101 12:00:00.000000   1234 where] message`); the place in
-    the source is the stand-in's own name."""
-    now = time.time()
-    t = time.localtime(now)
-    stamp = f"{t.tm_mon:02d}{t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{int(now % 1 * 1e6):06d}"
-    return f"{severity}{stamp} {threading.get_native_id():>7} tfs-traffic-sim] {message}"
-
-
-def stderr_log(severity: str, message: str) -> None:
-    """Log to stderr as TF Serving does (bytes that are not UTF-8 written as they came)."""
-    data = (log_line(severity, message) + "\n").encode("utf-8", "surrogateescape")
-    sys.stderr.buffer.write(data)
-    sys.stderr.buffer.flush()
 
 
 def parse_proto_text_file(path: str | Path, message_class: Any, log: Log) -> Any:

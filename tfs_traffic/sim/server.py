@@ -32,7 +32,7 @@ from typing import Any
 
 from tfs_traffic import exposition
 from tfs_traffic.errors import ToolError, UsageError
-from tfs_traffic.sim import protofile, protos
+from tfs_traffic.sim import protofile, protos, tflog
 from tfs_traffic.sim.core import ServerCore, SimFatal
 from tfs_traffic.sim.errors import Code, SimError
 from tfs_traffic.sim.service import SimService, in_thread
@@ -40,8 +40,6 @@ from tfs_traffic.sim.service import SimService, in_thread
 DEFAULT_GRPC = "127.0.0.1:8500"
 DEFAULT_REST = "127.0.0.1:8501"
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
-
-Log = Callable[[str, str], None]  # (severity letter, message)
 
 
 class StartupError(ToolError):
@@ -55,7 +53,7 @@ class StartupError(ToolError):
         self.error = error
 
 
-def monitoring_path(config_file: str | Path, log: Log = protofile.stderr_log) -> str | None:
+def monitoring_path(config_file: str | Path, log: tflog.Log = tflog.to_stderr) -> str | None:
     """The Prometheus page path a `--monitoring_config_file` turns on, or None when it stays off.
 
     `http_server.cc:CreateAndStartHttpServer` registers the exporter only when
@@ -124,7 +122,7 @@ class Sim:
         poll_seconds: float = 1.0,
         config_poll_seconds: float = 0.0,
         light_protos: bool = False,
-        log: Log | None = None,
+        log: tflog.Log | None = None,
         allow_labels_for_unavailable: bool = False,
         prometheus_path: str | None = PROMETHEUS_PATH,
         grpc_health: bool = False,
@@ -139,7 +137,7 @@ class Sim:
     ) -> None:
         self.models_config = Path(models_config) if models_config is not None else None
         self.protos = protos.load(light=light_protos)
-        self.log = log or protofile.stderr_log
+        self.log = log or tflog.to_stderr
         self.prometheus_path = prometheus_path
         self.grpc_health = grpc_health
         self.grpc_socket_path = grpc_socket_path
@@ -266,47 +264,17 @@ class Sim:
             await in_thread(self.core.start)
         except SimError as e:
             raise StartupError(e) from None
-        if self._stop_event.is_set():
+        if self._stopping.is_set() or self._stop_event.is_set():
             self.core.stop()
             return
-        poller = None
-        if self.config_poll_seconds > 0 and self.models_config is not None:
-            poller = threading.Thread(target=self._config_poll_loop, name="tfs-traffic-sim-config-poll", daemon=True)
-            poller.start()
-        server = grpc.aio.server(
-            options=[  # ServerBuilder applies the channel arguments first, SetMaxMessageSize after
-                ("grpc.so_reuseport", 0),
-                *self.grpc_channel_args,
-                ("grpc.max_receive_message_length", -1),
-                ("grpc.max_send_message_length", -1),
-            ],
-            maximum_concurrent_rpcs=None,
-        )
-        add_servicers(server, self.service, self.latency_s)
-        if self.grpc_health:
-            server.add_generic_rpc_handlers((health_handler(),))
-        credentials = self._server_credentials()
-        targets = []
-        if self._grpc is not None:
-            targets.append(_join(*self._grpc))
-        if self.grpc_socket_path:
-            targets.append(f"unix:{self.grpc_socket_path}")
-        for target in targets:
-            try:
-                port = (
-                    server.add_secure_port(target, credentials)
-                    if credentials is not None
-                    else server.add_insecure_port(target)
-                )
-            except RuntimeError:
-                port = 0
-            if port == 0:
-                raise StartupError(SimError(Code.INVALID_ARGUMENT, "Failed to BuildAndStart gRPC server"))
-            if not target.startswith("unix:"):
-                self.grpc_port = port
-        await server.start()
-        runner = None
+        poller = server = runner = None
         try:
+            if self.config_poll_seconds > 0 and self.models_config is not None:
+                poller = threading.Thread(
+                    target=self._config_poll_loop, name="tfs-traffic-sim-config-poll", daemon=True
+                )
+                poller.start()
+            server = await self._start_grpc(grpc, add_servicers, health_handler)
             if self._rest is not None:
                 runner = web.AppRunner(
                     make_app(self.service, self.latency_s, self.prometheus_path, self.rest_timeout_s, self.cors),
@@ -331,9 +299,44 @@ class Sim:
             self.core.stop()
             if runner is not None:
                 await runner.cleanup()
-            await server.stop(grace=0.5)
+            if server is not None:
+                await server.stop(grace=0.5)
             if poller is not None:
                 poller.join(timeout=5)
+
+    async def _start_grpc(self, grpc: Any, add_servicers: Any, health_handler: Any) -> Any:
+        """The gRPC server on the TCP address and/or the UNIX socket; StartupError if a bind fails
+        (`ServerBuilder::BuildAndStart` returns null: `Failed to BuildAndStart gRPC server`)."""
+        server = grpc.aio.server(
+            options=[  # ServerBuilder applies the channel arguments first, SetMaxMessageSize after
+                ("grpc.so_reuseport", 0),
+                *self.grpc_channel_args,
+                ("grpc.max_receive_message_length", -1),
+                ("grpc.max_send_message_length", -1),
+            ],
+            maximum_concurrent_rpcs=None,
+        )
+        add_servicers(server, self.service, self.latency_s)
+        if self.grpc_health:
+            server.add_generic_rpc_handlers((health_handler(),))
+        credentials = self._server_credentials()
+        targets = [_join(*self._grpc)] if self._grpc is not None else []
+        if self.grpc_socket_path:
+            targets.append(f"unix:{self.grpc_socket_path}")
+        for target in targets:
+            try:
+                if credentials is not None:
+                    port = server.add_secure_port(target, credentials)
+                else:
+                    port = server.add_insecure_port(target)
+            except RuntimeError:
+                port = 0
+            if port == 0:
+                raise StartupError(SimError(Code.INVALID_ARGUMENT, "Failed to BuildAndStart gRPC server"))
+            if not target.startswith("unix:"):
+                self.grpc_port = port
+        await server.start()
+        return server
 
     def _settled(self) -> None:
         """Until the manager has loaded everything the first polls asked for (or the sim stops)."""

@@ -24,11 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tfs_traffic.sim.tflog import Log
+
 _INT64_MAX = 2**63 - 1
 
 # (model name, {version: its directory}) -> the manager's aspired-versions callback
 Callback = Callable[[str, dict[int, str]], None]
-Log = Callable[[str, str], None]  # (severity letter, message)
 
 
 @dataclass(frozen=True)
