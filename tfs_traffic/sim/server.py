@@ -115,7 +115,6 @@ class Sim:
     def __init__(
         self,
         models_config: str | Path | None = None,
-        config: Any = None,
         grpc_addr: str | None = "127.0.0.1:0",
         rest_addr: str | None = "127.0.0.1:0",
         latency_ms: float = 0.0,
@@ -126,6 +125,7 @@ class Sim:
         allow_labels_for_unavailable: bool = False,
         prometheus_path: str | None = PROMETHEUS_PATH,
         grpc_health: bool = False,
+        config: Any = None,
         model_name: str = "default",
         model_base_path: str | None = None,
         grpc_socket_path: str | None = None,

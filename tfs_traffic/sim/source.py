@@ -14,7 +14,9 @@
 - `UpdateConfig` (every `ReloadConfig`) stores the new list of models and immediately un-aspires
   the models that left it; a model that stays gets its new policy at the next poll, not before.
 
-Only directories count as versions (TF Serving would also try, and fail, to load a file).
+Judged harmless: base paths are local paths (TF Serving's file systems also read `gs://`, `s3://`,
+... — here such a path is never found), and only directories count as versions (TF Serving would
+also try, and fail, to load a file).
 """
 
 import os
