@@ -3,7 +3,8 @@
 `ServerCore::ReloadConfig` runs `UpdateModelVersionLabelMap` for the startup config and every reload
 before it adds or changes any model; it refuses a label whose version is not AVAILABLE
 (FAILED_PRECONDITION) unless `--allow_version_labels_for_unavailable_models`, which still refuses
-moving an existing label to such a version. A refused config changes nothing.
+moving an existing label to such a version. A refused config changes nothing served (it still
+becomes the stored config: `test_sim_lifecycle.py`).
 """
 
 import subprocess
