@@ -6,6 +6,7 @@ a cold load from disk (unload.md §1.6) — with "latest" and the labels resolvi
 target is verified on its own, so one that cannot be reached does not hide the others' state.
 """
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,31 +64,23 @@ def restore(
             push.push(journal, server, config, None, [], "restore")
         except (Unreachable, Refused):
             out.problems.append(f"the push to {server.address} failed")
-    if servers:
-        for server in servers:
-            journal.write("verify", START, model=",".join(models), targets=[server.address], role="restore")
-            try:
-                verify.on_targets([server], expects, timeout, strict=False)
-            except verify.VerifyFailed as e:
-                journal.write(
-                    "verify", FAILED, model=",".join(models), targets=[server.address], role="restore", message=str(e)
-                )
-                out.problems.append(f"not on {server.address}")
-                continue
-            journal.write("verify", OK, model=",".join(models), targets=[server.address], role="restore")
-            out.verified.append(server.address)
-    elif client is not None:
-        journal.write("verify", START, model=",".join(models), targets=["prometheus"], role="restore")
+    checks: list[tuple[str, Callable[[], float]]] = [
+        (server.address, functools.partial(verify.on_targets, [server], expects, timeout, strict=False))
+        for server in servers
+    ]
+    if not checks and client is not None:
+        checks = [("prometheus", lambda: verify.on_prometheus(client, expects, written_at, timeout, selector=selector))]
+    for where, check in checks:
+        line: dict[str, Any] = {"model": ",".join(models), "targets": [where], "role": "restore"}
+        journal.write("verify", START, **line)
         try:
-            verify.on_prometheus(client, expects, written_at, timeout, selector=selector)
+            seconds = check()
         except (verify.VerifyFailed, ToolError) as e:
-            journal.write(
-                "verify", FAILED, model=",".join(models), targets=["prometheus"], role="restore", message=str(e)
-            )
-            out.problems.append(f"not verified on Prometheus: {e}")
-        else:
-            journal.write("verify", OK, model=",".join(models), targets=["prometheus"], role="restore")
-            out.verified.append("prometheus")
+            journal.write("verify", FAILED, **line, message=str(e))
+            out.problems.append(f"not on {where}")
+            continue
+        journal.write("verify", OK, **line, seconds=round(seconds, 3))
+        out.verified.append(where)
     return out
 
 
