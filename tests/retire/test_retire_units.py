@@ -10,7 +10,7 @@ from fleet import retire
 from tfs_traffic import modelconfig
 from tfs_traffic.errors import UsageError
 from tfs_traffic.report.model import KEEP, RETIRE, Options, Report, VersionReport
-from tfs_traffic.retire import apply, journal, recheck, signals
+from tfs_traffic.retire import apply, journal, lock, recheck, signals
 from tfs_traffic.retire import plan as plans
 from tfs_traffic.retire.verify import Reachability, VerifyFailed
 
@@ -333,3 +333,27 @@ def test_a_call_since_the_last_scrape_drops_the_version() -> None:
     }
     assert fresh.notes == [] and len(client.asked) == 2
     assert fresh.readings[url] == signals.parse_page(PAGE)
+
+
+def test_one_apply_at_a_time_per_models_config(tmp_path: Path) -> None:
+    """While one run holds the config's lock, another apply is refused (exit 2) before it reads the
+    fleet or writes anything; the lock goes with the process that held it."""
+    import os
+
+    config = tmp_path / "models.config"
+    config.write_text(CONFIG)
+    plan = tmp_path / "plan.json"
+    data = json.loads(build(*FLEET).to_text())
+    data["created_at"] = "2099-01-01T00:00:00Z"
+    plan.write_text(json.dumps(data))
+    with lock.held(config):
+        done = retire("apply", str(plan), "--models-config", str(config), "--targets", "127.0.0.1:1")
+    assert (done.returncode, done.stderr.count("\n")) == (2, 1)
+    assert done.stderr == (
+        f"tfs-traffic: error: another retire apply or rollback is changing {config} (pid {os.getpid()}): "
+        "nothing was changed\n"
+    )
+    assert config.read_text() == CONFIG and not (tmp_path / "plan.journal.jsonl").exists()
+    assert lock.lock_path(config) == tmp_path / ".models.config.retire-lock"
+    done = retire("apply", str(plan), "--models-config", str(config), "--targets", "127.0.0.1:1")
+    assert done.returncode == 1  # the lock free again: it goes on to the fleet, which does not answer

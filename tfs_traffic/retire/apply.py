@@ -25,8 +25,8 @@ from tfs_traffic.durations import format_duration, rfc3339
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.files import read_user_text
 from tfs_traffic.prometheus.api import Querier
+from tfs_traffic.retire import lock, push, recheck, rollback, verify
 from tfs_traffic.retire import plan as plans
-from tfs_traffic.retire import push, recheck, rollback, verify
 from tfs_traffic.retire.journal import FAILED, OK, START, Journal
 from tfs_traffic.retire.outcome import (
     CLIENT_WANTS,
@@ -109,17 +109,19 @@ def preflight(servers: Sequence[Server], models: Sequence[plans.ModelPlan]) -> N
 def apply(plan: plans.Plan, opts: Options, say: Callable[[str], None]) -> Outcome:
     """Steps 1 to 6; the Outcome of a run that ended (PlanRefused and ToolError for one that did not start)."""
     started = time.time()
-    text = read_user_text(opts.models_config, "models config")
-    refuse_stale(plan, text, opts.max_plan_age, started)
+    refuse_stale(plan, read_user_text(opts.models_config, "models config"), opts.max_plan_age, started)
     changed = plan.changed()
     if not changed:
         return Outcome(NOTHING, "the plan retires nothing", [], started_at=started)
     reload = [Server(a) for a in opts.reload]
     checked = [Server(t.grpc) for t in opts.targets] or reload
     try:
-        preflight(checked, changed)
-        with Journal(opts.journal) as journal:
-            return _run(plan, opts, say, journal, text, changed, reload, checked, started)
+        with lock.held(opts.models_config):
+            text = read_user_text(opts.models_config, "models config")  # again, now that no other run writes it
+            refuse_stale(plan, text, opts.max_plan_age, started)
+            preflight(checked, changed)
+            with Journal(opts.journal) as journal:
+                return _run(plan, opts, say, journal, text, changed, reload, checked, started)
     finally:
         for server in {id(s): s for s in [*reload, *checked]}.values():
             server.close()

@@ -15,7 +15,7 @@ from typing import Any
 from tfs_traffic import modelconfig
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.prometheus.api import Querier
-from tfs_traffic.retire import push, verify
+from tfs_traffic.retire import lock, push, verify
 from tfs_traffic.retire.journal import FAILED, OK, START, Journal, last_apply
 from tfs_traffic.retire.outcome import EXIT, FAILED_STATUS, RESTORED, ModelOutcome, Outcome
 from tfs_traffic.retire.servers import Refused, Server, Unreachable
@@ -96,15 +96,6 @@ def from_journal(path: str, reload: Sequence[str], timeout: float, say: Callable
     run = last_apply(path)
     begin = run.begin
     file = run.models_config
-    current = sha256_text(read_user_text(file, "models config"))
-    known = {str(begin.get("previous_sha256"))} | {
-        str(e.get("sha256")) for e in run.entries if e["step"] == "write" and e["result"] == START
-    }
-    if current not in known:
-        raise UsageError(
-            f"{file} changed since the apply of {begin['time']} (sha256 {current[:12]} is neither the config "
-            f"before it nor one it wrote): restore it by hand from the begin line of {path}"
-        )
     try:
         expects = [_expect(m["expect_restored"]) for m in begin["models"]]
     except (KeyError, TypeError, ValueError) as e:
@@ -113,30 +104,37 @@ def from_journal(path: str, reload: Sequence[str], timeout: float, say: Callable
     targets = [str(t) for t in begin.get("targets", [])] or addresses
     pushed = [Server(a) for a in addresses]
     servers = [Server(a) for a in targets]
-    client = None
-    if not servers:
-        client = PrometheusClient(PrometheusAccess(url=str(begin["prometheus"])))
-    say(f"restoring {file} as it was before the apply of {begin['time']} (run {run.run})")
+    client = None if servers else PrometheusClient(PrometheusAccess(url=str(begin["prometheus"])))
     started = time.time()
     try:
-        with Journal(path) as journal:
-            journal.write("rollback", START, targets=targets, of_run=run.run)
-            back = restore(
-                journal,
-                file,
-                run.previous_config,
-                expects,
-                reload=pushed,
-                servers=servers,
-                client=client,
-                selector=str(begin.get("selector", "")),
-                timeout=timeout,
-            )
-            status = RESTORED if back.complete else FAILED_STATUS
-            message = back.summary(len(servers) or 1)
-            journal.write(
-                "end", OK if back.complete else FAILED, status=status, exit_status=EXIT[status], message=message
-            )
+        with lock.held(file):
+            current = sha256_text(read_user_text(file, "models config"))
+            known = {str(begin.get("previous_sha256"))} | {
+                str(e.get("sha256")) for e in run.entries if e["step"] == "write" and e["result"] == START
+            }
+            if current not in known:
+                raise UsageError(
+                    f"{file} changed since the apply of {begin['time']} (sha256 {current[:12]} is neither the config "
+                    f"before it nor one it wrote): restore it by hand from the begin line of {path}"
+                )
+            say(f"restoring {file} as it was before the apply of {begin['time']} (run {run.run})")
+            with Journal(path) as journal:
+                journal.write("rollback", START, targets=targets, of_run=run.run)
+                back = restore(
+                    journal,
+                    file,
+                    run.previous_config,
+                    expects,
+                    reload=pushed,
+                    servers=servers,
+                    client=client,
+                    selector=str(begin.get("selector", "")),
+                    timeout=timeout,
+                )
+                status = RESTORED if back.complete else FAILED_STATUS
+                message = back.summary(len(servers) or 1)
+                result = OK if back.complete else FAILED
+                journal.write("end", result, status=status, exit_status=EXIT[status], message=message)
     finally:
         for server in [*pushed, *servers]:
             server.close()
