@@ -28,7 +28,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from tfs_traffic.sim.core import list_versions
+from tfs_traffic.sim.source import list_versions
 
 log = logging.getLogger("tfs_traffic.sidecar")
 
