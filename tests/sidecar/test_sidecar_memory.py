@@ -131,3 +131,15 @@ def test_the_walk_gives_up_past_its_deadline(tmp_path: Path) -> None:
     assert disk_size(str(tmp_path)) == 1
     with pytest.raises(GaveUp, match="out of time"):
         disk_size(str(tmp_path), deadline=time.monotonic() - 1)
+
+
+def test_relay_mode_exports_the_estimate_too(tmp_path: Path) -> None:
+    """With --workers 2 the page is prometheus_client's multiprocess merge: the supervisor's gauge shows
+    there as in status-only mode."""
+    config = write_models(tmp_path, {"m": [3]})
+    write(tmp_path / "models/m/3/saved_model.pb", 1_000_003)  # 1200003.6 -> 1200003
+    with (
+        Sim(config, tmp_path / "sim.log") as sim,
+        Sidecar(config, sim, tmp_path / "sidecar.log", workers=2) as sidecar,
+    ):
+        assert wait_for(lambda: sidecar.gauge(RAM)) == {("m", "3"): 1_200_003.0}
