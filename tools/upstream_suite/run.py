@@ -80,6 +80,8 @@ class ModeResult:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     count_lines: list[str] = field(default_factory=list)
     counts_equal: bool = True
+    servers_compared: int = 0
+    server_errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -117,6 +119,17 @@ def read_xml(path: Path) -> dict[str, Outcome]:
         else:
             out[case.get("name", "")] = Outcome("pass")
     return out
+
+
+def server_errors(log: str, work: Path) -> list[str]:
+    """The distinct refusals servers printed when they would not start (argparse's or TF Serving's
+    words), with how many servers printed each; the work directory shortened to `WORK`."""
+    counts: dict[str, int] = {}
+    for line in log.splitlines():
+        if re.match(r"(tfs-traffic[\w ]*: error: |Failed to start server)", line):
+            text = line.replace(str(work), "WORK")
+            counts[text] = counts.get(text, 0) + 1
+    return [f"{n} x {text if len(text) <= 300 else text[:297] + '...'}" for text, n in counts.items()]
 
 
 def make_layout(work: Path, source: Path, script: str) -> Path:
@@ -281,7 +294,9 @@ def run_mode(mode: str, source: Path, work: Path, tfs_traffic: str, tests: list[
             time.sleep(0.1)
     result.seconds = time.monotonic() - start
     outcomes = read_xml(xml) if xml.exists() else {}
-    tail = " ".join(log_path.read_text(errors="replace").strip().splitlines()[-1:]) if log_path.exists() else ""
+    log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    result.server_errors = server_errors(log_text, work)
+    tail = " ".join(log_text.strip().splitlines()[-1:])
     for name in tests:
         if name in OUT_OF_SCOPE:
             result.outcomes[name] = Outcome("out-of-scope", OUT_OF_SCOPE[name])
@@ -301,6 +316,7 @@ def run_mode(mode: str, source: Path, work: Path, tfs_traffic: str, tests: list[
                 continue
             lines, equal = compare_counts(record)
             result.counts_equal &= equal
+            result.servers_compared += 1
             result.count_lines.append("\n".join([head, *lines]))
         for path in records:
             record = json.loads(path.read_text())
@@ -347,11 +363,17 @@ def main() -> int:
         tally = {s: sum(o.status == s for o in result.outcomes.values()) for s in ("pass", "out-of-scope", "fail")}
         print(f"{result.mode}: {tally['pass']} pass, {tally['out-of-scope']} out of scope, {tally['fail']} fail")
         ok &= tally["fail"] == 0
+        if result.server_errors:
+            print("servers that would not start said (stderr; tests reading it themselves not shown):")
+            print("\n".join(f"  {line}" for line in result.server_errors))
         if result.mode == "sidecar":
             print("\ncounts per server, sidecar tfserving_model_calls_total against the sim's model_call_count:")
             print("\n".join(result.count_lines) or "  no server served")
-            print(f"counts: {'all equal' if result.counts_equal else 'DIFFER'}")
-            ok &= result.counts_equal
+            if not result.servers_compared:
+                print("counts: nothing to compare, no server served")
+            else:
+                print(f"counts: {'all equal' if result.counts_equal else 'DIFFER'} ({result.servers_compared} servers)")
+            ok &= result.counts_equal and result.servers_compared > 0
     print("\n== checks against the source tree")
     quiet = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}  # TensorFlow logs each refused feed as a warning
     checks = subprocess.run([sys.executable, str(HERE / "checks.py"), str(source)], env=quiet, stderr=subprocess.PIPE)
