@@ -45,7 +45,8 @@ half_plus_three; every other base path (the sim's own tests and demos use empty 
 directories) is half_plus_two.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,18 +94,21 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Model:
-    """A SavedModel as the sim runs it.
+    """A SavedModel as the sim runs it: its signatures and the part of its graph they reach.
 
     `signatures` are in the order TF Serving's REST metadata lists them (a protobuf map's iteration
     order, which is unspecified: the one `half_plus_two_model_metadata.json` records). `feeds` are
-    the graph dtypes of the tensors a signature feeds; `graph` computes every tensor that the fed ones
-    determine (name -> float32 array).
+    the graph dtypes of the tensors a signature feeds. The graph: `tf_example:0` is parsed by one
+    ParseExample op with dense float `features` ((key, default or None if required), shape [1])
+    into the tensors `parsed` names, and each tensor of `affine` is `a * source + b`.
     """
 
     name: str
     signatures: Mapping[str, Signature]
     feeds: Mapping[str, int]
-    graph: Callable[[Any, Mapping[str, Tensor]], dict[str, np.ndarray]]
+    features: tuple[tuple[str, float | None], ...]
+    parsed: Mapping[str, str]  # feature key -> the tensor that carries it
+    affine: Mapping[str, tuple[str, float, float]]  # tensor -> (source tensor, a, b)
 
 
 def affine(x: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -166,11 +170,6 @@ def parse_examples(protos: Any, serialized: Sequence[bytes], features: Sequence[
     return outs
 
 
-def examples_x(protos: Any, serialized: Sequence[bytes]) -> np.ndarray:
-    """Feature `x` (required) of each serialized tf.Example, as [N, 1]."""
-    return parse_examples(protos, serialized, (("x", None),))[0]
-
-
 def input_examples(protos: Any, request_input: Any) -> list[bytes]:
     """The serialized examples of an `Input` (context prepended, as `InputToSerializedExampleTensor`)."""
     kind = request_input.WhichOneof("kind")
@@ -186,42 +185,11 @@ def input_examples(protos: Any, request_input: Any) -> list[bytes]:
     return out
 
 
-# --- the two graphs ---
-
-
 def _serialized(fed: Tensor) -> list[bytes]:
     """ParseExample's `serialized` input, which must be a vector."""
     if len(fed.shape) != 1:
         raise _parse_error(f"Expected serialized to be a vector, got shape: [{','.join(map(str, fed.shape))}]")
     return list(fed.values)
-
-
-def _floats(fed: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
-    return {name: t.values for name, t in fed.items() if t.dtype == DT_FLOAT}
-
-
-def _half_plus_two_graph(protos: Any, fed: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
-    tensors: dict[str, np.ndarray] = {}
-    if "tf_example:0" in fed:
-        x, x2 = parse_examples(protos, _serialized(fed["tf_example:0"]), (("x", None), ("x2", 0.0)))
-        tensors["x:0"], tensors["x2:0"] = x, x2
-    tensors.update(_floats(fed))
-    if "x:0" in tensors:
-        tensors["y:0"] = affine(tensors["x:0"], 0.5, 2.0)
-        tensors["y2:0"] = affine(tensors["x:0"], 0.5, 3.0)
-    if "x2:0" in tensors:
-        tensors["y3:0"] = affine(tensors["x2:0"], 0.5, 3.0)
-    return tensors
-
-
-def _half_plus_three_graph(protos: Any, fed: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
-    tensors: dict[str, np.ndarray] = {}
-    if "tf_example:0" in fed:
-        tensors["x:0"] = examples_x(protos, _serialized(fed["tf_example:0"]))
-    tensors.update(_floats(fed))
-    if "x:0" in tensors:
-        tensors["y:0"] = tensors["Identity:0"] = affine(tensors["x:0"], 0.5, 3.0)
-    return tensors
 
 
 _COLUMN = (-1, 1)
@@ -249,7 +217,9 @@ HALF_PLUS_TWO = Model(
         ),
     },
     {"tf_example:0": DT_STRING, "x:0": DT_FLOAT, "x2:0": DT_FLOAT},
-    _half_plus_two_graph,
+    (("x", None), ("x2", 0.0)),
+    {"x": "x:0", "x2": "x2:0"},
+    {"y:0": ("x:0", 0.5, 2.0), "y2:0": ("x:0", 0.5, 3.0), "y3:0": ("x2:0", 0.5, 3.0)},
 )
 
 HALF_PLUS_THREE = Model(
@@ -265,10 +235,13 @@ HALF_PLUS_THREE = Model(
         ),
     },
     {"tf_example:0": DT_STRING, "x:0": DT_FLOAT},
-    _half_plus_three_graph,
+    (("x", None),),
+    {"x": "x:0"},
+    {"y:0": ("x:0", 0.5, 3.0), "Identity:0": ("x:0", 0.5, 3.0)},
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def model_for_base_path(base_path: str) -> Model:
     """The model a base path holds: its last directory names half_plus_three, or it is half_plus_two."""
     last = base_path.rstrip("/").rsplit("/", 1)[-1]
@@ -405,8 +378,20 @@ def run(protos: Any, model: Model, feeds: Mapping[str, Tensor], fetches: Sequenc
                 f"Expects arg[{index}] to be {DTYPE_NAMES.get(want, want)} but {DTYPE_NAMES.get(got, str(got))} "
                 "is provided",
             )
-    tensors = model.graph(protos, feeds)
-    return [tensors[name] for name in fetches]
+    values = {name: t.values for name, t in feeds.items() if t.dtype == DT_FLOAT}
+    sources = {model.affine[name][0] if name in model.affine else name for name in fetches}
+    if "tf_example:0" in feeds and not sources <= values.keys():  # the ParseExample op runs
+        parsed = parse_examples(protos, _serialized(feeds["tf_example:0"]), model.features)
+        for (key, _), tensor in zip(model.features, parsed, strict=True):
+            values.setdefault(model.parsed[key], tensor)  # a fed tensor wins over what it would compute
+    out = []
+    for name in fetches:
+        if name in values:
+            out.append(values[name])
+        else:
+            source, a, b = model.affine[name]
+            out.append(affine(values[source], a, b))
+    return out
 
 
 def run_examples(protos: Any, model: Model, sig: Signature, serialized: list[bytes]) -> np.ndarray:
