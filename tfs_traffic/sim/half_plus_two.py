@@ -108,12 +108,12 @@ class Model:
     feeds: Mapping[str, int]
     features: tuple[tuple[str, float | None], ...]
     parsed: Mapping[str, str]  # feature key -> the tensor that carries it
-    affine: Mapping[str, tuple[str, float, float]]  # tensor -> (source tensor, a, b)
+    affine: Mapping[str, tuple[str, np.float32, np.float32]]  # tensor -> (source tensor, a, b)
 
 
-def affine(x: np.ndarray, a: float, b: float) -> np.ndarray:
+def affine(x: np.ndarray, a: np.float32, b: np.float32) -> np.ndarray:
     """`Add(Mul(a, x), b)` in float32: two roundings, as the graph's two ops."""
-    return (np.asarray(x, dtype=np.float32) * np.float32(a) + np.float32(b)).astype(np.float32, copy=False)
+    return (np.asarray(x, dtype=np.float32) * a + b).astype(np.float32, copy=False)
 
 
 # --- tf.Example input (Classify, Regress, MultiInference, and Predict on the example signatures) ---
@@ -193,6 +193,7 @@ def _serialized(fed: Tensor) -> list[bytes]:
 
 
 _COLUMN = (-1, 1)
+_HALF, _TWO, _THREE = np.float32(0.5), np.float32(2.0), np.float32(3.0)
 _EXAMPLES = TensorSpec(DT_STRING, (), "tf_example:0", unknown_rank=True)
 
 HALF_PLUS_TWO = Model(
@@ -219,7 +220,7 @@ HALF_PLUS_TWO = Model(
     {"tf_example:0": DT_STRING, "x:0": DT_FLOAT, "x2:0": DT_FLOAT},
     (("x", None), ("x2", 0.0)),
     {"x": "x:0", "x2": "x2:0"},
-    {"y:0": ("x:0", 0.5, 2.0), "y2:0": ("x:0", 0.5, 3.0), "y3:0": ("x2:0", 0.5, 3.0)},
+    {"y:0": ("x:0", _HALF, _TWO), "y2:0": ("x:0", _HALF, _THREE), "y3:0": ("x2:0", _HALF, _THREE)},
 )
 
 HALF_PLUS_THREE = Model(
@@ -237,11 +238,16 @@ HALF_PLUS_THREE = Model(
     {"tf_example:0": DT_STRING, "x:0": DT_FLOAT},
     (("x", None),),
     {"x": "x:0"},
-    {"y:0": ("x:0", 0.5, 3.0), "Identity:0": ("x:0", 0.5, 3.0)},
+    {"y:0": ("x:0", _HALF, _THREE), "Identity:0": ("x:0", _HALF, _THREE)},
 )
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)
+def model_for_version_path(path: str) -> Model:
+    """The model a version directory (BASE_PATH/VERSION) was loaded from."""
+    return model_for_base_path(path.rstrip("/").rsplit("/", 1)[0])
+
+
 def model_for_base_path(base_path: str) -> Model:
     """The model a base path holds: its last directory names half_plus_three, or it is half_plus_two."""
     last = base_path.rstrip("/").rsplit("/", 1)[-1]
@@ -370,7 +376,7 @@ def classify_or_regress_signature(protos: Any, model: Model, name: str, classify
 
 def run(protos: Any, model: Model, feeds: Mapping[str, Tensor], fetches: Sequence[str]) -> list[np.ndarray]:
     """`Session::Run`: feeds checked against the graph's dtypes (sorted by name), then the fetches."""
-    for index, name in enumerate(sorted(feeds)):
+    for index, name in enumerate(sorted(feeds) if len(feeds) > 1 else feeds):
         want, got = model.feeds[name], feeds[name].dtype
         if got != want:
             raise SimError(
@@ -379,11 +385,10 @@ def run(protos: Any, model: Model, feeds: Mapping[str, Tensor], fetches: Sequenc
                 "is provided",
             )
     values = {name: t.values for name, t in feeds.items() if t.dtype == DT_FLOAT}
-    sources = {model.affine[name][0] if name in model.affine else name for name in fetches}
-    if "tf_example:0" in feeds and not sources <= values.keys():  # the ParseExample op runs
+    if "tf_example:0" in feeds and any(model.affine.get(n, (n,))[0] not in values for n in fetches):
         parsed = parse_examples(protos, _serialized(feeds["tf_example:0"]), model.features)
         for (key, _), tensor in zip(model.features, parsed, strict=True):
-            values.setdefault(model.parsed[key], tensor)  # a fed tensor wins over what it would compute
+            values.setdefault(model.parsed[key], tensor)  # ParseExample ran; a fed tensor wins over its output
     out = []
     for name in fetches:
         if name in values:

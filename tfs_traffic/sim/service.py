@@ -11,7 +11,6 @@ until then, as a TF Serving request holds its servable handle.
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -73,7 +72,7 @@ class SimService:
 
     def model(self, resolved: Resolved) -> Model:
         """The model the resolved version was loaded from: its base path's (`half_plus_two.model_for_base_path`)."""
-        return half_plus_two.model_for_base_path(os.path.dirname(resolved.path))
+        return half_plus_two.model_for_version_path(resolved.path)
 
     def resolve(self, spec: Spec) -> Resolved:
         """A look-up that keeps no handle (REST's `GetInfoMap`, metadata)."""
