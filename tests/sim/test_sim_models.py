@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tfs_traffic.sim.half_plus_two import HALF_PLUS_THREE, HALF_PLUS_TWO, model_for_base_path
+from tfs_traffic.sim.half_plus_two import HALF_PLUS_THREE, HALF_PLUS_TWO, model_for_base_path, model_for_version_path
 from tfs_traffic.sim.server import Sim
 
 COLUMN = [-1, 1]
@@ -154,6 +154,8 @@ def test_base_path_picks_the_model() -> None:
     assert model_for_base_path("/t/testdata/saved_model_half_plus_two_cpu") is HALF_PLUS_TWO
     assert model_for_base_path("/models/half_plus_three_v2") is HALF_PLUS_TWO
     assert model_for_base_path("/models/m") is HALF_PLUS_TWO
+    assert model_for_version_path("/t/testdata/saved_model_half_plus_three/00000123") is HALF_PLUS_THREE
+    assert model_for_version_path("/t/testdata/saved_model_half_plus_two_cpu/00000123") is HALF_PLUS_TWO
 
 
 # --- metadata ---
