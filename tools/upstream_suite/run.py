@@ -364,7 +364,7 @@ def main() -> int:
         print(f"{result.mode}: {tally['pass']} pass, {tally['out-of-scope']} out of scope, {tally['fail']} fail")
         ok &= tally["fail"] == 0
         if result.server_errors:
-            print("servers that would not start said (stderr; tests reading it themselves not shown):")
+            print("servers that would not start said (their output; what a test reads itself is not shown):")
             print("\n".join(f"  {line}" for line in result.server_errors))
         if result.mode == "sidecar":
             print("\ncounts per server, sidecar tfserving_model_calls_total against the sim's model_call_count:")
