@@ -13,6 +13,7 @@ REQUEST_COUNT = ":tensorflow:serving:request_count"
 SIDECAR_CALLS = "tfserving_model_calls_total"
 SIDECAR_DURATION = "tfserving_model_call_duration_seconds"
 SIDECAR_AVAILABLE = "tfserving_model_version_available"
+SIDECAR_ESTIMATED_RAM = "tfserving_model_version_estimated_ram_bytes"
 SIDECAR_UP = "tfserving_sidecar_upstream_up"
 SIDECAR_PORT = 9102
 

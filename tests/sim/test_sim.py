@@ -266,7 +266,13 @@ def test_grpc_metadata(predict_stub) -> None:
     assert (md.model_spec.name, md.model_spec.version.value) == ("hp", 2)
     sigs = get_model_metadata_pb2.SignatureDefMap()
     assert md.metadata["signature_def"].Unpack(sigs)
-    assert sorted(sigs.signature_def) == ["classify_x_to_y", "regress_x_to_y", "serving_default"]
+    assert sorted(sigs.signature_def) == [
+        "classify_x_to_y",
+        "regress_x2_to_y3",
+        "regress_x_to_y",
+        "regress_x_to_y2",
+        "serving_default",
+    ]
     assert sigs.signature_def["serving_default"].method_name == "tensorflow/serving/predict"
     error = rpc_error(
         predict_stub.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(model_spec={"name": "hp"})

@@ -11,7 +11,9 @@ DESCRIPTION = """\
 Serve a stand-in TF Serving 2.20 for tests, benchmarks and demos where a real
 tensorflow_model_server cannot run.
 
-Every version of every model is TF Serving's half_plus_two test model. Versions are the numeric
+Every version of every model is TF Serving's half_plus_two test model (its five signatures), or
+half_plus_three when the base path's last directory is half_plus_three or
+saved_model_half_plus_three, as in TF Serving's testdata. Versions are the numeric
 directories under each model's base_path, chosen by its version policy and looked for every
 --poll-interval. It speaks TF Serving's gRPC API (PredictionService, ModelService) and REST API
 with the same URLs, JSON, error codes and messages, and serves /monitoring/prometheus/metrics on

@@ -37,6 +37,7 @@ from tfs_traffic.files import write_atomic
 from tfs_traffic.prometheus import local
 from tfs_traffic.prometheus.local import Series
 from tfs_traffic.prometheus.scenario import Replica, Scenario, Traffic
+from tfs_traffic.sidecar.estimate import ram_estimate
 
 PATCHED_JOB = "tfserving"
 SIDECAR_JOB = "tfs-traffic-sidecar"
@@ -273,6 +274,10 @@ def iter_series(scenario: Scenario, lo: float = -math.inf, hi: float = math.inf)
                         yield from _latency_histogram({**s_labels, **labels, "api": "predict"}, counter)
                     if gauge:
                         yield contract.SIDECAR_AVAILABLE, {**s_labels, **labels}, gauge
+                    if gauge and version.size_bytes is not None:
+                        # The poller's estimate: set while AVAILABLE, 0 after (docs/metrics.md "Estimated memory").
+                        ram = float(ram_estimate(version.size_bytes))
+                        yield contract.SIDECAR_ESTIMATED_RAM, {**s_labels, **labels}, [(t, ram * v) for t, v in gauge]
 
 
 def _latency_histogram(labels: dict[str, str], calls: list[tuple[float, float]]) -> Iterator[Series]:
@@ -321,7 +326,7 @@ def fingerprint(scenario: Scenario) -> str:
         "raw": scenario.raw,
         "end": scenario.end,
         "days": scenario.days,
-        "generator": 2,
+        "generator": 3,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -16,10 +16,12 @@ Two rules shape every expression here (docs/metrics.md):
 - Every recording rule reads raw series only, never another recorded series, so that one pass of
   `promtool tsdb create-blocks-from rules` can give all of them their history.
 
-Recording rules come in two groups: `tfs-traffic.rules` (every `interval`, fresh per-version rates and
-the inventory) and `tfs-traffic.hourly` (every hour: calls per hour, availability and scrape
-coverage per hour). The hourly series make 7d/30d questions cheap — a sum over 168 or 720 points
-per version instead of a range over raw counters.
+Recording rules come in two groups: `tfs-traffic.rules` (every `interval`, fresh per-version rates,
+the inventory and TF Serving's memory estimate) and `tfs-traffic.hourly` (every hour: calls per hour,
+availability and scrape coverage per hour). A third, `tfs-traffic.memory`, lives beside the alerts:
+the memory held by the versions the `ModelVersionIdle` expression selects, per model; it reads the
+recorded series, so its history is backfilled in a second pass, after theirs. The hourly series make 7d/30d
+questions cheap — a sum over 168 or 720 points per version instead of a range over raw counters.
 """
 
 from collections.abc import Mapping
@@ -38,10 +40,14 @@ CALLS_BY_CODE_RATE5M = "model_version_code:tfserving_model_calls:rate5m"
 CALLS_1H = "model_version:tfs_model_calls:increase1h"
 AVAILABLE_1H = "model_version:tfs_model_version_available:avg1h"
 COVERAGE_1H = "model_version:tfs_scrape_coverage:ratio1h"
+ESTIMATED_RAM = "model_version:tfs_model_version_estimated_ram_bytes:max"
+IDLE_RAM = "model:tfs_idle_versions_estimated_ram_bytes:sum"
 
 RULES_GROUP = "tfs-traffic.rules"
 HOURLY_GROUP = "tfs-traffic.hourly"
 ALERTS_GROUP = "tfs-traffic.alerts"
+MEMORY_GROUP = "tfs-traffic.memory"
+IDLE_ALERT = "ModelVersionIdle"
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,12 @@ def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
     return f"min by ({config.by()}) (\n  count_over_time((\n{_indent(union, 4)}\n  )[1h:1m])\n  / {steps}\n)"
 
 
+def estimated_ram(config: MixinConfig = DEFAULT) -> str:
+    """TF Serving's own RAM estimate per version (the sidecar's gauge, docs/metrics.md "Estimated
+    memory"): the max over replicas, i.e. what one server that loads the version holds for it."""
+    return f"max by ({config.by()}) ({contract.SIDECAR_ESTIMATED_RAM}{config.matchers()})"
+
+
 def calls_by_code_rate(config: MixinConfig = DEFAULT) -> str:
     """The sidecar's calls per second by gRPC status code (the only source that sees failures)."""
     m = config.matchers()
@@ -289,6 +301,7 @@ def recording_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]
                 {"record": CALLS_RATE1H, "expr": calls_rate("1h", config)},
                 {"record": AVAILABLE, "expr": available(config)},
                 {"record": CALLS_BY_CODE_RATE5M, "expr": calls_by_code_rate(config)},
+                {"record": ESTIMATED_RAM, "expr": estimated_ram(config)},
             ],
         },
         {
@@ -343,6 +356,15 @@ def idle_expr(config: MixinConfig = DEFAULT) -> str:
         f"and {on} (min_over_time({AVAILABLE_1H}[{w}]) == 1)\n"
         f"and {on} {observed_since_window_start(w, config)}\n"
         f"and {on} ({window_coverage_ratio(w)} >= {1 - config.max_gap_ratio:g})"
+    )
+
+
+def idle_ram(config: MixinConfig = DEFAULT) -> str:
+    """The memory held by idle versions per model (and namespace): the recorded estimate of each
+    version the idle alert's expression selects (the alert fires an hour later), summed."""
+    model_by = ", ".join(label for label in config.group_labels if label != contract.VERSION)
+    return (
+        f"sum by ({model_by}) (\n  {ESTIMATED_RAM}\n  and {_on(config)}\n  (\n{_indent(idle_expr(config), 4)}\n  )\n)"
     )
 
 
@@ -456,21 +478,36 @@ def _alert(
 
 
 _VERSION = "{{ $labels.model_name }} version {{ $labels.model_version }}"
+
+
+def _held(config: MixinConfig) -> str:
+    """The idle alert's sentence on memory, from the recorded estimate of its version (Prometheus'
+    `query` template function); nothing when no estimate exists (a remote base path, no poller)."""
+    matchers = ",".join(f"{label}=%q" for label in config.group_labels)
+    args = " ".join(f"$labels.{label}" for label in config.group_labels)
+    return (
+        f"{{{{ with printf `{ESTIMATED_RAM}{{{matchers}}}` {args} | query }}}}{{{{ with first . }}}}"
+        " It holds about {{ . | value | humanize1024 }}B per server by TF Serving's own estimate (its files x 1.2)."
+        "{{ end }}{{ end }}"
+    )
+
+
 _WHERE = "{{ with $labels.namespace }} in namespace {{ . }}{{ end }}"
 
 
 def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
-    """The `groups` entries of a Prometheus rule file holding the alerts."""
+    """The `groups` entries of a Prometheus rule file holding the alerts, and the recording rule that
+    reads their firing set (the memory held by idle versions)."""
     idle_w, drop_w = config.idle_window, config.drop_window
     rules = [
         _alert(
             config,
-            "ModelVersionIdle",
+            IDLE_ALERT,
             idle_expr(config),
             "info",
             f"Model {_VERSION} is loaded but was not called for {idle_w}.",
             f"{_VERSION}{_WHERE} has been AVAILABLE and scraped for the last {idle_w} without a single "
-            "call (patched TF Serving and sidecar counters). It holds memory for nothing.",
+            f"call (patched TF Serving and sidecar counters). It holds memory for nothing.{_held(config)}",
             "Run `tfs-traffic report --window "
             f"{idle_w}` for a verdict (it keeps the latest, only and labelled versions), then remove "
             "the version from the model config.",
@@ -536,4 +573,10 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
             for_="1h",
         ),
     ]
-    return [{"name": ALERTS_GROUP, "interval": config.interval, "rules": rules}]
+    # The memory the idle versions hold reads recorded series (the idle alert's expression): it lives
+    # beside the alerts, so that `recording_rule_groups` stays one backfill pass over raw series.
+    memory = [{"record": IDLE_RAM, "expr": idle_ram(config)}]
+    return [
+        {"name": ALERTS_GROUP, "interval": config.interval, "rules": rules},
+        {"name": MEMORY_GROUP, "interval": config.interval, "rules": memory},
+    ]

@@ -12,7 +12,7 @@ import math
 import operator
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tfs_traffic import contract
@@ -120,6 +120,7 @@ class Inventory:
     started: set[Ident]  # AVAILABLE at the window's start
     down: list[str]  # the pods of targets with a failed scrape in the window ("": one without a pod label)
     any_up: bool  # whether Prometheus holds `up` at all
+    ram: dict[Ident, float] = field(default_factory=dict)  # TF Serving's RAM estimate now, max over targets
 
     @property
     def down_pods(self) -> list[str] | None:
@@ -154,6 +155,7 @@ def read_inventory(client: Querier, options: Options) -> Inventory:
         started={ident for s in parts.get("start", []) if (ident := version_of(s["metric"])) is not None},
         down=[s["metric"].get("pod", "") for s in parts.get("down", [])],
         any_up=any(_value(s) > 0 for s in parts.get("up", [])),
+        ram=max_by_version(parts.get("ram", [])),
     )
 
 

@@ -42,7 +42,8 @@ def _series_estimate(inventory_series: int) -> int:
 
 def inventory_query(options: Options) -> str:
     """Versions AVAILABLE now (one result per serving target), each gauge series' state at the
-    window's start, the targets with a failed scrape in the window, and whether `up` exists."""
+    window's start, the targets with a failed scrape in the window, whether `up` exists, and TF
+    Serving's RAM estimate per version now (the sidecar's gauge, max over targets: docs/metrics.md)."""
     gauges, w, sel, by = promql.AVAILABLE_SOURCES, options.window, options.selector, promql.BY_VERSION
     up = promql.select("up", sel)
     failed = f"min_over_time({up}[{promql.duration(w)}]) == 0"
@@ -54,6 +55,7 @@ def inventory_query(options: Options) -> str:
             "start": promql.max_of_sources(start),
             "down": f"group by ({promql.BY_REPLICA}, instance) ({promql.keyed(failed)})",
             "up": f"count(present_over_time({up}[{promql.duration(w)}]))",
+            "ram": f"max by ({by}) ({promql.select(contract.SIDECAR_ESTIMATED_RAM, sel)})",
         },
     )
 

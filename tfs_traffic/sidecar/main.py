@@ -25,7 +25,8 @@ from typing import Any
 
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.files import write_atomic
-from tfs_traffic.sidecar import metrics, worker
+from tfs_traffic.sidecar import estimate, metrics, worker
+from tfs_traffic.sidecar.estimate import Estimator
 from tfs_traffic.sidecar.poller import ConfigWatcher, StatusPoller
 from tfs_traffic.sidecar.view import View
 from tfs_traffic.sidecar.worker import WorkerConfig
@@ -52,6 +53,8 @@ class SidecarOptions:
     poll_interval: float = 15.0
     workers: int = 1
     count_delay: float = 1.0
+    estimate_max_files: int = estimate.MAX_FILES
+    estimate_timeout: float = estimate.MAX_SECONDS
     log_level: int = logging.INFO
 
 
@@ -89,6 +92,10 @@ def _claim_port(host: str, port: int, what: str) -> int:
 def validate(options: SidecarOptions) -> None:
     if options.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if options.estimate_max_files < 1:
+        raise UsageError("--estimate-max-files must be at least 1")
+    if options.estimate_timeout <= 0:
+        raise UsageError("--estimate-timeout must be positive")
     if options.listen_rest and not options.upstream_rest:
         raise UsageError("--listen-rest needs --upstream-rest (the upstream's REST address)")
     parse_addr(options.upstream_grpc, "--upstream-grpc")
@@ -151,7 +158,8 @@ class Supervisor:
 
         # At least a second per poll: a sub-second --poll-interval must not turn a busy upstream into "down".
         timeout = max(1.0, min(5.0, options.poll_interval))
-        poller = StatusPoller(watcher, options.upstream_grpc, status, publish, timeout=timeout)
+        estimator = Estimator(options.estimate_max_files, options.estimate_timeout)
+        poller = StatusPoller(watcher, options.upstream_grpc, status, publish, timeout=timeout, estimator=estimator)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop_signal)
         try:

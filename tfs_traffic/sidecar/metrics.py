@@ -66,7 +66,7 @@ def scrape_registry(before: Callable[[], None] = lambda: None) -> Any:
 
 
 class StatusMetrics:
-    """The poller's gauges: version availability and upstream health."""
+    """The poller's gauges: version availability, estimated RAM and upstream health."""
 
     def __init__(self, registry: Any = None) -> None:
         from prometheus_client import REGISTRY, Gauge
@@ -75,6 +75,14 @@ class StatusMetrics:
         self.available = Gauge(
             contract.SIDECAR_AVAILABLE,
             "1 while GetModelStatus reports the version AVAILABLE, else 0 (kept at 0 after unload).",
+            [contract.MODEL, contract.VERSION],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.estimated_ram = Gauge(
+            contract.SIDECAR_ESTIMATED_RAM,
+            "TF Serving's own RAM estimate of an AVAILABLE version: its files' total size x 1.2 "
+            "(servables/tensorflow/util.cc); 0 once it is unloaded.",
             [contract.MODEL, contract.VERSION],
             registry=registry,
             multiprocess_mode="max",

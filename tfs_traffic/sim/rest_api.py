@@ -37,8 +37,9 @@ Judged harmless, with the reason:
   clients percent-encode;
 - targets that are not origin-form (`*`, absolute URIs) are matched as plain paths: clients of TF
   Serving send origin-form;
-- protobuf JSON (status, metadata) is Python's printer with TF Serving's options: the same
-  documents, key order aside, and no test or client depends on byte order there;
+- model status JSON is Python's protobuf printer with TF Serving's options: the same document, key
+  order aside, and no test or client depends on byte order there (the metadata document follows
+  the C++ printer's key order, `half_plus_two.signature_def_map_json`);
 - with several labels refused at once, which one the message names follows the map's iteration
   order, which protobuf leaves unspecified in C++ as well.
 """
@@ -496,9 +497,9 @@ class RestApi(Transport):
         doc = parse_json(body)
         signature_name = _signature_name(doc)
         spec = Spec(spec.name, spec.version, spec.label, signature_name)
-        self.service.resolve(spec)  # GetInfoMap resolves the model before reading the tensors
+        resolved = self.service.resolve(spec)  # GetInfoMap resolves the model before reading the tensors
         key = signature_name or half_plus_two.DEFAULT_SIGNATURE
-        sig = half_plus_two.SIGNATURES.get(key)
+        sig = self.service.model(resolved).signatures.get(key)
         if sig is None:
             raise SimError(Code.INVALID_ARGUMENT, f'Serving signature name: "{key}" not found in signature def')
         infos = dict(sig.inputs)
@@ -550,9 +551,8 @@ class RestApi(Transport):
         if not spec.name:
             raise SimError(Code.INVALID_ARGUMENT, "Missing model name in request.")
         resolved, _ = self.service.metadata(spec, ["signature_def"])
-        model_spec = self.protos.model.ModelSpec(name=resolved.name)
-        model_spec.version.value = resolved.version
-        return tfjson.metadata_response(model_spec, half_plus_two.signature_def_map(self.protos))
+        model_spec = {"name": resolved.name, "signature_name": "", "version": str(resolved.version)}
+        return tfjson.metadata_response(model_spec, half_plus_two.signature_def_map_json(self.service.model(resolved)))
 
 
 def make_app(
