@@ -10,7 +10,7 @@ from fleet import retire
 from tfs_traffic import modelconfig
 from tfs_traffic.errors import UsageError
 from tfs_traffic.report.model import KEEP, RETIRE, Options, Report, VersionReport
-from tfs_traffic.retire import apply, journal, lock, recheck, signals
+from tfs_traffic.retire import apply, journal, lock, recheck, render, signals
 from tfs_traffic.retire import plan as plans
 from tfs_traffic.retire.verify import Reachability, VerifyFailed
 
@@ -53,7 +53,7 @@ def actions(plan: plans.Plan, model: str) -> dict[str, tuple[str, str]]:
 
 
 FLEET = (
-    judged("spec", 1),
+    judged("spec", 1, estimated_ram_bytes=3 * 2**29),
     judged("spec", 2, last_call_at=AT - 86400),
     judged("spec", 3, KEEP, "label:stable", labels=["stable"]),
     judged("spec", 4),
@@ -90,6 +90,10 @@ def test_the_plan_refuses_beyond_the_verdict() -> None:
     assert [(m.model_name, m.new_versions) for m in plan.changed()] == [("spec", [2, 3, 5])]
     assert plan.prometheus == "http://prom:9090"  # no credentials in a file
     assert plan.counts() == {"retire": 2, "keep": 7, "refused": 5}
+    assert plan.frees() == (2, 3 * 2**29, 1)  # spec:4 has no estimate
+    assert "retiring frees ≈ 1.50 GiB per server (TF Serving's estimate; 1 retire versions without an estimate)\n" in (
+        render.plan_table(plan)
+    )
     entries = {e.name: e for e in modelconfig.entries(modelconfig.parse_text(plan.new_config))}
     assert (entries["spec"].policy_versions, dict(entries["spec"].version_labels)) == ((2, 3, 5), {"stable": 3})
     assert (entries["late"].policy, entries["every"].policy) == ("latest", "all")
@@ -115,7 +119,8 @@ def test_a_plan_reads_back_as_written(tmp_path: Path) -> None:
     assert list(data) == [
         "kind", "format", "created_at", "evaluated_at", "window_seconds", "lookback_seconds", "selector",
         "thresholds", "prometheus", "models_config", "models_config_sha256", "convert_policy",
-        "allow_recent_caller", "summary", "memory", "models", "new_config", "diff", "values",
+        "allow_recent_caller", "summary", "retire_estimated_ram_bytes", "retire_without_estimate", "memory",
+        "models", "new_config", "diff", "values",
     ]  # fmt: skip
     assert "jemalloc" in data["memory"] and "tensorflow/serving#1664, #2142" in data["memory"]
 

@@ -51,7 +51,7 @@ def _last_call(report: Report, v: VersionReport) -> str:
     return ago(report.evaluated_at, v.last_call_at)
 
 
-def _ram(value: int | None) -> str:
+def ram(value: int | None) -> str:
     """TF Serving's estimate in binary units, 3 significant digits; "-" when unknown."""
     if value is None:
         return "-"
@@ -63,10 +63,14 @@ def _ram(value: int | None) -> str:
 
 def memory_line(report: Report) -> str:
     """What retiring frees by TF Serving's estimate (README "What retiring frees"); "" with nothing to retire."""
-    retire = report.counts()["retire"]
+    return frees_line(report.counts()["retire"], *report.retire_frees())
+
+
+def frees_line(retire: int, frees: int, unknown: int) -> str:
+    """ "retiring frees ≈ X GiB per server" for `retire` versions whose estimates add up to `frees`
+    bytes, `unknown` of them without one; "" with nothing to retire (`retire plan` says it too)."""
     if not retire:
         return ""
-    frees, unknown = report.retire_frees()
     if unknown == retire:
         return f"retiring frees: unknown (no estimate of TF Serving's for the {retire} retire versions)"
     without = f"; {unknown} retire versions without an estimate" if unknown else ""
@@ -127,7 +131,7 @@ def render_table(report: Report, width: int | None = None, color: bool | None = 
             _qps(v.max_hourly_qps),
             _coverage(v.coverage),
             _last_call(report, v),
-            _ram(v.estimated_ram_bytes),
+            ram(v.estimated_ram_bytes),
             *([_idle_by(v)] if forecast else []),
         )
     buffer = io.StringIO()
@@ -184,7 +188,7 @@ def render_markdown(report: Report) -> str:
         lines.append(
             f"| {_md(v.model_name)} | {_md(v.model_version)} | **{v.verdict}** | {_md(v.reason)} | "
             f"{_calls(v.calls)} | {_qps(v.max_hourly_qps)} | {_coverage(v.coverage)} | {_last_call(report, v)} | "
-            f"{_ram(v.estimated_ram_bytes)} |"
+            f"{ram(v.estimated_ram_bytes)} |"
         )
     if memory_line(report):
         lines += ["", memory_line(report)]
@@ -242,7 +246,7 @@ def render_html(report: Report) -> str:
             f'<td class="num" title="{html.escape(rfc3339(v.last_call_at) if v.last_call_at else "")}">'
             f"{html.escape(_last_call(report, v))}</td>"
             f'<td class="num" title="{"" if v.estimated_ram_bytes is None else v.estimated_ram_bytes} bytes">'
-            f"{html.escape(_ram(v.estimated_ram_bytes))}</td><td>{spark}</td></tr>"
+            f"{html.escape(ram(v.estimated_ram_bytes))}</td><td>{spark}</td></tr>"
         )
     note_items = "".join(f"<li>{html.escape(line)}</li>" for line in notes(report))
     title = f"tfs-traffic retirement report — {rfc3339(report.evaluated_at)}"

@@ -59,6 +59,7 @@ class VersionPlan:
     labels: list[str] = field(default_factory=list)
     instances: list[str] = field(default_factory=list)
     calls_by_source: dict[str, int | None] = field(default_factory=dict)
+    estimated_ram_bytes: int | None = None  # TF Serving's estimate (README "What retiring frees")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class VersionPlan:
             "labels": self.labels,
             "instances": self.instances,
             "calls_by_source": self.calls_by_source,
+            "estimated_ram_bytes": self.estimated_ram_bytes,
         }
 
     @classmethod
@@ -88,6 +90,7 @@ class VersionPlan:
             labels=list(data.get("labels", [])),
             instances=list(data.get("instances", [])),
             calls_by_source=dict(data.get("calls_by_source", {})),
+            estimated_ram_bytes=data.get("estimated_ram_bytes"),
         )
 
 
@@ -184,6 +187,13 @@ class Plan:
                 out[v.action] += 1
         return out
 
+    def frees(self) -> tuple[int, int, int]:
+        """(versions to retire, their TF Serving estimates added up in bytes, how many have none):
+        what each server that loads them all gives back to its allocator."""
+        retire = [v for m in self.models for v in m.versions if v.action == RETIRE_ACTION]
+        known = [v.estimated_ram_bytes for v in retire if v.estimated_ram_bytes is not None]
+        return len(retire), sum(known), len(retire) - len(known)
+
     def model(self, name: str) -> ModelPlan:
         for m in self.models:
             if m.model_name == name:
@@ -206,6 +216,8 @@ class Plan:
             "convert_policy": self.convert_policy,
             "allow_recent_caller": self.allow_recent_caller,
             "summary": self.counts(),
+            "retire_estimated_ram_bytes": self.frees()[1],
+            "retire_without_estimate": self.frees()[2],
             "memory": MEMORY_NOTE,
             "models": [m.as_json() for m in self.models],
             "new_config": self.new_config,
@@ -292,6 +304,7 @@ def _evidence(v: VersionReport, action: str, reason: str, detail: str = "") -> V
         labels=list(v.labels),
         instances=list(v.instances),
         calls_by_source={k: display_calls(c) for k, c in sorted(v.calls_by_source.items())},
+        estimated_ram_bytes=v.estimated_ram_bytes,
     )
 
 

@@ -5,6 +5,7 @@ import json
 
 from tfs_traffic.durations import format_duration, rfc3339
 from tfs_traffic.report.display import ago
+from tfs_traffic.report.render import frees_line, ram
 from tfs_traffic.retire.outcome import Outcome
 from tfs_traffic.retire.plan import MEMORY_NOTE, REFUSED_ACTION, RETIRE_ACTION, Plan
 
@@ -18,7 +19,8 @@ def _table(headers: list[str], rows: list[list[str]], notes: list[str], width: i
 
     table = Table(header_style="bold")
     for name in headers:
-        table.add_column(name, justify="right" if name in ("VERSION", "CALLS", "COVERAGE") else "left", overflow="fold")
+        numbers = name in ("VERSION", "CALLS", "COVERAGE", "EST. RAM")
+        table.add_column(name, justify="right" if numbers else "left", overflow="fold")
     for row in rows:
         table.add_row(*row)
     buffer = io.StringIO()
@@ -51,13 +53,14 @@ def plan_table(plan: Plan, width: int = 160) -> str:
                     "-" if v.calls is None else f"{v.calls:,}",
                     f"{v.coverage * 100:.1f}%",
                     last,
+                    ram(v.estimated_ram_bytes),
                     policy,
                 ]
             )
         if not model.versions and model.refused:
-            rows.append([model.model_name, "-", REFUSED_ACTION, model.refused, "-", "-", "-", policy])
-    notes = [plan_summary(plan), f"memory: {MEMORY_NOTE}"]
-    headers = ["MODEL", "VERSION", "ACTION", "REASON", "CALLS", "COVERAGE", "LAST CALL", "POLICY"]
+            rows.append([model.model_name, "-", REFUSED_ACTION, model.refused, "-", "-", "-", "-", policy])
+    notes = [plan_summary(plan), *filter(None, [frees_line(*plan.frees())]), f"memory: {MEMORY_NOTE}"]
+    headers = ["MODEL", "VERSION", "ACTION", "REASON", "CALLS", "COVERAGE", "LAST CALL", "EST. RAM", "POLICY"]
     text = _table(headers, rows, notes, width)
     return text + (plan.diff or "(no change to the models config)\n")
 
