@@ -298,13 +298,13 @@ def _interrupt_on_sigterm() -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     from tfs_traffic.durations import parse_duration
-    from tfs_traffic.retire import apply
+    from tfs_traffic.retire.verify_plan import verify_plan
 
     targets = _targets(args.targets)
     soak, timeout = parse_duration(args.soak), parse_duration(args.timeout)
     plan = _load_plan(args.plan)
     client = _client(args, plan.prometheus) if (args.prometheus or not targets) else None
-    return _finish(apply.verify_plan(plan, client, targets, soak, timeout, _say), args.format)
+    return _finish(verify_plan(plan, client, targets, soak, timeout, _say), args.format)
 
 
 def run_rollback(args: argparse.Namespace) -> int:

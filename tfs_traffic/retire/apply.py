@@ -29,20 +29,17 @@ from tfs_traffic.retire import lock, push, recheck, rollback, verify
 from tfs_traffic.retire import plan as plans
 from tfs_traffic.retire.journal import FAILED, OK, START, Journal
 from tfs_traffic.retire.outcome import (
-    CLIENT_WANTS,
     DONE,
     EXIT,
     FAILED_STATUS,
     INTERRUPTED,
     NOTHING,
     ROLLED_BACK,
-    VERIFIED,
     ModelOutcome,
     Outcome,
 )
 from tfs_traffic.retire.servers import Refused, Server, Target, Unreachable
 from tfs_traffic.retire.soak import ClientWants, Watch
-from tfs_traffic.retire.soak import baseline as soak_baseline
 
 
 class PlanRefused(UsageError):
@@ -60,22 +57,6 @@ class Options:
     timeout: float
     max_plan_age: float
     journal: str
-
-
-def expectations(model: plans.ModelPlan, retired: Sequence[int]) -> verify.Expect:
-    """What `model` must look like once `retired` are unloaded."""
-    return verify.Expect(
-        model=model.model_name,
-        available=tuple(v for v in model.available if v not in set(retired)),
-        gone=tuple(sorted(retired)),
-        latest=model.latest,
-        labels=dict(model.labels),
-    )
-
-
-def restored(model: plans.ModelPlan) -> verify.Expect:
-    """What `model` must look like once the previous config is back: as at plan time."""
-    return verify.Expect(model.model_name, tuple(model.available), (), model.latest, dict(model.labels))
 
 
 def refuse_stale(plan: plans.Plan, text: str, max_age: float, now: float) -> None:
@@ -99,7 +80,7 @@ def preflight(servers: Sequence[Server], models: Sequence[plans.ModelPlan]) -> N
     for server in servers:
         for model in models:
             try:
-                problem, _ = verify.check_server(server, restored(model), strict=True)
+                problem, _ = verify.check_server(server, verify.restored(model), strict=True)
             except Unreachable as e:
                 raise ToolError(f"could not complete: {e}; nothing was changed") from None
             if problem:
@@ -150,7 +131,9 @@ def _run(
         pages=[p for t in opts.targets for p in t.pages],
         prometheus=plan.prometheus,
         selector=plan.selector,
-        models=[{"expect_restored": restored(m).as_json(), "retire": [str(v) for v in m.retire]} for m in changed],
+        models=[
+            {"expect_restored": verify.restored(m).as_json(), "retire": [str(v) for v in m.retire]} for m in changed
+        ],
     )
     outcomes = {m.model_name: ModelOutcome(m.model_name) for m in changed}
     pages = [p for t in opts.targets for p in t.pages]
@@ -280,7 +263,7 @@ def _change(
     say(f"retiring {', '.join(names)}: writing {opts.models_config}")
     push.write_config(journal, opts.models_config, new_text, model.model_name, retire, "write")
     written_at = time.time()
-    expect = expectations(model, retire)
+    expect = verify.expectations(model, retire)
     if reload:
         canary, rest = reload[0], reload[1:]
         say(f"pushing to the canary {canary.address}")
@@ -342,76 +325,10 @@ def _restore(
         journal,
         opts.models_config,
         text,
-        [restored(m) for m in done],
+        [verify.restored(m) for m in done],
         reload=reload,
         servers=checked,
         client=opts.client,
         selector=plan.selector,
         timeout=opts.timeout,
-    )
-
-
-def verify_plan(
-    plan: plans.Plan,
-    client: Querier | None,
-    targets: Sequence[Target],
-    soak: float,
-    timeout: float,
-    say: Callable[[str], None],
-) -> Outcome:
-    """Steps 4 and 5 with no change (the GitOps path: the plan's config committed, the pods rolled):
-    every target (or Prometheus' gauges scraped from now on) serves the plan's change, and no
-    client asks for a retired version for `soak`. Nothing is rolled back: CLIENT_WANTS says revert."""
-    started = time.time()
-    changed = plan.changed()
-    if not changed:
-        return Outcome(NOTHING, "the plan retires nothing", [], started_at=started)
-    outcomes = {m.model_name: ModelOutcome(m.model_name, list(m.retire)) for m in changed}
-    expects = [expectations(m, m.retire) for m in changed]
-    servers = [Server(t.grpc) for t in targets]
-    pages = [p for t in targets for p in t.pages]
-    try:
-        owners = {p: t.grpc for t in targets for p in t.pages}
-        watched = {m.model_name: m.retire for m in changed}
-        watch = Watch(watched, soak_baseline(pages), started, client, plan.selector, owners)
-        say(f"verifying {len(expects)} model(s) on {len(servers) or 'Prometheus'}")
-        try:
-            if servers:
-                seconds = verify.on_targets(servers, expects, timeout, between=watch.check, reach=watch.reach)
-            else:
-                assert client is not None
-                seconds = verify.on_prometheus(
-                    client, expects, started, timeout, selector=plan.selector, between=watch.check
-                )
-            for o in outcomes.values():
-                o.verified_seconds = seconds
-            say(f"verified; soaking for {format_duration(soak)}")
-            watch.soak(soak)
-        except ClientWants as e:
-            message = f"a client still wants {e}: revert the change (verify changed nothing)"
-            return Outcome(
-                CLIENT_WANTS,
-                message,
-                list(outcomes.values()),
-                signals=[s.as_json() for s in e.signals],
-                started_at=started,
-                seconds=time.time() - started,
-            )
-        except (verify.VerifyFailed, ToolError) as e:
-            return Outcome(
-                FAILED_STATUS,
-                f"not verified: {e}",
-                list(outcomes.values()),
-                started_at=started,
-                seconds=time.time() - started,
-            )
-    finally:
-        for server in servers:
-            server.close()
-    message = (
-        f"verified {sum(len(m.retire) for m in changed)} retired version(s); no client asked for them in "
-        f"{format_duration(soak)}"
-    )
-    return Outcome(
-        VERIFIED, message, list(outcomes.values()), soak_seconds=soak, started_at=started, seconds=time.time() - started
     )

@@ -18,6 +18,7 @@ from tfs_traffic import contract
 from tfs_traffic.durations import format_duration
 from tfs_traffic.prometheus import promql
 from tfs_traffic.prometheus.api import Querier
+from tfs_traffic.retire.plan import ModelPlan
 from tfs_traffic.retire.servers import Server, Unreachable
 from tfs_traffic.sidecar import wire
 
@@ -70,6 +71,22 @@ class Expect:
             "latest": self.latest,
             "labels": dict(self.labels),
         }
+
+
+def expectations(model: ModelPlan, retired: Sequence[int]) -> Expect:
+    """What `model` must look like once `retired` are unloaded."""
+    return Expect(
+        model=model.model_name,
+        available=tuple(v for v in model.available if v not in set(retired)),
+        gone=tuple(sorted(retired)),
+        latest=model.latest,
+        labels=dict(model.labels),
+    )
+
+
+def restored(model: ModelPlan) -> Expect:
+    """What `model` must look like once the previous config is back: as at plan time."""
+    return Expect(model.model_name, tuple(model.available), (), model.latest, dict(model.labels))
 
 
 def _state(value: int | None) -> str:
