@@ -147,10 +147,11 @@ class Sidecar(Process, Endpoints):
         env: dict[str, str] | None = None,
         module: bool = True,
         count_delay: str | None = "30s",
+        extra: Sequence[str] = (),
     ):
         """A sidecar in front of `sim` (its upstream). `count_delay`: 30 s by default, longer than any test,
         so that every count a test reads has come through the scrape's flush of the workers' backlogs; None
-        for the sidecar's own default."""
+        for the sidecar's own default. `extra`: more flags."""
         Endpoints.__init__(self, free_port(), free_port())
         self.metrics_port = free_port()
         command = [sys.executable, "-m", "tfs_traffic.sidecar"] if module else [str(BIN / "tfs-traffic"), "sidecar"]
@@ -173,7 +174,7 @@ class Sidecar(Process, Endpoints):
             args += ["--count-delay", count_delay]
         if proxy:
             args += ["--listen-grpc", f"127.0.0.1:{self.grpc_port}", "--listen-rest", f"127.0.0.1:{self.rest_port}"]
-        Process.__init__(self, args, log, ready="ready:", env=env)
+        Process.__init__(self, [*args, *extra], log, ready="ready:", env=env)
 
     def samples(self) -> list[tuple[str, dict[str, str], float]]:
         return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")

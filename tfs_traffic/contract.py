@@ -12,6 +12,7 @@ SIDECAR_CALLS = "tfserving_model_calls_total"
 SIDECAR_DURATION = "tfserving_model_call_duration_seconds"
 SIDECAR_AVAILABLE = "tfserving_model_version_available"
 SIDECAR_UP = "tfserving_sidecar_upstream_up"
+SIDECAR_REFUSED = "tfserving_sidecar_refused_calls_total"
 SIDECAR_PORT = 9102
 
 MODEL = "model_name"
