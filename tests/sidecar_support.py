@@ -1,6 +1,8 @@
 """Processes for the sidecar tests: the stand-in server (`tfs-traffic sim`) and the sidecar, over 127.0.0.1."""
 
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -190,6 +192,19 @@ class Sidecar(Process, Endpoints):
 
     def gauge(self, name: str) -> dict[tuple[str, ...], float]:
         return {tuple(v for _, v in sorted(labels.items())): value for n, labels, value in self.samples() if n == name}
+
+
+def tls_handshake(port: int) -> None:
+    """Start a TLS handshake with 127.0.0.1:`port` (a plaintext server, or a relay, does not complete it)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            with context.wrap_socket(raw) as wrapped:
+                wrapped.recv(1)
+        except (ssl.SSLError, OSError):
+            pass  # the plaintext upstream does not answer TLS
 
 
 def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:

@@ -22,6 +22,7 @@ from h2_support import (
     PRIORITY,
     RST_STREAM,
     WINDOW_UPDATE,
+    SilentObserver,
     data_frames,
     frame,
     header_frames,
@@ -248,23 +249,6 @@ def test_the_answer_is_permission_denied_trailers_only_then_goaway_and_leaves_th
     assert hpack.Decoder().decode(long_headers[9:])[-1] == ("grpc-message", "m" * 300 + "%25")
 
 
-class _Silent:
-    """An http2 observer that wants nothing: the reader only frames the bytes."""
-
-    def headers(self, *args: object) -> None: ...
-
-    def data_sink(self, *args: object) -> None:
-        return None
-
-    def end_stream(self, *args: object) -> None: ...
-
-    def reset(self, *args: object) -> None: ...
-
-    def goaway(self, *args: object) -> None: ...
-
-    def frame(self, *args: object) -> None: ...
-
-
 @pytest.mark.parametrize("step", [1, 5, 9, 1000])
 def test_the_upstreams_reader_says_exactly_where_its_frames_end(step: int) -> None:
     """`to_boundary` is 0 exactly after the server's SETTINGS and between later frames outside a header block."""
@@ -284,7 +268,7 @@ def test_the_upstreams_reader_says_exactly_where_its_frames_end(step: int) -> No
         pos += len(f)
         if f[3] not in (HEADERS, CONTINUATION) or f[4] & 0x4:  # not inside a header block
             allowed.add(pos)
-    reader = http2.Connection(_Silent()).directions[False]
+    reader = http2.Connection(SilentObserver()).directions[False]
     assert reader.to_boundary() == 9  # nothing yet: the server's preface (SETTINGS) comes first
     points, pos = set(), 0
     while pos < len(data):

@@ -9,16 +9,14 @@ so do connections the relay cannot read (TLS), which it otherwise closes.
 """
 
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
-from h2_support import RawClient, data_frames, header_frames
-from sidecar_support import Endpoints, Sidecar, Sim, delta, write_models
+from h2_support import RawClient, SilentObserver, data_frames, header_frames
+from sidecar_support import Endpoints, Sidecar, Sim, delta, tls_handshake, write_models
 from tcp_server import tcp_server
 from tensorflow_serving.apis import (
     get_model_status_pb2,
@@ -68,22 +66,11 @@ class Recorder:
         """(`:path`, `x-call`) of every request the upstream received, in order per connection."""
         seen: list[tuple[str, str]] = []
 
-        class Heads:
-            def headers(self, from_client: bool, stream: int, fields: http2.Fields, end_stream: bool) -> None:
+        class Heads(SilentObserver):
+            def headers(self, from_client: bool, stream: int, fields: list[tuple[bytes, bytes]], end: bool) -> None:
                 names = dict(fields)
                 if b":path" in names:
                     seen.append((names[b":path"].decode(), names.get(b"x-call", b"").decode()))
-
-            def data_sink(self, *args: Any) -> None:
-                return None
-
-            def end_stream(self, *args: Any) -> None: ...
-
-            def reset(self, *args: Any) -> None: ...
-
-            def goaway(self, *args: Any) -> None: ...
-
-            def frame(self, *args: Any) -> None: ...
 
         for record in self.sent:
             http2.Connection(Heads()).client_data(bytes(record))
@@ -120,18 +107,6 @@ def states(sim: Sim) -> list[tuple[int, int]]:
     with grpc.insecure_channel(sim.grpc) as channel:
         response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
     return [(s.version, s.state) for s in response.model_version_status]
-
-
-def tls_handshake(port: int) -> None:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        try:
-            with context.wrap_socket(raw) as wrapped:
-                wrapped.recv(1)
-        except (ssl.SSLError, OSError):
-            pass  # the plaintext upstream does not answer TLS
 
 
 def refused(sidecar: Sidecar) -> dict[tuple[str, ...], float]:
