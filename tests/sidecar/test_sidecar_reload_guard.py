@@ -126,13 +126,18 @@ def test_a_grpc_clients_reload_is_refused_counted_and_never_reaches_the_server(
             models.HandleReloadConfigRequest(reload_request(Path(sim.log).parent), timeout=10)
         # The same channel goes on: the GOAWAY sent it to a new connection.
         assert predict(predict_request(version=1), timeout=10).model_spec.version.value == 1
-    assert refusal.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert refusal.value.details() == guard.MESSAGE
+    with grpc.insecure_channel(sidecar.grpc) as channel:  # a reload as a new connection's first call
+        with pytest.raises(grpc.RpcError) as first:
+            model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+                reload_request(Path(sim.log).parent), timeout=10
+            )
+    assert refusal.value.code() == first.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert refusal.value.details() == first.value.details() == guard.MESSAGE
     assert states(sim) == [(3, AVAILABLE), (2, AVAILABLE), (1, AVAILABLE)]
     received = recorder.requests()[len(received_before) :]
     assert [path for path, _ in received].count(PREDICT) == 2
     assert RELOAD not in {path for path, _ in recorder.requests()}
-    assert delta(refused(sidecar), refused_before) == {(guard.RELOAD_METHOD,): 1.0}  # type: ignore[arg-type]
+    assert delta(refused(sidecar), refused_before) == {(guard.RELOAD_METHOD,): 2.0}  # type: ignore[arg-type]
     assert f"{guard.RELOAD_METHOD} refused (PERMISSION_DENIED" in sidecar.output()
     assert delta(sidecar.calls(code="OK"), calls_before) == {("m", "2"): 1.0, ("m", "1"): 1.0}
 
