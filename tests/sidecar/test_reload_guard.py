@@ -173,13 +173,13 @@ def test_after_a_refusal_that_changed_the_table_a_header_block_ends_the_connecti
             assert reload_guard.feed(trailers) == trailers
 
 
-def test_only_a_new_stream_naming_the_reload_method_exactly_is_refused() -> None:
+def test_only_the_reload_methods_exact_path_is_refused_also_in_trailers() -> None:
     client = Client()
     client.add(header_frames(1, client.block(RELOAD + "x")) + header_frames(3, client.block(RELOAD.upper())))
-    client.add(header_frames(1, client.block(RELOAD), end_stream=True))  # trailers of stream 1 open nothing
     client.add(header_frames(5, client.block("/tensorflow.serving.ModelService/GetModelStatus")))
+    client.add(header_frames(1, client.block(RELOAD), end_stream=True), False)  # malformed trailers: refused too
     forwarded, reload_guard = run(client.sent, [])
-    assert forwarded == client.sent and reload_guard.refused == []
+    assert forwarded == client.forwarded and reload_guard.refused == [1]
 
 
 @pytest.mark.parametrize(

@@ -126,11 +126,11 @@ def test_a_grpc_clients_reload_is_refused_counted_and_never_reaches_the_server(
             models.HandleReloadConfigRequest(reload_request(Path(sim.log).parent), timeout=10)
         # The same channel goes on: the GOAWAY sent it to a new connection.
         assert predict(predict_request(version=1), timeout=10).model_spec.version.value == 1
-    with grpc.insecure_channel(sidecar.grpc) as channel:  # a reload as a new connection's first call
-        with pytest.raises(grpc.RpcError) as first:
-            model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
-                reload_request(Path(sim.log).parent), timeout=10
-            )
+    # A reload as a new connection's first call.
+    with grpc.insecure_channel(sidecar.grpc) as channel, pytest.raises(grpc.RpcError) as first:
+        model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+            reload_request(Path(sim.log).parent), timeout=10
+        )
     assert refusal.value.code() == first.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert refusal.value.details() == first.value.details() == guard.MESSAGE
     assert states(sim) == [(3, AVAILABLE), (2, AVAILABLE), (1, AVAILABLE)]

@@ -5,11 +5,13 @@ authentication: whoever can call a model can replace the models config and unloa
 (README, "Guarding the control plane"). In proxy mode the relay is the clients' way to that port,
 so by default it refuses the call. Unlike counting, which parses later and in batches (`backlog`),
 refusing must be decided before the request is forwarded: `ReloadGuard` reads what a client sends
-as it arrives, ahead of the copy — frame headers, and header blocks through its own HPACK decoder,
-whose cache of table-neutral blocks (`http2.HeaderDecoder`) makes a connection's steady state one
-lookup per call — and hands on everything but the frames of a refused stream.
+as it arrives, ahead of the copy — frame headers, and header blocks through its own HPACK decoder —
+and hands on everything but the frames of a refused stream. In a connection's steady state a client
+sends the same table-neutral header block on every call, so a call costs a walk over its frame
+headers and one in-place comparison of its block with the last one judged (`feed`).
 
-When a new stream's `:path` is the reload method, that stream and every later one are taken out of
+When a header block's `:path` is the reload method (a new stream's; pseudo-headers in trailers are
+malformed, and refused the same way), that stream and every later one are taken out of
 the copy: the relay answers the refused call itself (`answer`: PERMISSION_DENIED, trailers-only)
 and says with GOAWAY that no later stream was processed, so the client sends those again on a new
 connection. The upstream never sees the refused stream. Its header block may have added entries to
@@ -39,6 +41,9 @@ PERMISSION_DENIED = 7
 
 _HEAD = struct.Struct(">BHBBL")
 _PASS, _DROP, _HOLD = 0, 1, 2
+_HEADERS, _CONTINUATION, _PUSH_PROMISE = http2.HEADERS, http2.CONTINUATION, http2.PUSH_PROMISE
+_END_HEADERS = http2.FLAG_END_HEADERS
+_BLOCK_FLAGS = http2.FLAG_END_HEADERS | http2.FLAG_PADDED | http2.FLAG_PRIORITY
 
 
 def _asks_reload(fields: http2.Fields) -> bool:
@@ -54,16 +59,17 @@ class ReloadGuard:
         "_flags",
         "_head",
         "_hold",
+        "_judged",
         "_kind",
         "_left",
         "_mode",
         "_payload",
         "_preface",
+        "_steady",
         "_stream",
         "closing_from",
         "credit",
         "decoder",
-        "last_stream",
         "refused",
         "stale",
     )
@@ -72,6 +78,7 @@ class ReloadGuard:
         self.decoder = http2.HeaderDecoder()
         self.decoder.settings_sent(TABLE_LIMIT)
         self._preface = len(http2.PREFACE)
+        self._steady = False  # between frames, nothing held, nothing refused: `feed`'s short loop applies
         self._head = bytearray()  # a frame header split across reads
         self._left = 0  # bytes of the current frame still to come ...
         self._mode = _PASS  # ... and whether they are forwarded, dropped or held
@@ -80,7 +87,7 @@ class ReloadGuard:
         self._block: bytearray | None = None  # the fragments of that header block
         self._block_stream = 0
         self._kind = self._flags = self._stream = 0
-        self.last_stream = 0  # the highest stream a header block opened
+        self._judged: bytes | None = None  # the last header block judged, if it left the HPACK table alone
         self.closing_from = 0  # once a stream is refused: it, and every stream after it, is dropped
         self.stale = False  # a dropped header block changed the HPACK table
         self.refused: list[int] = []  # streams to answer (the relay takes them)
@@ -89,7 +96,34 @@ class ReloadGuard:
     def feed(self, data: bytes) -> bytes:
         """What of `data` to forward now: all of it but the frames of refused streams and the bytes held
         until their header block ends. A refusal leaves its stream in `refused`."""
+        if not self._steady:
+            return self._read(data, 0)
+        # A connection's steady state: whole frames, and every header block the same bytes as the last one judged
+        # (a table-neutral block, so the same bytes mean the same fields). This loop runs for every chunk a client
+        # sends, before it is forwarded, with caches cold from the sim, the client and the kernel in between: it
+        # reads frame headers by index and compares a block in place, allocating nothing. Anything else goes to
+        # `_read`, which starts where it stopped.
         pos, end = 0, len(data)
+        judged = self._judged
+        size = len(judged) if judged is not None else -1
+        while end - pos >= 9:
+            after = pos + 9 + (data[pos] << 16 | data[pos + 1] << 8 | data[pos + 2])
+            if after > end:
+                break
+            kind = data[pos + 3]
+            if kind == _HEADERS:
+                if after - pos - 9 != size or data[pos + 4] & _BLOCK_FLAGS != _END_HEADERS:
+                    break
+                if not data.startswith(judged, pos + 9):  # type: ignore[arg-type]
+                    break
+            elif kind in (_CONTINUATION, _PUSH_PROMISE):
+                break
+            pos = after
+        return data if pos == end else self._read(data, pos)
+
+    def _read(self, data: bytes, pos: int) -> bytes:
+        """`feed` from `pos` on, `data[:pos]` forwarded: every state, every framing."""
+        end = len(data)
         if self._preface:
             pos = self._read_preface(data)
         out: list[bytes] = []  # the pieces to forward, once something was cut
@@ -166,6 +200,7 @@ class ReloadGuard:
             self._mode = mode
             if length == 0 and mode == _HOLD:
                 out.append(self._held_frame_done(b""))
+        self._steady = not (self._preface or self._head or self._left or self._block is not None or self.closing_from)
         if not out:
             return data if run == 0 else data[run:]
         if run < end:
@@ -246,14 +281,15 @@ class ReloadGuard:
             return True
         decoder = self.decoder
         fields = decoder.decoded.get(block) or decoder.decode(block)
-        if stream <= self.last_stream:
-            return True  # trailers: they open nothing
-        self.last_stream = stream
         asks = fields.memo
         if asks is None:
             asks = fields.memo = _asks_reload(fields)
         if not asks:
+            # Cached: table-neutral, so these bytes keep meaning these fields until a block changes the table,
+            # which comes here first and replaces it.
+            self._judged = block if block in decoder.decoded else None
             return True
+        self._judged = None
         self.closing_from = stream
         self.stale = not http2.table_neutral(block)
         self.refused.append(stream)
