@@ -33,6 +33,9 @@ from tfs_traffic.sidecar.worker import WorkerConfig
 log = logging.getLogger("tfs_traffic.sidecar")
 
 CONFIG_CHECK_SECONDS = 1.0
+# After the models config changes the server applies it at its own next poll: ask again every second
+# while it has not caught up, for at most this long, then fall back to --poll-interval.
+SETTLE_SECONDS = 60.0
 READY_TIMEOUT = 30.0
 RESTART_BACKOFF_SECONDS = 1.0
 FLUSH_TIMEOUT = 2.0  # a worker busier than this misses one scrape's flush, not the scrape
@@ -286,6 +289,7 @@ class Supervisor:
         interval = self.options.poll_interval
         next_poll = time.monotonic() + interval
         next_config = time.monotonic() + min(CONFIG_CHECK_SECONDS, interval)
+        settle_until = 0.0
         restart_after = [0.0] * len(self.processes)
         while not self.stop.is_set():
             # Sleep until the next poll or config check, a worker's exit, or a signal.
@@ -297,10 +301,11 @@ class Supervisor:
             if now >= next_config:
                 next_config = now + min(CONFIG_CHECK_SECONDS, interval)
                 if watcher.refresh():
-                    next_poll = now
+                    next_poll, settle_until = now, now + SETTLE_SECONDS
             if now >= next_poll:
                 poller.poll()
-                next_poll = time.monotonic() + interval
+                settling = poller.behind_file and time.monotonic() < settle_until
+                next_poll = time.monotonic() + (min(interval, CONFIG_CHECK_SECONDS) if settling else interval)
             for i, process in enumerate(self.processes):
                 if process.exitcode is not None and not self.stop.is_set() and now >= restart_after[i]:
                     log.warning("proxy worker %d (pid %s) exited with %s; restarting", i, process.pid, process.exitcode)

@@ -198,6 +198,18 @@ class StatusPoller:
             if m.name in self._labels:
                 self._labels[m.name] = {k: v for k, v in self._labels[m.name].items() if k in m.labels}
 
+    @property
+    def behind_file(self) -> bool:
+        """True while the server has not caught up with the file: a model it names has no AVAILABLE version,
+        or a label it names resolves elsewhere. TF Serving applies a config at its next poll (or never, with
+        its config poll off), so right after an edit this is the normal state, not an error."""
+        for m in self.watcher.models:
+            if not self._available.get(m.name):
+                return True
+            if any(self._labels.get(m.name, {}).get(label) != version for label, version in m.labels.items()):
+                return True
+        return False
+
     def _probe(self) -> bool:
         """With no models configured, the upstream is up if it answers at all."""
         grpc = self._grpc

@@ -4,12 +4,15 @@ Each inference function follows TF Serving's `*WithModelSpec` functions: resolve
 (`ServerCore::GetServableHandle`), count the call for the resolved version exactly where the
 patch of docs/metrics.md counts it (right after resolution, before the model runs and whether
 or not it then fails), then run half_plus_two (`half_plus_two`). Model time (`--latency-ms`) is spent
-by the async front ends after a successful run.
+by the async front ends after a successful run, inside `ServerCore.request()`: the request holds
+the serving map it resolved against until then, as a TF Serving request holds its servable handle.
 """
 
 import asyncio
+import contextlib
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,19 +53,28 @@ class Result:
     values: Any  # predict: {alias: ndarray}; classify/regress: ndarray [N, 1]
 
 
-class SimService:
-    """Inference and metadata over a ServerCore."""
+DEADLINE_MESSAGE = "Timed out waiting for notification"  # DirectSession::WaitForNotification
 
-    def __init__(self, core: ServerCore, protos: Any) -> None:
+
+class SimService:
+    """Inference and metadata over a ServerCore.
+
+    `tensor_content` is `--enable_serialization_as_tensor_content`: Predict answers over gRPC carry
+    their tensors as `tensor_content` (`PredictResponseTensorSerializationOption::kAsProtoContent`).
+    """
+
+    def __init__(self, core: ServerCore, protos: Any, tensor_content: bool = False) -> None:
         self.core = core
         self.protos = protos
+        self.tensor_content = tensor_content
         self._metadata_any: Any = None
 
     def resolve(self, spec: Spec) -> Resolved:
-        return self.core.resolve(spec.name, spec.version, spec.label)
+        """A look-up that keeps no handle (REST's `GetInfoMap`, metadata)."""
+        return self.core.resolve(spec.name, spec.version, spec.label, hold=False)
 
     def _resolve_and_count(self, spec: Spec) -> Resolved:
-        resolved = self.resolve(spec)
+        resolved = self.core.resolve(spec.name, spec.version, spec.label)
         self.core.count_call(resolved)
         return resolved
 
@@ -144,11 +156,46 @@ class Transport:
         self.protos = service.protos
         self.latency_s = latency_s
 
-    async def _model_time(self, model_name: str | None = None, api: str = "") -> None:
+    async def _model_time(self, model_name: str | None = None, api: str = "", timeout_s: float | None = None) -> None:
         """Spend the model's run time; for Predict/Classify/Regress (`api` given) record it as
-        `runtime_latency`, as `predict_util.cc`/`classifier.cc`/`regressor.cc` do after a run."""
+        `runtime_latency`, as `predict_util.cc`/`classifier.cc`/`regressor.cc` do after a run.
+
+        A run longer than `timeout_s` (REST's `--rest_api_timeout_in_ms`, the session's
+        `RunOptions.timeout_in_ms`) stops there with DEADLINE_EXCEEDED."""
         start = time.perf_counter()
+        if timeout_s is not None and self.latency_s > timeout_s:
+            await asyncio.sleep(timeout_s)
+            raise SimError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE)
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
         if model_name is not None:
             self.service.core.stock.runtime_latency(model_name, api, (time.perf_counter() - start) * 1e6)
+
+
+async def in_thread(function: Callable[[], Any]) -> Any:
+    """Run a blocking call (a reload that waits for new models, the startup wait) on its own daemon
+    thread: one that may never return must not hold up the interpreter's exit, as the default
+    executor's threads would."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        error: BaseException | None = None
+        result = None
+        try:
+            result = function()
+        except BaseException as e:  # handed to the awaiting coroutine
+            error = e
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="tfs-traffic-sim-call", daemon=True).start()
+    return await future
