@@ -15,6 +15,7 @@ SIDECAR_DURATION = "tfserving_model_call_duration_seconds"
 SIDECAR_AVAILABLE = "tfserving_model_version_available"
 SIDECAR_ESTIMATED_RAM = "tfserving_model_version_estimated_ram_bytes"
 SIDECAR_UP = "tfserving_sidecar_upstream_up"
+SIDECAR_REFUSED = "tfserving_sidecar_refused_calls_total"
 SIDECAR_PORT = 9102
 
 MODEL = "model_name"
