@@ -209,6 +209,8 @@ class Fleet:
         self.quiet_config = write_config(root, root / "quiet.config", not_polling)
         self.sims = [Sim(self.config, root / f"sim{i}.log", extra=POLLING) for i in range(3)]
         self.quiet = [Sim(self.quiet_config, root / f"quiet{i}.log", extra=NOT_POLLING) for i in range(3)]
+        if not not_polling:  # no models for servers that do not poll: no such servers
+            self.quiet = []
         self.sidecars: list[Sidecar] = []
         self.prometheus: LocalPrometheus | None = None
         self.load: Load | None = None

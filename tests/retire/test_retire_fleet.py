@@ -11,6 +11,7 @@ Each test retires versions of its own model, so they share one fleet; the one th
 runs last.
 """
 
+import difflib
 import json
 import subprocess
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 from fleet import (
     AVAILABLE,
     END,
@@ -46,6 +48,7 @@ POLLING = [
     Model("zeta", (1, 2, 3), "latest { num_versions: 3 }"),
     Model("eta", (1, 2), specific(1, 2, 9)),
     Model("iota", (1, 2), specific(1, 2)),
+    Model("kappa", (1, 2, 3), specific(1, 2, 3)),
 ]
 NOT_POLLING = [Model("theta", (1, 2, 3), specific(1, 2, 3))]
 FAST = ["--recheck", "1m", "--soak", "3s", "--timeout", "30s"]
@@ -83,6 +86,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             Call("grpc", c, "zeta"),
             Call("rest", a, "eta"),
             Call("rest", b, "iota"),
+            Call("grpc", c, "kappa", version=2),
+            Call("rest", a, "kappa"),
             Call("grpc", q[0], "theta"),
             Call("rest", q[1], "theta"),
             Call("grpc", q[2], "theta"),
@@ -360,6 +365,62 @@ def test_7_drift_and_a_latest_policy_are_refused_and_convert_policy_plans_it(fle
     ]
 
 
+VALUES = """\
+# The release's values (a GitOps repository's file): comments and key order are the reviewer's.
+replicaCount: 3  # one per zone
+image:
+  repository: tensorflow/serving
+  tag: "2.20.0"
+modelsConfig: |
+{config}
+# Below modelsConfig: kept as it is.
+sidecar:
+  enabled: true
+"""
+
+
+def test_the_gitops_path_values_committed_then_verify(fleet: Fleet, tmp_path: Path) -> None:
+    """kappa: `plan --values` (no --models-config: the values file's modelsConfig is the config) writes
+    the values copy, only modelsConfig changed; its modelsConfig committed and rolled out (written to
+    the file the replicas poll, as a ConfigMap update is), `verify` from Prometheus alone sees kappa 1
+    gone everywhere and nobody asking for it."""
+    held = fleet.config.read_text()
+    values = tmp_path / "values.yaml"
+    values.write_text(VALUES.format(config="".join("  " + line for line in held.splitlines(keepends=True)).rstrip()))
+    fleet.wait_ready()
+    done = retire("plan", "--prometheus", fleet.url, "--values", str(values), "--model", "kappa", "--window", "1m",
+                  "--output", str(tmp_path / "plan.json"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    planned = json.loads((tmp_path / "plan.json").read_text())
+    assert versions(planned, "kappa") == {"1": ("retire", "idle"), "2": ("keep", "traffic"), "3": ("keep", "traffic")}
+    copy = tmp_path / "values.retired.yaml"
+    assert planned["values"] == {"input": str(values), "output": str(copy)}
+    assert planned["models_config"] == f"{values} (modelsConfig)"
+    assert f"tfs-traffic: wrote {copy}: {values} with the new models config, to commit" in done.stderr
+    before, after = yaml.safe_load(values.read_text()), yaml.safe_load(copy.read_text())
+    assert after == {**before, "modelsConfig": planned["new_config"]}
+    outside = [x for x in difflib.ndiff(values.read_text().splitlines(), copy.read_text().splitlines()) if x[0] in "-+"]
+    assert all(x[2:].startswith("  ") for x in outside)  # only modelsConfig's lines changed
+    assert [x for x in outside if "versions: 1" in x] == ["- " + "  " + "        versions: 1"]  # ndiff, block, config
+
+    # Committed; the ConfigMap's new text reaches the replicas' file.
+    staging = fleet.config.with_suffix(".next")
+    staging.write_text(after["modelsConfig"])
+    staging.replace(fleet.config)
+    checked = retire("verify", str(tmp_path / "plan.json"), "--prometheus", fleet.url, "--soak", "2s",
+                     "--timeout", "30s")  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert last_line(checked.stderr) == "tfs-traffic: verified 1 retired version(s); no client asked for them in 2s"
+    assert model_states(fleet, "kappa") == [{1: END, 2: AVAILABLE, 3: AVAILABLE}] * 3
+
+    # The values file no longer holds the config the replicas read: a plan from both is refused.
+    done = retire("plan", "--prometheus", fleet.url, "--values", str(values), "--models-config", str(fleet.config))
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"tfs-traffic: error: {values}: its modelsConfig is not the config of {fleet.config}\n",
+    )
+
+
 def test_sigterm_during_the_soak_restores_the_previous_config(fleet: Fleet, tmp_path: Path) -> None:
     """iota: 1 retired and verified, then the apply is stopped (SIGTERM, as a cancelled job is):
     it writes the previous config back, verifies it, and exits 130."""
@@ -399,7 +460,7 @@ def test_5_a_replica_unreachable_mid_apply_stops_restores_and_exits_1(fleet: Fle
     assert done.returncode == 0, done.stderr
     assert versions(planned, "epsilon") == {"1": ("retire", "idle"), "2": ("keep", "traffic")}
     journal = tmp_path / "journal.jsonl"
-    # A soak longer than the 5 s a target may stay silent: stopped after the change is verified, it
+    # A soak longer than the 10 s a target may stay silent: stopped after the change is verified, it
     # still ends the run the same way.
     applying = start_apply(tmp_path, fleet.config, *fleet.targets(), "--recheck", "1m", "--soak", "30s")
     third = fleet.sims[2]
@@ -410,7 +471,7 @@ def test_5_a_replica_unreachable_mid_apply_stops_restores_and_exits_1(fleet: Fle
     finally:
         applying.kill()
     output = (tmp_path / "apply.log").read_text()
-    assert last_line(output).startswith(f"tfs-traffic: error: could not complete: {third.grpc} unreachable for 5s")
+    assert last_line(output).startswith(f"tfs-traffic: error: could not complete: {third.grpc} unreachable for 10s")
     assert last_line(output).endswith(f"; previous config restored, verified on 2 of 3 target(s); not on {third.grpc}")
     assert fleet.config.read_text() == original
     assert model_states(fleet, "epsilon", fleet.sims[:2]) == [{1: AVAILABLE, 2: AVAILABLE}] * 2

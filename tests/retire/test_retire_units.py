@@ -255,7 +255,12 @@ def test_rollback_refuses_a_file_changed_since_the_apply(tmp_path: Path) -> None
         (["apply", "{plan}", "--models-config", "{missing}"], "cannot read models config"),
         (["apply", "{plan}"], "the following arguments are required: --models-config"),
         (["rollback", "--journal", "{config}"], "not a journal line (JSON expected)"),
-        (["plan", "--prometheus", "http://127.0.0.1:1"], "the following arguments are required: --models-config"),
+        (["plan", "--prometheus", "http://127.0.0.1:1"], "give --models-config FILE (or --values VALUES.yaml"),
+        (["plan", "--prometheus", "http://127.0.0.1:1", "--values", "{config}"], "is not valid YAML (line 3)"),
+        (
+            ["plan", "--prometheus", "http://127.0.0.1:1", "--models-config", "{config}", "--values-output", "x"],
+            "--values-output needs --values",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
@@ -271,7 +276,8 @@ def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str, tmp
 
 
 def test_an_unreachable_fleet_before_any_change_is_exit_1_and_changes_nothing(tmp_path: Path) -> None:
-    """Apply checks every target before it writes: one that does not answer ends it (exit 1), no journal."""
+    """Apply checks every target before it writes: one that does not answer for 10 s ends it (exit 1),
+    no journal."""
     config = tmp_path / "models.config"
     config.write_text(CONFIG)
     plan = tmp_path / "plan.json"
@@ -280,7 +286,7 @@ def test_an_unreachable_fleet_before_any_change_is_exit_1_and_changes_nothing(tm
     plan.write_text(json.dumps(data))
     done = retire("apply", str(plan), "--models-config", str(config), "--targets", "127.0.0.1:1")
     assert done.returncode == 1
-    assert done.stderr.startswith("tfs-traffic: error: could not complete: 127.0.0.1:1: UNAVAILABLE")
+    assert done.stderr.startswith("tfs-traffic: error: could not complete: 127.0.0.1:1 unreachable for 10s (")
     assert done.stderr.rstrip().endswith("; nothing was changed") and done.stderr.count("\n") == 1
     assert config.read_text() == CONFIG and not (tmp_path / "plan.journal.jsonl").exists()
 

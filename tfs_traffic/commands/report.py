@@ -138,20 +138,25 @@ class ModelsConfig:
     labels: dict[tuple[str, str], list[str]]
     configured: list[str]
 
+    @classmethod
+    def of(cls, text: str, source: str) -> "ModelsConfig":
+        """`text` parsed (a UsageError naming `source` for a mistake)."""
+        from tfs_traffic import modelconfig
+
+        message = modelconfig.parse_text(text, source)
+        labels: dict[tuple[str, str], list[str]] = {}
+        configured: list[str] = []
+        for entry in modelconfig.entries(message):
+            configured.append(entry.name)
+            for version, names in entry.labels_by_version().items():
+                labels[(entry.name, str(version))] = names
+        return cls(text, message, labels, configured)
+
 
 def read_models_config(path: str) -> ModelsConfig:
-    from tfs_traffic import modelconfig
     from tfs_traffic.files import read_user_text
 
-    text = read_user_text(path, "models config")
-    message = modelconfig.parse_text(text, path)
-    labels: dict[tuple[str, str], list[str]] = {}
-    configured: list[str] = []
-    for entry in modelconfig.entries(message):
-        configured.append(entry.name)
-        for version, names in entry.labels_by_version().items():
-            labels[(entry.name, str(version))] = names
-    return ModelsConfig(text, message, labels, configured)
+    return ModelsConfig.of(read_user_text(path, "models config"), path)
 
 
 def judging_options(

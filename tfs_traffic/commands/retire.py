@@ -93,7 +93,7 @@ def _register_plan(actions: Subcommands) -> None:
         ),
         epilog="example:\n  tfs-traffic retire plan --prometheus URL --models-config models.config -o plan.json\n",
     )
-    what = add_judging_arguments(parser, models_config_required=True)
+    what = add_judging_arguments(parser)
     what.add_argument("--model", action="append", default=[], metavar="NAME", help="plan only this model (repeatable)")
     what.add_argument(
         "--convert-policy",
@@ -107,6 +107,15 @@ def _register_plan(actions: Subcommands) -> None:
     out = parser.add_argument_group("output")
     _format(out)  # type: ignore[arg-type]
     out.add_argument("-o", "--output", metavar="PLAN.json", help="write the plan (JSON) to this file, atomically")
+    out.add_argument(
+        "--values",
+        metavar="VALUES.yaml",
+        help="a Helm values file whose modelsConfig is the models config (then --models-config may be left out): "
+        "also write a copy of it with the new config as modelsConfig and nothing else changed (the GitOps change)",
+    )
+    out.add_argument(
+        "--values-output", metavar="FILE", help="where the copy goes (default: VALUES.retired.yaml beside it)"
+    )
 
 
 def _register_apply(actions: Subcommands) -> None:
@@ -193,14 +202,14 @@ def _write_stdout(text: str) -> None:
 def run_plan(args: argparse.Namespace) -> int:
     import time
 
-    from tfs_traffic.commands.report import announce, judging_options, read_models_config
+    from tfs_traffic.commands.report import announce, judging_options
     from tfs_traffic.files import write_atomic
     from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
     from tfs_traffic.report import verdicts as rep
     from tfs_traffic.retire import plan as plans
-    from tfs_traffic.retire import render
+    from tfs_traffic.retire import render, values
 
-    config = read_models_config(args.models_config)
+    config, source, values_text = _plan_inputs(args)
     options = judging_options(args, config.labels)
     access = access_from_args(args)
     created = time.time()
@@ -210,7 +219,7 @@ def run_plan(args: argparse.Namespace) -> int:
         report,
         config.message,
         config.text,
-        args.models_config,
+        source,
         created,
         models=args.model,
         convert_policy=args.convert_policy,
@@ -221,12 +230,46 @@ def run_plan(args: argparse.Namespace) -> int:
             _say(f"refused {model.model_name}: {model.refused}")
         if model.converted:
             _say(f"{model.model_name}: policy {model.policy} becomes specific {model.new_versions} (--convert-policy)")
+    if values_text is not None:
+        plan.values = {"input": args.values, "output": None}
+        if plan.changed():
+            copy = args.values_output or values.copy_path(args.values)
+            write_atomic(copy, values.rewrite_models_config(values_text, plan.new_config))
+            plan.values["output"] = copy
+            _say(f"wrote {copy}: {args.values} with the new models config, to commit")
     if args.output:
         write_atomic(args.output, plan.to_text())
         _say(f"wrote the plan to {args.output}")
     _write_stdout(render.render_plan(plan, args.format))
     _say(render.plan_summary(plan))
     return 0
+
+
+def _plan_inputs(args: argparse.Namespace) -> tuple[Any, str, str | None]:
+    """The models config a plan starts from (`--models-config`, or `--values`' modelsConfig), its name
+    in the plan, and the values file's text. Both given: they must hold the same config."""
+    from tfs_traffic import modelconfig
+    from tfs_traffic.commands.report import ModelsConfig, read_models_config
+    from tfs_traffic.errors import UsageError
+    from tfs_traffic.files import read_user_text
+    from tfs_traffic.retire import values
+
+    if args.values_output and not args.values:
+        raise UsageError("--values-output needs --values")
+    if not args.values:
+        if not args.models_config:
+            raise UsageError("give --models-config FILE (or --values VALUES.yaml holding it as modelsConfig)")
+        return read_models_config(args.models_config), args.models_config, None
+    values_text = read_user_text(args.values, "values file")
+    held = values.models_config_of(values_text, args.values)
+    if held is None:
+        raise UsageError(f"{args.values} sets no modelsConfig: give --models-config FILE")
+    if not args.models_config:
+        return ModelsConfig.of(held, f"{args.values} (modelsConfig)"), f"{args.values} (modelsConfig)", values_text
+    config = read_models_config(args.models_config)
+    if modelconfig.parse_text(held, f"{args.values} (modelsConfig)") != config.message:
+        raise UsageError(f"{args.values}: its modelsConfig is not the config of {args.models_config}")
+    return config, args.models_config, values_text
 
 
 def _load_plan(path: str) -> Any:

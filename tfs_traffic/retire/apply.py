@@ -76,13 +76,21 @@ def refuse_stale(plan: plans.Plan, text: str, max_age: float, now: float) -> Non
 
 
 def preflight(servers: Sequence[Server], models: Sequence[plans.ModelPlan]) -> None:
-    """Step 1, on the fleet: every target serves what the plan saw (PlanRefused), and answers (ToolError)."""
+    """Step 1, on the fleet: every target serves what the plan saw (PlanRefused), and answers
+    (ToolError once one has not for verify.UNREACHABLE_GRACE: a busy server is not a gone one)."""
+    reach = verify.Reachability()
     for server in servers:
         for model in models:
-            try:
-                problem, _ = verify.check_server(server, verify.restored(model), strict=True)
-            except Unreachable as e:
-                raise ToolError(f"could not complete: {e}; nothing was changed") from None
+            while True:
+                try:
+                    problem, _ = verify.check_server(server, verify.restored(model), strict=True)
+                    break
+                except Unreachable as e:
+                    try:
+                        reach.failed(server.address, str(e))
+                    except verify.VerifyFailed as gone:
+                        raise ToolError(f"could not complete: {gone}; nothing was changed") from None
+                    time.sleep(verify.POLL)
             if problem:
                 raise PlanRefused(f"the fleet changed since the plan: {server.address}: {problem}; nothing was changed")
 

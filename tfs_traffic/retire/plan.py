@@ -175,7 +175,7 @@ class Plan:
     models: list[ModelPlan]
     new_config: str
     diff: str
-    values: dict[str, str] | None = None  # with --values: {"input": path, "output": path}
+    values: dict[str, str | None] | None = None  # with --values: {"input": path, "output": path or None}
 
     def changed(self) -> list[ModelPlan]:
         return [m for m in self.models if m.new_versions is not None]

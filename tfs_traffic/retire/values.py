@@ -129,3 +129,21 @@ def _check(before: dict[str, Any], after: dict[str, Any], config: str) -> None:
     changed = sorted(k for k in before.keys() | after.keys() if k != KEY and before.get(k) != after.get(k))
     if changed:
         raise UsageError(f"rewriting {KEY} would change {', '.join(map(str, changed))}: set it by hand")
+
+
+def models_config_of(values_text: str, source: str) -> str | None:
+    """The text of the values file's top-level `modelsConfig` (None when it sets none); UsageError
+    for a file that is not a mapping of values or a `modelsConfig` that is not a string."""
+    value = _load(values_text, source).get(KEY)
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{source}: {KEY} is not a string (a models config's text)")
+    return value
+
+
+def copy_path(values: str) -> str:
+    """Where `retire plan --values FILE` writes its copy by default: FILE.retired beside it, the
+    extension kept (`values.yaml` -> `values.retired.yaml`)."""
+    from pathlib import Path
+
+    path = Path(values)
+    return str(path.with_name(f"{path.stem}.retired{path.suffix}"))

@@ -26,7 +26,7 @@ STATE_UNLOADING = 40  # ModelVersionStatus.State
 STATE_NAMES = {10: "START", 20: "LOADING", 30: "AVAILABLE", STATE_UNLOADING: "UNLOADING", 50: "END"}
 POLL = 0.2  # between two rounds of GetModelStatus: a poll interval of TF Serving is 1 s at least
 PROMETHEUS_POLL = 1.0
-UNREACHABLE_GRACE = 5.0  # a target that answers nothing this long is unreachable, not slow
+UNREACHABLE_GRACE = 10.0  # a target that answers nothing this long is unreachable, not busy
 
 
 class VerifyFailed(Exception):
