@@ -2,8 +2,8 @@
 
 With `--workers N` every worker counts into prometheus_client's multiprocess files (one mmap file
 per process in a private temporary directory) and the supervisor serves one scrape that sums them.
-Counters and histograms sum across processes; the two gauges are written by the supervisor alone
-and use the `max` mode, which over a single writer is simply its value.
+Counters and histograms sum across processes; the gauges are written by the supervisor alone and
+use the `max` mode, which over a single writer is simply its value.
 
 The data path never builds label strings per call: `CallMetrics` caches the labelled child of each
 (model, version, api, code), a set kept small by the cardinality rules in `view.py`.
@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tfs_traffic import contract
+from tfs_traffic.sidecar.view import View
 
 PARSE_ERRORS = "tfserving_sidecar_parse_errors_total"
 PROTOCOLS = ("grpc", "rest")
@@ -66,7 +67,8 @@ def scrape_registry(before: Callable[[], None] = lambda: None) -> Any:
 
 
 class StatusMetrics:
-    """The poller's gauges: version availability and upstream health."""
+    """The poller's gauges: version availability, upstream health, and what the server resolves a
+    request without a version and each version label to."""
 
     def __init__(self, registry: Any = None) -> None:
         from prometheus_client import REGISTRY, Gauge
@@ -85,6 +87,36 @@ class StatusMetrics:
             registry=registry,
             multiprocess_mode="max",
         )
+        self.latest = Gauge(
+            contract.SIDECAR_LATEST,
+            "1 for the version the server sends a request without a version to (its highest AVAILABLE), "
+            "else 0 (kept at 0).",
+            [contract.MODEL, contract.VERSION],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.label = Gauge(
+            contract.SIDECAR_LABEL,
+            "1 for the version the server resolves version_label to, else 0 (kept at 0).",
+            [contract.MODEL, contract.VERSION, contract.VERSION_LABEL],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self._latest: set[tuple[str, str]] = set()  # (model, version) with a latest series
+        self._labels: set[tuple[str, str, str]] = set()  # (model, version, label) with a label series
+
+    def resolved(self, view: View) -> None:
+        """Export the view's answers: 1 for what "latest" and each label resolve to now, 0 for
+        every earlier answer (kept at 0, like availability, docs/metrics.md). A model whose poll
+        failed keeps its last answers in the view, a model dropped from the config has none."""
+        latest = {(name, str(m.latest)) for name, m in view.models.items() if m.latest is not None}
+        labels = {(name, str(v), label) for name, m in view.models.items() for label, v in m.labels.items()}
+        for key in self._latest | latest:
+            self.latest.labels(*key).set(1 if key in latest else 0)
+        for lkey in self._labels | labels:
+            self.label.labels(*lkey).set(1 if lkey in labels else 0)
+        self._latest |= latest
+        self._labels |= labels
 
 
 class CallMetrics:

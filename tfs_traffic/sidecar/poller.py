@@ -196,7 +196,7 @@ class StatusPoller:
         return True
 
     def poll(self) -> View:
-        """One round: ask, update the gauges and the view, publish it."""
+        """One round: ask, update the gauges and the view, export what it resolved, publish it."""
         models = self.watcher.models
         names = [m.name for m in models]
         answers = self._ask(names) if names else {}
@@ -234,5 +234,6 @@ class StatusPoller:
                 for m in models
             }
         )
+        self.metrics.resolved(self.view)
         self.publish(self.view)
         return self.view
