@@ -10,7 +10,7 @@ emits each series of a chunk with one string join, 18-hour chunks, each its own 
 block, and caches the TSDB under out/bench/ keyed by its parameters. `promtool tsdb
 create-blocks-from rules` cannot give 100k gauges their hourly rules here (its range queries hold
 100k x 10,080 points of the rules' `[1h:1m]` subqueries), so the two hourly series the report
-reads (`model_version:tfs_model_calls:increase1h`, `model_version:tfs_model_version_available:avg1h`)
+reads (`model_version:tfs_model_calls:increase1h`, `model_version:tfs_model_version_observed:ratio1h`)
 are written by the same writer with the values those rules record for this fleet.
 
 Per pod: version 10 (the latest) 1 call/s, version 9 1 call/min, versions 1-8 idle (retire).
@@ -69,7 +69,7 @@ def _series(clusters: int, lo: float, hi: float) -> Iterator[str]:
         labels = f'{{model_name="resnet",model_version="{v}",namespace="ml"}}'
         per_hour = RATES.get(v, 0.0) * 3600 * clusters * PODS
         yield "".join(f"{mixin.CALLS_1H}{labels} {per_hour:g} {t}\n" for t in hours)
-        yield "".join(f"{mixin.AVAILABLE_1H}{labels} 1 {t}\n" for t in hours)
+        yield "".join(f"{mixin.OBSERVED_1H}{labels} 1 {t}\n" for t in hours)
 
 
 def history(clusters: int) -> Path:

@@ -14,11 +14,12 @@ per-version call counters in Prometheus (patched TF Serving and/or the tfs-traff
 The first matching check decides:
   keep     traffic                    calls in the window (default: any call; see --min-calls, --max-qps)
   keep     only-version               the model's only AVAILABLE version
-  keep     latest                     its highest AVAILABLE version (unversioned requests go there)
-  keep     label:NAME | label:keep    a version_labels entry in --models-config, or --keep M:V
+  keep     latest                     a replica's highest AVAILABLE version (unversioned requests go there)
+  keep     label:NAME | label:keep    a version label (--models-config's, or the servers' as the
+                                      sidecar's poller sees them), or --keep M:V
+  unknown  scrape-gaps                a pod serving it was down (up == 0) for too long
   unknown  not-observed-long-enough   fleet-wide, no target reported it AVAILABLE for too long
                                       (loaded inside the window, or unloaded everywhere a while)
-  unknown  scrape-gaps                a pod serving it was down (up == 0) for too long
   unknown  no-call-data               no call counter in Prometheus at all (never a retire)
   retire   idle                       none of the above: safe to unload
 
@@ -100,8 +101,8 @@ def register(subparsers: Subcommands) -> None:
         type=float,
         default=0.05,
         metavar="R",
-        help="tolerated share of the window a version may go unobserved fleet-wide, or a pod serving it "
-        "may be down (default: %(default)s)",
+        help="tolerated share of the window a pod serving a version may be down, or the version go "
+        "unobserved fleet-wide (default: %(default)s)",
     )
     what.add_argument(
         "--forecast",

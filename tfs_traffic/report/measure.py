@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfs_traffic import contract
+from tfs_traffic.durations import parse_duration
 from tfs_traffic.prometheus import promql
 from tfs_traffic.prometheus.api import Matrix, Querier, Vector
 from tfs_traffic.queries import mixin
@@ -118,8 +119,9 @@ class Inventory:
     serving: dict[Ident, set[str]]  # version -> replicas (`replica_key`)
     instances: dict[Ident, set[str]]  # version -> `instance` labels
     started: set[Ident]  # AVAILABLE at the window's start
+    labels: dict[Ident, list[str]]  # version -> the version labels a server resolves to it
     down: list[str]  # the pods of targets with a failed scrape in the window ("": one without a pod label)
-    any_up: bool  # whether Prometheus holds `up` at all
+    any_up: bool  # whether Prometheus holds `up` at all (not asked with recorded gaps: False)
 
     @property
     def down_pods(self) -> list[str] | None:
@@ -127,16 +129,20 @@ class Inventory:
         return None if "" in self.down else self.down
 
     @property
-    def down_models(self) -> list[str] | None:
-        """The models the down pods serve now; None (all) when a down pod serves nothing now
-        (deleted since)."""
-        if set(self.down) - {m.get("pod") for m in self.now}:
-            return None
-        return sorted({m.get(contract.MODEL, "") for m in self.now if m.get("pod") in self.down})
+    def latest(self) -> set[Ident]:
+        """The versions some replica sends a request without a version to: per replica and model its
+        highest AVAILABLE numeric version (TF Serving's "latest", `core/basic_manager.cc`)."""
+        per_replica: dict[tuple[str, str], int] = {}
+        for (model, version), replicas in self.serving.items():
+            if version.isdigit():
+                for replica in replicas:
+                    key = (replica, model)
+                    per_replica[key] = max(per_replica.get(key, int(version)), int(version))
+        return {(model, str(version)) for (_, model), version in per_replica.items()}
 
 
-def read_inventory(client: Querier, options: Options) -> Inventory:
-    parts = by_query(client.query(inventory_query(options), options.at))
+def read_inventory(client: Querier, options: Options, raw_gaps: bool = True) -> Inventory:
+    parts = by_query(client.query(inventory_query(options, raw_gaps), options.at))
     now = [s["metric"] for s in parts.get("now", [])]
     serving: dict[Ident, set[str]] = {}
     instances: dict[Ident, set[str]] = {}
@@ -147,45 +153,42 @@ def read_inventory(client: Querier, options: Options) -> Inventory:
         serving.setdefault(ident, set()).add(replica_key(labels))
         if labels.get("instance"):
             instances.setdefault(ident, set()).add(labels["instance"])
+    names: dict[Ident, set[str]] = {}
+    for sample in parts.get("labels", []):
+        if (ident := version_of(sample["metric"])) is not None and sample["metric"].get(contract.VERSION_LABEL):
+            names.setdefault(ident, set()).add(sample["metric"][contract.VERSION_LABEL])
+    targets = parts.get("up", [])
     return Inventory(
         now=now,
         serving=serving,
         instances=instances,
         started={ident for s in parts.get("start", []) if (ident := version_of(s["metric"])) is not None},
-        down=[s["metric"].get("pod", "") for s in parts.get("down", [])],
-        any_up=any(_value(s) > 0 for s in parts.get("up", [])),
+        labels={ident: sorted(n) for ident, n in names.items()},
+        down=[s["metric"].get("pod", "") for s in targets if _value(s) == 0],
+        any_up=bool(targets),
     )
 
 
 @dataclass
 class Coverage:
-    """Steps of the window per version: observed fleet-wide, in a gap nobody else covered, and the
-    worst replica's share of gap steps."""
+    """Steps of the window per version: observed fleet-wide, and the worst replica's share of gap steps."""
 
     steps: int
     observed: dict[Ident, float]
-    uncovered: dict[Ident, float]
     worst_gap: dict[Ident, float]
 
     def share(self, ident: Ident) -> float:
         """The share of the window some target reported the version AVAILABLE."""
         return min(1.0, self.observed.get(ident, 0.0) / self.steps)
 
-    def present(self, ident: Ident) -> float:
-        """The share of the window the version was observed or in a scrape gap."""
-        return min(1.0, (self.observed.get(ident, 0.0) + self.uncovered.get(ident, 0.0)) / self.steps)
-
 
 def read_coverage(client: Querier, options: Options, inventory: Inventory, recorded: bool) -> Coverage:
-    query = coverage_query(
-        options, len(inventory.now), inventory.down_pods, inventory.any_up, recorded, inventory.down_models
-    )
+    query = coverage_query(options, len(inventory.now), inventory.down_pods, inventory.any_up, recorded)
     parts = by_query(client.query(query, options.at))
     steps = expected_steps(options.at, options.window, options.step)
     return Coverage(
         steps=steps,
         observed=max_by_version(parts.get("observed", [])),
-        uncovered=max_by_version(parts.get("uncovered", [])),
         worst_gap={ident: gap / steps for ident, gap in max_by_version(parts.get("gap", [])).items()},
     )
 
@@ -256,9 +259,12 @@ def measure(client: Querier, options: Options) -> Measurements:
     # Recorded series have no pod or cluster label: a --selector always asks the raw series.
     use_rules = options.rules and not options.selector
     recorded = use_rules and bool(client.query(mixin.rules_cover_window(promql.duration(options.window)), at))
-    inventory = read_inventory(client, options)
+    # The recorded gaps count a replica down for longer than the rules' gap lookback as that long:
+    # the same verdicts as long as the tolerated gap is shorter (docs/verdicts.md).
+    recorded_gaps = recorded and options.max_gap_ratio * options.window < parse_duration(mixin.DEFAULT.gap_lookback)
+    inventory = read_inventory(client, options, raw_gaps=not recorded_gaps)
     queries = build_queries(options, recorded, len(inventory.now))
-    coverage = read_coverage(client, options, inventory, recorded)
+    coverage = read_coverage(client, options, inventory, recorded_gaps)
     calls, any_counter = calls_by_source(client.query(queries.calls, at))
     qps = max_by_version(client.query(queries.qps, at))
     hourly: dict[Ident, list[float]] = {}

@@ -40,22 +40,22 @@ def _series_estimate(inventory_series: int) -> int:
     return max(1, 2 * inventory_series)
 
 
-def inventory_query(options: Options) -> str:
+def inventory_query(options: Options, raw_gaps: bool = True) -> str:
     """Versions AVAILABLE now (one result per serving target), each gauge series' state at the
-    window's start, the targets with a failed scrape in the window, and whether `up` exists."""
+    window's start, the labels the servers resolve to each version (the status poller's answers),
+    and with `raw_gaps` every target's lowest `up` in the window (0: a failed scrape; none at all:
+    data without `up`), for the raw scrape gaps."""
     gauges, w, sel, by = promql.AVAILABLE_SOURCES, options.window, options.selector, promql.BY_VERSION
-    up = promql.select("up", sel)
-    failed = f"min_over_time({up}[{promql.duration(w)}]) == 0"
     start = {s: f"max by ({by}) ({promql.state_at_window_start(promql.select(m, sel), w)})" for s, m in gauges.items()}
-    return promql.tagged(
-        QUERY_LABEL,
-        {
-            "now": promql.by_source({s: promql.available(promql.select(m, sel)) for s, m in gauges.items()}),
-            "start": promql.max_of_sources(start),
-            "down": f"group by ({promql.BY_REPLICA}, instance) ({promql.keyed(failed)})",
-            "up": f"count(present_over_time({up}[{promql.duration(w)}]))",
-        },
-    )
+    parts = {
+        "now": promql.by_source({s: promql.available(promql.select(m, sel)) for s, m in gauges.items()}),
+        "start": promql.max_of_sources(start),
+        "labels": f"max by ({by}, {contract.VERSION_LABEL}) ({promql.select(contract.SIDECAR_LABEL, sel)}) == 1",
+    }
+    if raw_gaps:
+        lowest = f"min_over_time({promql.select('up', sel)}[{promql.duration(w)}])"
+        parts["up"] = f"min by ({promql.BY_REPLICA}, instance) ({promql.keyed(lowest)})"
+    return promql.tagged(QUERY_LABEL, parts)
 
 
 def build_queries(options: Options, recorded: bool = False, inventory_series: int = 1) -> Queries:
@@ -82,24 +82,18 @@ def build_queries(options: Options, recorded: bool = False, inventory_series: in
 
 
 def coverage_query(
-    options: Options,
-    inventory_series: int,
-    down_pods: Sequence[str] | None,
-    any_up: bool,
-    recorded: bool = False,
-    down_models: Sequence[str] | None = None,
+    options: Options, inventory_series: int, down_pods: Sequence[str] | None, any_up: bool, recorded: bool = False
 ) -> str:
     """Fleet-wide observation per version, and scrape gaps per replica and version, in one query.
 
-    `down_pods`: the pods with a failed scrape in the window (None: some such target has no pod
-    label), the only ones that can be in a gap while `up` exists; without any `up` (`any_up`
-    False) every replica can. Each part is a sum over pieces of the window sized to stay within
-    Prometheus' --query.max-samples. `recorded`: the observed steps come from the hourly share of
-    AVAILABLE minutes (`mixin.AVAILABLE_1H`, a whole pass over the gauges saved); a version counts
-    observed only in hours the rules saw it, so at most the partial hours at its ends differ, and
-    in the hours of several namespaces the best one (a lower bound: the safe side). The gap steps
-    nobody else covered are checked against the raw gauges of `down_models` only (None: all).
+    `recorded`: both from the hourly recording rules (`mixin.report_coverage`), the same
+    definitions at one-minute steps. Raw: `down_pods` are the pods with a failed scrape in the
+    window (None: some such target has no pod label), the only ones that can be in a gap while
+    `up` exists; without any `up` (`any_up` False) every replica can. Each part is a sum over
+    pieces of the window sized to stay within Prometheus' --query.max-samples.
     """
+    if recorded:
+        return mixin.report_coverage(options.window, options.step)
     gauges, step, by = promql.AVAILABLE_SOURCES, options.step, promql.BY_VERSION
     observed = promql.fleet_available(gauges, options.selector)
     narrow = [] if down_pods is None or not any_up else [f"pod=~{promql.any_of(down_pods)}"]
@@ -113,13 +107,8 @@ def coverage_query(
         """The steps of the window at which `expr` has a result, per `by`, summed over the pieces."""
         return promql.combined("sum", [f"count_over_time({expr}{p.subquery(step)})" for p in parts], by)
 
-    share = f"sum_over_time({mixin.AVAILABLE_1H}[{promql.duration(options.window)}])"
-    out = {"observed": f"max by ({by}) ({share}) * {3600 / step:g}" if recorded else steps_in(f"({observed})")}
-    if recorded and down_models is not None:
-        models = f"{contract.MODEL}=~{promql.any_of(down_models or ['^$'])}"
-        observed = promql.fleet_available(gauges, ",".join(x for x in (options.selector, models) if x))
+    out = {"observed": steps_in(f"({observed})")}
     if gap_part:
         gap = promql.in_gap(gauges, options.selector, options.window, any_up, *narrow)
         out["gap"] = steps_in(gap, f"{promql.BY_REPLICA}, {by}")
-        out["uncovered"] = steps_in(f"(max by ({by}) ({gap}) unless on ({by}) ({observed}))")
     return promql.tagged(QUERY_LABEL, out)
