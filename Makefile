@@ -11,7 +11,7 @@ TFS_API_VERSION := 2.21.0
 # a static busybox for locally built base images, g++ for the patch code, h2load and wrk for benchmarks.
 DEBIAN_PACKAGES := prometheus victoria-metrics podman busybox-static docker-registry g++ nghttp2-client wrk libgmock-dev rapidjson-dev libabsl-dev pkg-config
 
-.PHONY: help setup system-deps test lint unit demo bench render clean patch-check bench-patch
+.PHONY: help setup system-deps test lint unit demo bench render clean patch-check test-upstream bench-patch
 
 help:
 	@echo "make demo   - run the retirement report on a simulated week of fleet history"
@@ -61,6 +61,11 @@ render: setup
 patch-check: setup
 	@test -n "$(TF_SERVING_SRC)" || { echo "usage: make patch-check TF_SERVING_SRC=DIR [TF_SERVING_VERSION=V]"; exit 2; }
 	$(BIN)/tfs-traffic patch check --source "$(TF_SERVING_SRC)" $(if $(TF_SERVING_VERSION),--version $(TF_SERVING_VERSION))
+
+# The tests marked `upstream` (deselected in `make test`): the patch series on a real TF Serving checkout.
+test-upstream: setup
+	@test -n "$(TF_SERVING_SRC)" || { echo "usage: make test-upstream TF_SERVING_SRC=DIR"; exit 2; }
+	TF_SERVING_SRC="$(TF_SERVING_SRC)" $(BIN)/pytest -q -m upstream tests/patches $(PYTEST_ARGS)
 
 bench-patch: setup
 	$(PY) -m bench patch

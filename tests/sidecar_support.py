@@ -1,26 +1,20 @@
 """Processes for the sidecar tests: the stand-in server (`tfs-traffic sim`) and the sidecar, over 127.0.0.1."""
 
-import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tfs_traffic.prometheus.local import free_port
+
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_models(root: Path, models: dict[str, Sequence[int]], labels: dict[str, dict[str, int]] | None = None) -> Path:
@@ -41,7 +35,8 @@ def write_models(root: Path, models: dict[str, Sequence[int]], labels: dict[str,
 
 
 class Process:
-    """A subprocess whose output goes to a file; waits for a line that says it is ready."""
+    """A subprocess whose output goes to a file; waits for a line that says it is ready. As a context
+    manager it is started on entry and stopped on exit."""
 
     def __init__(self, args: Sequence[str], log: Path, ready: str, env: dict[str, str] | None = None) -> None:
         self.args = list(args)
@@ -50,7 +45,7 @@ class Process:
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "Process":
+    def start(self) -> Self:
         handle = self.log.open("ab")
         self.proc = subprocess.Popen(self.args, stdout=handle, stderr=subprocess.STDOUT, env=self.env)
         handle.close()
@@ -84,12 +79,35 @@ class Process:
         self.proc = None
         return code
 
+    def __enter__(self) -> Self:
+        return self.start()
 
-class Sim(Process):
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Endpoints:
+    """A gRPC and a REST port on 127.0.0.1, as TF Serving serves them: the stand-in, a sidecar in front of
+    it, or whatever a test puts in a server's place (a forwarder, a TLS-only server)."""
+
+    def __init__(self, grpc_port: int, rest_port: int) -> None:
+        self.grpc_port = grpc_port
+        self.rest_port = rest_port
+
+    @property
+    def grpc(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def rest(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+
+class Sim(Process, Endpoints):
     def __init__(self, config: Path, log: Path, grpc_port: int = 0, rest_port: int = 0, extra: Sequence[str] = ()):
-        self.grpc_port = grpc_port or free_port()
-        self.rest_port = rest_port or free_port()
-        super().__init__(
+        Endpoints.__init__(self, grpc_port or free_port(), rest_port or free_port())
+        Process.__init__(
+            self,
             [
                 str(BIN / "tfs-traffic"),
                 "sim",
@@ -106,14 +124,6 @@ class Sim(Process):
             ready="grpc=",
         )
 
-    @property
-    def grpc(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def rest(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
     def call_counts(self) -> dict[tuple[str, str], float]:
         """The sim's patched counter, per (model, version)."""
         samples = scrape(self.rest + "/monitoring/prometheus/metrics")
@@ -125,11 +135,11 @@ class Sim(Process):
         }
 
 
-class Sidecar(Process):
+class Sidecar(Process, Endpoints):
     def __init__(
         self,
         config: Path,
-        sim: Sim,
+        sim: Endpoints,
         log: Path,
         workers: int = 1,
         poll: str = "0.2s",
@@ -138,10 +148,10 @@ class Sidecar(Process):
         module: bool = True,
         count_delay: str | None = "30s",
     ):
-        """`count_delay`: 30 s by default, longer than any test, so that every count a test reads has come
-        through the scrape's flush of the workers' backlogs; None for the sidecar's own default."""
-        self.grpc_port = free_port()
-        self.rest_port = free_port()
+        """A sidecar in front of `sim` (its upstream). `count_delay`: 30 s by default, longer than any test,
+        so that every count a test reads has come through the scrape's flush of the workers' backlogs; None
+        for the sidecar's own default."""
+        Endpoints.__init__(self, free_port(), free_port())
         self.metrics_port = free_port()
         command = [sys.executable, "-m", "tfs_traffic.sidecar"] if module else [str(BIN / "tfs-traffic"), "sidecar"]
         args = [
@@ -163,15 +173,7 @@ class Sidecar(Process):
             args += ["--count-delay", count_delay]
         if proxy:
             args += ["--listen-grpc", f"127.0.0.1:{self.grpc_port}", "--listen-rest", f"127.0.0.1:{self.rest_port}"]
-        super().__init__(args, log, ready="ready:", env=env)
-
-    @property
-    def grpc(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def rest(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
+        Process.__init__(self, args, log, ready="ready:", env=env)
 
     def samples(self) -> list[tuple[str, dict[str, str], float]]:
         return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
@@ -202,26 +204,3 @@ def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
 def delta(after: dict[tuple[str, str], float], before: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
     """Per-key increase, without the keys that did not move."""
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    """Poll `condition` until it returns something truthy; the last value otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-def run_in_threads(target, count: int) -> list[threading.Thread]:  # type: ignore[no-untyped-def]
-    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(count)]
-    for t in threads:
-        t.start()
-    return threads
-
-
-def env_with(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(extra)
-    return env

@@ -2,9 +2,10 @@
 """Re-create the three-commit series on any TF Serving release tag (maintainers' tool, not shipped).
 
 Every series in patches/ was made by this script from one description: the metrics unit comes from
-patches/tools/unit/ (written with `int64_t`) and the commit messages from patches/tools/messages/,
-and the call sites, tests and BUILD deps are inserted on the target tag's own source at anchors
-that every release from 2.4.0 to 2.20.0 has. Each anchor is asserted, so a release whose code moved
+patches/tools/unit/ and the service tests' shared body from patches/tools/test_util/ (both written
+with `int64_t`), the commit messages from patches/tools/messages/, and the call sites, tests and
+BUILD deps are inserted on the target tag's own source at anchors that every release from 2.4.0 to
+2.20.0 has. Each anchor is asserted, so a release whose code moved
 stops with the anchor it missed instead of producing a wrong patch. The unit's 64-bit type follows
 the tag's core/servable_id.h (`int64` up to 2.7, `int64_t` from 2.8); TFRT hunks are added where the
 tag has servables/tensorflow/tfrt_servable.cc.
@@ -28,11 +29,13 @@ DATE = '2025-11-22T12:00:00+0000'
 AUTHOR_NAME = 'Seed 004d96ee maintainers'
 AUTHOR_EMAIL = 'maintainers@users.noreply.h-seed-004d96ee.example'
 UNIT: dict = {}
+TEST_UTIL: dict = {}
 MESSAGES: list = []
 
 SERV = 'tensorflow_serving/servables/tensorflow/'
 MS = 'tensorflow_serving/model_servers/'
 INC = '"tensorflow_serving/servables/tensorflow/model_traffic_metrics.h"'
+TEST_UTIL_INC = '"tensorflow_serving/servables/tensorflow/model_traffic_metrics_test_util.h"'
 LABEL_COMMENT = '// A label can only point to a loaded version, so it is added once loaded.\n'
 
 
@@ -76,7 +79,7 @@ def add_include(s, path):
         return s
     lines = s.splitlines(keepends=True)
     idx = [i for i, line in enumerate(lines) if line.startswith('#include "')]
-    if lines[idx[0] + 1].strip() == '':  # the file's own header
+    if len(idx) > 1 and lines[idx[0] + 1].strip() == '':  # the file's own header
         idx = idx[1:]
     top = path.strip('"').split('/')[0]
     same = [i for i in idx if lines[i].split('"')[1].split('/')[0] == top]
@@ -121,9 +124,8 @@ def commit(n):
     subprocess.run(['git', 'commit', '-q', '-m', MESSAGES[n - 1]], check=True)
 
 
-def unit_text(name, it):
-    """A unit file as the tag spells TF's 64-bit integer: `int64` (from platform/types.h) up to 2.7."""
-    s = UNIT[name]
+def unit_text(name, s, it):
+    """A unit (or test util) file as the tag spells TF's 64-bit integer: `int64` (from platform/types.h) up to 2.7."""
     if it == 'int64':
         s = re.sub(r'\bint64_t\b', 'int64', s)
         s = replace1(s, '#include <cstdint>\n', '', name)
@@ -162,10 +164,27 @@ cc_test(
 
 '''
 
+# The service tests' shared body (0002).
+TEST_UTIL_BUILD = '''cc_library(
+    name = "model_traffic_metrics_test_util",
+    testonly = 1,
+    srcs = ["model_traffic_metrics_test_util.cc"],
+    hdrs = ["model_traffic_metrics_test_util.h"],
+    deps = [
+        ":model_traffic_metrics",
+        "//tensorflow_serving/apis:model_cc_proto",
+        "@com_google_absl//absl/strings",
+        "@org_tensorflow//tensorflow/core:lib",
+        "@org_tensorflow//tensorflow/core:test",
+    ],
+)
+
+'''
+
 
 def p0001(it):
     for name in UNIT:
-        write(SERV + name, unit_text(name, it))
+        write(SERV + name, unit_text(name, UNIT[name], it))
     s = read(SERV + 'BUILD')
     anchor = 'cc_library(\n    name = "util",\n'
     write(SERV + 'BUILD', replace1(s, anchor, UNIT_BUILD + anchor, 'BUILD util'))
@@ -204,20 +223,19 @@ EXAMPLE_X_80 = '''      "input {{"
 '''
 
 
-def counted_calls(call, it, indent_cell='      '):
+def counted_calls(send):
+    """The shared body: `send` (statements sending `request`) by number, by label and with no version."""
+    return f'''  test_util::TestModelCallRecordedUnderResolvedVersion(
+      kTestModelVersion, kTestModelLabel, model_spec, [&]() {{
+{send}      }});
+'''
+
+
+def model_call_count_cell(it):
     return f'''  monitoring::CounterCell* const model_call_count =
       internal::GetModelCallCount()->GetCell(kTestModelName,
                                              absl::StrCat(kTestModelVersion));
   const {it} initial_count = model_call_count->value();
-
-  model_spec->mutable_version()->set_value(kTestModelVersion);
-{call}  EXPECT_EQ(initial_count + 1, model_call_count->value());
-
-  model_spec->set_version_label(kTestModelLabel);
-{call}  EXPECT_EQ(initial_count + 2, model_call_count->value());
-
-  model_spec->clear_version_choice();
-{call}  EXPECT_EQ(initial_count + 3, model_call_count->value());
 '''
 
 
@@ -237,9 +255,12 @@ def add_test_constants(s, what):
     )
 
 
-def add_test_includes(s):
-    s = add_include(s, '"absl/strings/str_cat.h"')
-    return add_include(s, INC)
+def add_test_includes(s, cell=False):
+    """The shared body's include; `cell` when the test reads model_call_count itself too."""
+    if cell:
+        s = add_include(s, '"absl/strings/str_cat.h"')
+        s = add_include(s, INC)
+    return add_include(s, TEST_UTIL_INC)
 
 
 LABEL_STATIC = '''
@@ -249,7 +270,7 @@ LABEL_STATIC = '''
 '''.replace('{comment}', LABEL_COMMENT)
 
 
-def service_test(path, fixture, kind, api, signature, call, it):
+def service_test(path, fixture, kind, api, signature, send):
     s = read(path)
     s = add_test_includes(s)
     s = add_test_constants(s, path)
@@ -277,7 +298,7 @@ def service_test(path, fixture, kind, api, signature, call, it):
         + f'''  {kind}Response response;
   ModelSpec* model_spec = request.mutable_model_spec();
 '''
-        + counted_calls(call, it)
+        + counted_calls(send)
         + '}\n\n'
     )
     anchor = f'// Verifies that {api}WithModelSpec() uses the model spec override'
@@ -285,26 +306,30 @@ def service_test(path, fixture, kind, api, signature, call, it):
     write(path, s)
 
 
-def predict_test(it):
-    path = SERV + 'predict_impl_test.cc'
-    s = add_test_includes(read(path))
-    s = add_test_constants(s, path)
-    for ret in ('    return ServerCore::Create(std::move(options), server_core);\n',):
-        s = replace1(
-            s,
-            ret,
-            '''    TF_RETURN_IF_ERROR(ServerCore::Create(std::move(options), server_core));
+def label_after_create(s, path):
+    """The fixture's `return ServerCore::Create(...)` also adds the label, once the version is loaded."""
+    return replace1(
+        s,
+        '    return ServerCore::Create(std::move(options), server_core);\n',
+        '''    TF_RETURN_IF_ERROR(ServerCore::Create(std::move(options), server_core));
 
     '''
-            + LABEL_COMMENT
-            + '''    (*model_config->mutable_version_labels())[kTestModelLabel] =
+        + LABEL_COMMENT
+        + '''    (*model_config->mutable_version_labels())[kTestModelLabel] =
         kTestModelVersion;
     return (*server_core)->ReloadConfig(config);
 ''',
-            path,
-        )
-    call = '''  TF_ASSERT_OK(
-      predictor.Predict(GetRunOptions(), GetServerCore(), request, &response));
+        path,
+    )
+
+
+def predict_test(it):
+    path = SERV + 'predict_impl_test.cc'
+    s = add_test_includes(read(path), cell=True)
+    s = add_test_constants(s, path)
+    s = label_after_create(s, path)
+    send = '''        TF_ASSERT_OK(predictor.Predict(GetRunOptions(), GetServerCore(),
+                                       request, &response));
 '''
     test = f'''// Verifies that each Predict() is counted once, under the version it resolved
 // to, whether the request names that version by number, by label or not at all.
@@ -320,27 +345,15 @@ TEST_F(PredictImplTest, RecordsModelCallUnderResolvedVersion) {{
   tensor_proto.set_dtype(tensorflow::DT_FLOAT);
   (*request.mutable_inputs())[kInputTensorKey] = tensor_proto;
 
-  monitoring::CounterCell* const model_call_count =
-      internal::GetModelCallCount()->GetCell(kTestModelName,
-                                             absl::StrCat(kTestModelVersion));
-  const {it} initial_count = model_call_count->value();
   TensorflowPredictor predictor;
-
-  model_spec->mutable_version()->set_value(kTestModelVersion);
-{call}  EXPECT_EQ(initial_count + 1, model_call_count->value());
-
-  model_spec->set_version_label(kTestModelLabel);
-{call}  EXPECT_EQ(initial_count + 2, model_call_count->value());
-
-  model_spec->clear_version_choice();
-{call}  EXPECT_EQ(initial_count + 3, model_call_count->value());
-
+{counted_calls(send)}
+{model_call_count_cell(it)}
   // A request that resolves to the version and then fails is counted too.
   model_spec->set_signature_name("signature_that_does_not_exist");
   EXPECT_FALSE(
       predictor.Predict(GetRunOptions(), GetServerCore(), request, &response)
           .ok());
-  EXPECT_EQ(initial_count + 4, model_call_count->value());
+  EXPECT_EQ(initial_count + 1, model_call_count->value());
 
   // A request for a version that is not loaded is not counted.
   model_spec->clear_signature_name();
@@ -349,7 +362,7 @@ TEST_F(PredictImplTest, RecordsModelCallUnderResolvedVersion) {{
       tensorflow::error::NOT_FOUND,
       predictor.Predict(GetRunOptions(), GetServerCore(), request, &response)
           .code());
-  EXPECT_EQ(initial_count + 4, model_call_count->value());
+  EXPECT_EQ(initial_count + 1, model_call_count->value());
 }}
 
 '''
@@ -359,36 +372,24 @@ TEST_F(PredictImplTest, RecordsModelCallUnderResolvedVersion) {{
 
 def multi_inference_test(it):
     path = SERV + 'multi_inference_helper_test.cc'
-    s = add_test_includes(read(path))
+    s = add_test_includes(read(path), cell=True)
     s = add_test_constants(s, path)
-    s = replace1(
-        s,
-        '    return ServerCore::Create(std::move(options), server_core);\n',
-        '''    TF_RETURN_IF_ERROR(ServerCore::Create(std::move(options), server_core));
-
-    '''
-        + LABEL_COMMENT
-        + '''    (*model_config->mutable_version_labels())[kTestModelLabel] =
-        kTestModelVersion;
-    return (*server_core)->ReloadConfig(config);
-''',
-        path,
-    )
-    call = '''  TF_ASSERT_OK(RunMultiInferenceWithServerCore(
-      RunOptions(), this->GetServerCore(), thread::ThreadPoolOptions(), request,
-      &response));
+    s = label_after_create(s, path)
+    send = '''        TF_ASSERT_OK(RunMultiInferenceWithServerCore(
+            RunOptions(), this->GetServerCore(), thread::ThreadPoolOptions(),
+            request, &response));
 '''
-    test = '''// Verifies that each MultiInference request is counted once, under the version
+    test = f'''// Verifies that each MultiInference request is counted once, under the version
 // it resolved to, whether the request names that version by number, by label or
 // not at all.
-TYPED_TEST_P(MultiInferenceTest, RecordsModelCallUnderResolvedVersion) {
+TYPED_TEST_P(MultiInferenceTest, RecordsModelCallUnderResolvedVersion) {{
   MultiInferenceRequest request;
-  AddInput({{"x", 2}}, &request);
+  AddInput({{{{"x", 2}}}}, &request);
   PopulateTask("regress_x_to_y", kRegressMethodName, -1, request.add_tasks());
   ModelSpec* model_spec = request.mutable_tasks(0)->mutable_model_spec();
   MultiInferenceResponse response;
 
-''' + counted_calls(call, it) + f'''}}
+{counted_calls(send)}}}
 
 // Verifies that a MultiInference request with two tasks is counted once: both
 // tasks run on the one version the request resolved to.
@@ -399,12 +400,11 @@ TYPED_TEST_P(MultiInferenceTest, RecordsOneModelCallForTwoTasks) {{
   PopulateTask("classify_x_to_y", kClassifyMethodName, -1,
                request.add_tasks());
   MultiInferenceResponse response;
-  monitoring::CounterCell* const model_call_count =
-      internal::GetModelCallCount()->GetCell(kTestModelName,
-                                             absl::StrCat(kTestModelVersion));
-  const {it} initial_count = model_call_count->value();
-
-{call}  EXPECT_EQ(2, response.results_size());
+{model_call_count_cell(it)}
+  TF_ASSERT_OK(RunMultiInferenceWithServerCore(
+      RunOptions(), this->GetServerCore(), thread::ThreadPoolOptions(), request,
+      &response));
+  EXPECT_EQ(2, response.results_size());
   EXPECT_EQ(initial_count + 1, model_call_count->value());
 }}
 
@@ -448,32 +448,40 @@ def p0002(it):
         write(p, s)
         build = add_dep(build, 'tfrt_servable', ':model_traffic_metrics')
 
+    for name, text in TEST_UTIL.items():
+        write(SERV + name, unit_text(name, text, it))
+    anchor = 'cc_library(\n    name = "util",\n'
+    build = replace1(build, anchor, TEST_UTIL_BUILD + anchor, 'BUILD util')
     predict_test(it)
     service_test(
         SERV + 'classification_service_test.cc', 'ClassificationServiceTest', 'Classification', 'Classify',
         'classify_x_to_y',
-        '''  TF_ASSERT_OK(TensorflowClassificationServiceImpl::Classify(
-      RunOptions(), server_core_.get(), thread::ThreadPoolOptions(), request,
-      &response));
-''', it)
+        '''        TF_ASSERT_OK(TensorflowClassificationServiceImpl::Classify(
+            RunOptions(), server_core_.get(), thread::ThreadPoolOptions(),
+            request, &response));
+''')
     service_test(
         SERV + 'regression_service_test.cc', 'RegressionServiceTest', 'Regression', 'Regress', 'regress_x_to_y',
-        '''  TF_ASSERT_OK(TensorflowRegressionServiceImpl::Regress(
-      RunOptions(), server_core_.get(), thread::ThreadPoolOptions(), request,
-      &response));
-''', it)
+        '''        TF_ASSERT_OK(TensorflowRegressionServiceImpl::Regress(
+            RunOptions(), server_core_.get(), thread::ThreadPoolOptions(),
+            request, &response));
+''')
     multi_inference_test(it)
-    tests = ['predict_impl_test', 'classification_service_test', 'regression_service_test', 'multi_inference_helper_test']
+    tests = ['classification_service_test', 'regression_service_test']
     if tfrt and os.path.exists(SERV + 'tfrt_classification_service_test.cc'):
         service_test(
             SERV + 'tfrt_classification_service_test.cc', 'TFRTClassificationServiceTest', 'Classification',
             'Classify', 'classify_x_to_y',
-            '''  TF_ASSERT_OK(TFRTClassificationServiceImpl::Classify(
-      run_options_, server_core_.get(), request, &response));
-''', it)
+            '''        TF_ASSERT_OK(TFRTClassificationServiceImpl::Classify(
+            run_options_, server_core_.get(), request, &response));
+''')
         tests.append('tfrt_classification_service_test')
     for t in tests:
+        build = add_dep(build, t, ':model_traffic_metrics_test_util')
+    # These two read model_call_count themselves too.
+    for t in ('predict_impl_test', 'multi_inference_helper_test'):
         build = add_dep(build, t, ':model_traffic_metrics')
+        build = add_dep(build, t, ':model_traffic_metrics_test_util')
         build = add_dep(build, t, '@com_google_absl//absl/strings')
     write(SERV + 'BUILD', build)
     commit(2)
@@ -551,7 +559,6 @@ void UpdateModelVersionAvailability(
 
     t = MS + 'server_core_test.cc'
     s = add_include(read(t), '"absl/strings/str_cat.h"')
-    s = add_include(s, '"tensorflow/core/lib/monitoring/collection_registry.h"')
     s = add_include(s, INC)
     available = '''TEST_P(ServerCoreTest, ModelVersionAvailableFollowsServableState) {
   const ModelServerConfig nonempty_config =
@@ -598,24 +605,7 @@ TEST_P(ServerCoreTest, DestroyingServerCoreMakesItsModelVersionsUnavailable) {
 '''
     anchor = 'TEST_P(ServerCoreTest, ReloadConfigHandlesLoadingAPreviouslyUnloadedModel) {'
     s = insert_before(s, anchor, available, t)
-    erroring = '''// Returns whether 'metric_name' exports a series for 'version' of 'model_name'.
-bool ExportsModelVersionSeries(const string& metric_name,
-                               const string& model_name,
-                               const string& version) {
-  const std::unique_ptr<monitoring::CollectedMetrics> collected =
-      monitoring::CollectionRegistry::Default()->CollectMetrics({});
-  const auto it = collected->point_set_map.find(metric_name);
-  if (it == collected->point_set_map.end()) return false;
-  for (const auto& point : it->second->points) {
-    if (point->labels.at(0).value == model_name &&
-        point->labels.at(1).value == version) {
-      return true;
-    }
-  }
-  return false;
-}
-
-TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {
+    erroring = '''TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {
   // A model name no other test loads, so that no call count series exists.
   constexpr char kErroringModelName[] = "erroring_model";
   ServerCore::Options options = GetDefaultOptions();
@@ -635,14 +625,17 @@ TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {
   std::unique_ptr<ServerCore> server_core;
   EXPECT_FALSE(ServerCore::Create(std::move(options), &server_core).ok());
 
-  EXPECT_TRUE(
-      ExportsModelVersionSeries("/tensorflow/serving/model_version_available",
-                                kErroringModelName, version));
+  EXPECT_THAT(
+      internal::ExportedModelVersions(
+          "/tensorflow/serving/model_version_available"),
+      ::testing::Contains(::testing::Pair(kErroringModelName, version)));
   EXPECT_EQ(0, internal::GetModelVersionAvailable()
                    ->GetCell(kErroringModelName, version)
                    ->value());
-  EXPECT_FALSE(ExportsModelVersionSeries("/tensorflow/serving/model_call_count",
-                                         kErroringModelName, version));
+  EXPECT_THAT(
+      internal::ExportedModelVersions("/tensorflow/serving/model_call_count"),
+      ::testing::Not(
+          ::testing::Contains(::testing::Pair(kErroringModelName, version))));
 }
 
 '''
@@ -659,11 +652,12 @@ TEST_P(ServerCoreTest, ErroringModelIsUnavailableWithoutModelCallCount) {
 
 
 def load_sources():
-    """The unit (int64_t spelling, by file name) and the three commit messages, from patches/tools."""
+    """The unit and the service tests' util (int64_t spelling, by file name) and the three commit messages."""
     unit = {f.name: f.read_text() for f in sorted((TOOLS / 'unit').iterdir())}
+    test_util = {f.name: f.read_text() for f in sorted((TOOLS / 'test_util').iterdir())}
     messages = [f.read_text() for f in sorted((TOOLS / 'messages').glob('000?.txt'))]
     assert len(messages) == 3, messages
-    return unit, messages
+    return unit, test_util, messages
 
 
 def main():
@@ -673,8 +667,8 @@ def main():
     parser.add_argument('--out', required=True, help='directory to write the NNNN-*.patch files to')
     parser.add_argument('--applies-to', metavar='TAGS', help='also write the series file, for these release tags')
     args = parser.parse_args()
-    global UNIT, MESSAGES
-    UNIT, MESSAGES = load_sources()
+    global UNIT, TEST_UTIL, MESSAGES
+    UNIT, TEST_UTIL, MESSAGES = load_sources()
     out = Path(args.out).resolve()  # before the chdir below
     env = dict(os.environ, GIT_AUTHOR_DATE=DATE, GIT_COMMITTER_DATE=DATE)
     with tempfile.TemporaryDirectory(prefix='tfs-series-') as tmp:

@@ -337,8 +337,13 @@ def test_make_build_image_without_docker(tmp_path: Path) -> None:
     # as if typed at a shell, not inside `make test`
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
     env["PATH"] = _path_without("docker", tmp_path)
+    # The target's venv is the one running these tests, taken as installed (-o: its stamp is not remade).
+    # Else make would reinstall it with pip first whenever pyproject.toml is newer than the stamp, or the
+    # tests run from another venv, and pip's own notices would be on stderr too.
+    venv = Path(sys.executable).parent.parent
+    make = ["make", "-s", "-C", str(REPO_ROOT), f"VENV={venv}", "-o", str(venv / ".installed")]
     done = subprocess.run(
-        ["make", "-s", "-C", str(REPO_ROOT), "build-image", f"TF_SERVING_VERSION={VERSION}", "IMAGE=localhost/x:1"],
+        [*make, "build-image", f"TF_SERVING_VERSION={VERSION}", "IMAGE=localhost/x:1"],
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -371,7 +376,12 @@ def test_devel_image_cannot_be_pulled(world: World) -> None:
         f"tfs-traffic: error: cannot pull the devel image {DEVEL}: Error response from daemon: "
         "pull access denied for tensorflow/serving, repository does not exist"
     )
-    assert not any(" run " in f" {call} " for call in world.docker_calls())
+    # the daemon is asked, the pull fails, nothing is there locally either: no `docker run`
+    assert world.docker_calls() == [
+        "notty info --format {{.ServerVersion}}",
+        f"notty pull {DEVEL}",
+        f"notty image inspect {DEVEL}",
+    ]
 
 
 def test_bazel_failure(world: World) -> None:

@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from podmanapi import (
     local_registry,
     podman_service,
 )
+from tcp_server import tcp_server
 
 from tfs_traffic import cli
 from tfs_traffic.image import pack
@@ -69,6 +69,13 @@ def _series(tmp_path: Path) -> Path:
     for name, text in SERIES.items():
         (series / name).write_text(text)
     return series
+
+
+def _build(tmp_path: Path, tag: str, *options: str) -> int:
+    """`tfs-traffic image build` of the stand-in binary (written under `tmp_path`) as `tag`: its exit code."""
+    binary = tmp_path / "tensorflow_model_server"
+    binary.write_bytes(STAND_IN)
+    return cli.main(["image", "build", "--binary", str(binary), "--tag", tag, *options])
 
 
 def _one_error_line(stderr: str) -> str:
@@ -117,7 +124,7 @@ def test_prints_the_image_id_last_and_streams_progress(server_image: dict[str, A
 def test_image_config_keeps_the_official_contract(server_image: dict[str, Any]) -> None:
     config = server_image["inspect"]["Config"]
     assert config["Entrypoint"] == ["/usr/bin/tf_serving_entrypoint.sh"]
-    assert not config["Cmd"]
+    assert config["Cmd"] in (None, [])  # no default command (Docker says null, Podman [])
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["MODEL_NAME"] == "model"
     assert env["MODEL_BASE_PATH"] == "/models"
@@ -218,11 +225,8 @@ def test_entrypoint_honours_model_env_and_monitoring_overrides(server_image: dic
 def test_push_prints_the_registry_digest_last(
     api: Any, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    binary = tmp_path / "tensorflow_model_server"
-    binary.write_bytes(STAND_IN)
     tag = f"{registry}/ml/tfserving:2.20.0-calls"
-    args = ["image", "build", "--binary", str(binary), "--tag", tag, "--base", BASE_TAG, "--push"]
-    assert cli.main(args) == 0
+    assert _build(tmp_path, tag, "--base", BASE_TAG, "--push") == 0
     image_id, pushed = capsys.readouterr().out.splitlines()
     assert image_id == api.inspect_image(tag)["Id"]
     repository, digest = pushed.split("@")
@@ -240,10 +244,8 @@ def test_push_prints_the_registry_digest_last(
 def test_push_failure_is_one_line(
     api: Any, not_a_registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    binary = tmp_path / "tensorflow_model_server"
-    binary.write_bytes(STAND_IN)
     tag = f"{not_a_registry}/ml/tfserving:x"
-    assert cli.main(["image", "build", "--binary", str(binary), "--tag", tag, "--base", BASE_TAG, "--push"]) == 1
+    assert _build(tmp_path, tag, "--base", BASE_TAG, "--push") == 1
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith(f"tfs-traffic: error: push of {tag} failed: ")
 
@@ -251,46 +253,28 @@ def test_push_failure_is_one_line(
 @pytest.fixture
 def not_a_registry() -> Iterator[str]:
     """A 127.0.0.1 port that answers in plain text: pulling from it fails at once, with no retry."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    stop = threading.Event()
 
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.sendall(b"HTTP/1.0 404 Not Found\r\n\r\n")
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(b"HTTP/1.0 404 Not Found\r\n\r\n")
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    server.close()
+    with tcp_server(answer) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def test_bad_base_is_one_line(
     api: Any, tmp_path: Path, not_a_registry: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    binary = tmp_path / "tensorflow_model_server"
-    binary.write_bytes(STAND_IN)
     base = f"{not_a_registry}/no/such-base:1"
-    assert cli.main(["image", "build", "--binary", str(binary), "--tag", "localhost/x:1", "--base", base]) == 1
+    assert _build(tmp_path, "localhost/x:1", "--base", base) == 1
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith("tfs-traffic: error: image build failed: ")
     assert not_a_registry in line
 
 
 def test_no_daemon_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    binary = tmp_path / "tensorflow_model_server"
-    binary.write_bytes(STAND_IN)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing-here.sock")
-    assert cli.main(["image", "build", "--binary", str(binary), "--tag", "localhost/x:1"]) == 1
+    assert _build(tmp_path, "localhost/x:1") == 1
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith(f"tfs-traffic: error: cannot reach the Docker API at unix://{tmp_path}/nothing-here.sock")
 
@@ -298,15 +282,13 @@ def test_no_daemon_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 def test_missing_binary_and_bad_tag_are_usage_errors(tmp_path: Path, capsys) -> None:
     assert cli.main(["image", "build", "--binary", str(tmp_path / "none"), "--tag", "localhost/x:1"]) == 2
     assert "--binary" in _one_error_line(capsys.readouterr().err)
-    (tmp_path / "bin").write_bytes(STAND_IN)
-    assert cli.main(["image", "build", "--binary", str(tmp_path / "bin"), "--tag", "Local/X:1"]) == 2
+    assert _build(tmp_path, "Local/X:1") == 2
     assert "not a valid image reference" in _one_error_line(capsys.readouterr().err)
 
 
 def test_missing_docker_sdk_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
     monkeypatch.setitem(sys.modules, "docker", None)  # import docker -> ImportError
-    (tmp_path / "bin").write_bytes(STAND_IN)
-    assert cli.main(["image", "build", "--binary", str(tmp_path / "bin"), "--tag", "localhost/x:1"]) == 1
+    assert _build(tmp_path, "localhost/x:1") == 1
     line = _one_error_line(capsys.readouterr().err)
     assert "pip install 'tfs-traffic[image]'" in line
 

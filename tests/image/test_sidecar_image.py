@@ -25,11 +25,12 @@ from typing import Any
 import pytest
 import pythonbase
 from podmanapi import PodmanService, extract_rootfs, image_filesystem, podman_service
-from sidecar_support import Process, Sim, free_port, scrape
+from sidecar_support import Process, Sim, scrape
 from wheelhouse import repack_closure
 
 from tfs_traffic import cli
 from tfs_traffic.image import sidecar_context
+from tfs_traffic.prometheus.local import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = "localhost/tfs-test-python311:1"
@@ -41,8 +42,6 @@ MB = 1_000_000
 BUDGET = 150 * MB
 REALISTIC_BASE = 60 * MB
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
-
-pytestmark = pytest.mark.skipif(not pythonbase.available(), reason="needs Debian's python3.11 (Debian 12 host)")
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +218,7 @@ def test_packaged_sidecar_polls_and_proxies_the_stand_in_server(
     (tmp_path / "models.config").write_text(config_text)
     (rootfs / "models").mkdir(exist_ok=True)
     (rootfs / "models" / "models.config").write_text(config_text)  # where the image's CMD looks
-    sim = Sim(tmp_path / "models.config", tmp_path / "sim.log").start()
+    sim = Sim(tmp_path / "models.config", tmp_path / "sim.log")
     metrics_port, rest_port = free_port(), free_port()
     cmd = list(built["inspect"]["Config"]["Cmd"])
     overrides = {
@@ -232,9 +231,7 @@ def test_packaged_sidecar_polls_and_proxies_the_stand_in_server(
     for i in range(0, len(cmd) - 1, 2):
         cmd[i + 1] = overrides.get(cmd[i], cmd[i + 1])
     command, env = _image_command(built, rootfs, *cmd, "--poll-interval", "0.2s")
-    sidecar = Process(command, tmp_path / "sidecar.log", ready="ready:", env=env)
-    try:
-        sidecar.start()
+    with sim, Process(command, tmp_path / "sidecar.log", ready="ready:", env=env):
         request = urllib.request.Request(
             f"http://127.0.0.1:{rest_port}/v1/models/half/labels/stable:predict",
             data=json.dumps({"instances": [1.0, 4.0]}).encode(),
@@ -243,9 +240,6 @@ def test_packaged_sidecar_polls_and_proxies_the_stand_in_server(
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.loads(response.read()) == {"predictions": [2.5, 4.0]}
         samples = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
-    finally:
-        sidecar.stop()
-        sim.stop()
     by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
     for name, labels, value in samples:
         by_name.setdefault(name, []).append((labels, value))

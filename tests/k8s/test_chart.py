@@ -12,6 +12,7 @@ import pytest
 from chart_checks import (
     CHART,
     EVERY_OPTION,
+    MODES,
     NAMESPACE,
     RELEASE,
     by_kind,
@@ -27,8 +28,6 @@ from chart_checks import (
 )
 
 from tfs_traffic.k8s import helm
-
-MODES = ["patched", "proxy", "status-only"]
 
 
 def test_lint_with_default_values_and_every_option() -> None:

@@ -21,7 +21,7 @@ import grpc
 import pytest
 import requests
 import yaml
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tfs_api import predict_request, served_version
 
 from tfs_traffic import modelconfig
 
@@ -112,17 +112,6 @@ def running(rendered: Rendered) -> Iterator[tuple[str, str]]:
         proc.wait(10)
 
 
-def by_label(target: str, model: str, label: str) -> int:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.model_spec.version_label = label
-    request.inputs["x"].dtype = 1
-    request.inputs["x"].float_val.append(1.0)
-    with grpc.insecure_channel(target) as channel:
-        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
-    return int(response.model_spec.version.value)
-
-
 def test_rendered_models_config_sets_labels(rendered: Rendered) -> None:
     assert rendered.labels == {("recommender", "stable"): 4, ("recommender", "canary"): 5}
     assert any(a.startswith("--monitoring_config_file=") for a in rendered.args)
@@ -145,7 +134,7 @@ def test_rendered_args_serve_the_labels_and_the_metrics_page(rendered: Rendered,
     startup probe's `PredictionService`."""
     grpc_addr, rest_addr = running
     for (model, label), version in rendered.labels.items():
-        assert by_label(grpc_addr, model, label) == version
+        assert served_version(grpc_addr, predict_request(model, version_label=label)) == version
     assert requests.get(f"http://{rest_addr}/monitoring/prometheus/metrics", timeout=10).status_code == 200
     with grpc.insecure_channel(grpc_addr) as channel:
         check = channel.unary_unary("/grpc.health.v1.Health/Check")

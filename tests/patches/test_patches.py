@@ -246,9 +246,11 @@ def test_version_comes_from_setup_py_or_flag(all_series: list[patch_series.Serie
     assert patch_series.detect_version(tmp_path) == "2.4.4-myfork"
 
 
-@pytest.mark.skipif(not os.environ.get("TF_SERVING_SRC"), reason="set TF_SERVING_SRC to a TF Serving checkout")
+@pytest.mark.upstream
 def test_real_tree_from_tf_serving_src(tmp_path: Path) -> None:
-    """Against a real TF Serving tree (not in CI: upstream code stays out of this repository)."""
+    """Against a real TF Serving tree: `make test-upstream TF_SERVING_SRC=DIR` (not in `make test`, whose
+    runs have no upstream checkout: upstream code stays out of this repository)."""
+    assert os.environ.get("TF_SERVING_SRC"), "set TF_SERVING_SRC to a TF Serving checkout"
     source = Path(os.environ["TF_SERVING_SRC"])
     copy = tmp_path / "src"
     shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns("bazel-*", ".cache"))

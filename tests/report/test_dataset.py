@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf  # installed by `make setup`; optional for users
 
 from tfs_traffic.report.dataset import version_series, windowed_dataset
 from tfs_traffic.report.export import Row, to_dataframe
-
-tf = pytest.importorskip("tensorflow")  # installed by `make setup`; optional for users
 
 
 def frame(n: int):

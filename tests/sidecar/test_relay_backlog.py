@@ -25,9 +25,8 @@ HELD = 1.5  # how long the test leaves a finished call in the backlog before flu
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("backlog")
-    server = Sim(write_models(root, {"m": [1]}), root / "sim.log", extra=["--latency-ms", "30"]).start()
-    yield server
-    server.stop()
+    with Sim(write_models(root, {"m": [1]}), root / "sim.log", extra=["--latency-ms", "30"]) as server:
+        yield server
 
 
 def _calls(registry: CollectorRegistry) -> float:

@@ -8,60 +8,39 @@ stand-in server itself counted.
 """
 
 import re
-import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from h2_support import predict
-from sidecar_support import Sidecar, Sim, delta, wait_for, write_models
+from sidecar_support import Sidecar, Sim, delta
+from tfs_api import METHODS, grpc_predict
+from waiting import wait_for
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
 
-pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("h2load") is None or shutil.which("wrk") is None, reason="needs h2load and wrk (make setup)"
-)
-
-PREDICT = "/tensorflow.serving.PredictionService/Predict"
+PREDICT = METHODS["predict"]
 MODELS = {"m": [1, 2, 3], "n": [5]}
 LABELS = {"m": {"stable": 1}}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sim, Sidecar, Path]]:
-    root = tmp_path_factory.mktemp("load")
-    config = write_models(root, MODELS, LABELS)
-    sim = Sim(config, root / "sim.log").start()
-    sidecar = Sidecar(config, sim, root / "sidecar.log", workers=2)
-    try:
-        sidecar.start()
-        yield sim, sidecar, root
-    finally:
-        sidecar.stop()
-        sim.stop()
+WORKERS = 2  # the stack's sidecar: calls spread over two relay workers
 
 
 def _body(root: Path, name: str, version: int | None = None, label: str | None = None) -> Path:
     path = root / f"grpc-{name}-{version}-{label}.bin"
-    path.write_bytes(predict(name, version, label, floats=256))
+    path.write_bytes(grpc_predict(name, version, label, x=[1.0] * 256))
     return path
 
 
-def test_h2load_calls_are_all_counted(stack: tuple[Sim, Sidecar, Path]) -> None:
-    sim, sidecar, root = stack
+def test_h2load_calls_are_all_counted(stack: tuple[Sim, Sidecar], tmp_path: Path) -> None:
+    sim, sidecar = stack
     # (request, calls sent, the counted (model, version, code) it must produce)
     kinds = [
-        (_body(root, "m", version=2), 400, ("m", "2", "OK")),
-        (_body(root, "m", label="stable"), 300, ("m", "1", "OK")),
-        (_body(root, "m"), 200, ("m", "3", "OK")),
-        (_body(root, "n"), 100, ("n", "5", "OK")),
-        (_body(root, "m", version=9), 60, ("m", OTHER, "NOT_FOUND")),
-        (_body(root, "zz"), 40, (OTHER, UNRESOLVED, "NOT_FOUND")),
-        (_body(root, "m", label="nope"), 20, ("m", OTHER, "INVALID_ARGUMENT")),
+        (_body(tmp_path, "m", version=2), 400, ("m", "2", "OK")),
+        (_body(tmp_path, "m", label="stable"), 300, ("m", "1", "OK")),
+        (_body(tmp_path, "m"), 200, ("m", "3", "OK")),
+        (_body(tmp_path, "n"), 100, ("n", "5", "OK")),
+        (_body(tmp_path, "m", version=9), 60, ("m", OTHER, "NOT_FOUND")),
+        (_body(tmp_path, "zz"), 40, (OTHER, UNRESOLVED, "NOT_FOUND")),
+        (_body(tmp_path, "m", label="nope"), 20, ("m", OTHER, "INVALID_ARGUMENT")),
     ]
     sim_before, before = sim.call_counts(), _by_code(sidecar, "predict")
     command = ["h2load", "-c4", "-m4", "-H", "content-type: application/grpc", "-H", "te: trailers"]
@@ -130,8 +109,8 @@ end
 """
 
 
-def test_wrk_calls_are_all_counted(stack: tuple[Sim, Sidecar, Path]) -> None:
-    sim, sidecar, root = stack
+def test_wrk_calls_are_all_counted(stack: tuple[Sim, Sidecar], tmp_path: Path) -> None:
+    sim, sidecar = stack
     predict_body = '{"instances": [1.0, 2.0, 5.0]}'
     classify_body = '{"signature_name": "classify_x_to_y", "examples": [{"x": 4.0}]}'
     kinds = [
@@ -145,15 +124,15 @@ def test_wrk_calls_are_all_counted(stack: tuple[Sim, Sidecar, Path]) -> None:
         ("/v1/models/m/labels/nope:predict", predict_body, 20, ("m", OTHER, "predict", "INVALID_ARGUMENT")),
     ]
     plan = ", ".join(f'{{"{path}", [[{body}]], {calls}}}' for path, body, calls, _ in kinds)
-    script = root / "mix.lua"
-    marker = root / "wrk-done"
+    script = tmp_path / "mix.lua"
+    marker = tmp_path / "wrk-done"
     script.write_text(WRK_SCRIPT.replace("{PLAN}", "{" + plan + "}").replace("{MARKER}", str(marker)))
     sim_before, before = sim.call_counts(), _by_api_code(sidecar)
     run = subprocess.Popen(
         ["wrk", "-t1", "-c8", "-d120s", "-s", str(script), sidecar.rest],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    wait_for(marker.exists, timeout=120, interval=0.1)
+    assert wait_for(marker.exists, timeout=120, interval=0.1)
     run.send_signal(signal.SIGINT)
     out, _ = run.communicate(timeout=60)
     total = sum(calls for _, _, calls, _ in kinds)

@@ -6,6 +6,7 @@ framing a peer may choose exactly once; and on bytes that are not what they expe
 their own ParseError and nothing else (the relay then stops counting that connection).
 """
 
+import itertools
 import random
 from typing import Any
 
@@ -20,7 +21,6 @@ from h2_support import (
     RST_STREAM,
     data_frames,
     frame,
-    grpc_message,
     header_frames,
     settings,
 )
@@ -28,6 +28,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from tensorflow_serving.apis import (
+    classification_pb2,
+    inference_pb2,
+    predict_pb2,
+)
+from tfs_api import METHODS, grpc_message, grpc_predict, model_specs
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
 from tfs_traffic.sidecar import http1, http2, wire
@@ -37,18 +43,8 @@ from tfs_traffic.sidecar.protoscan import MessageReader, SpecScanner
 from tfs_traffic.sidecar.rest_relay import RestObserver
 from tfs_traffic.sidecar.view import ModelView, View, ViewHolder
 
-pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-import itertools
-
-from tensorflow_serving.apis import (
-    classification_pb2,
-    inference_pb2,
-    model_pb2,
-    predict_pb2,
-)
-
 FUZZ = hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-PREDICT = "/tensorflow.serving.PredictionService/Predict"
+PREDICT = METHODS["predict"]
 
 
 def view() -> View:
@@ -80,17 +76,6 @@ TEXT = st.text(max_size=8)
 
 
 @st.composite
-def model_specs(draw: st.DrawFn) -> Any:
-    spec = model_pb2.ModelSpec(name=draw(TEXT), signature_name=draw(TEXT))
-    choice = draw(st.sampled_from(["none", "version", "label"]))
-    if choice == "version":
-        spec.version.value = draw(st.integers(min_value=-(2**63), max_value=2**63 - 1))
-    elif choice == "label":
-        spec.version_label = draw(TEXT)
-    return spec
-
-
-@st.composite
 def messages(draw: st.DrawFn) -> tuple[bytes, int, int]:
     """(serialized message, spec field, outer field) of a real request or response."""
     kind = draw(
@@ -100,14 +85,14 @@ def messages(draw: st.DrawFn) -> tuple[bytes, int, int]:
         if kind == "multi_request":
             message: Any = inference_pb2.MultiInferenceRequest()
             for _ in range(draw(st.integers(0, 3))):
-                message.tasks.add(model_spec=draw(model_specs()), method_name="tensorflow/serving/regress")
+                message.tasks.add(model_spec=draw(model_specs(TEXT)), method_name="tensorflow/serving/regress")
             message.input.example_list.examples.add().features.feature["x"].float_list.value.extend(
                 [1.0] * draw(st.integers(0, 300))
             )
         else:
             message = inference_pb2.MultiInferenceResponse()
             for _ in range(draw(st.integers(0, 3))):
-                result = message.results.add(model_spec=draw(model_specs()))
+                result = message.results.add(model_spec=draw(model_specs(TEXT)))
                 result.regression_result.regressions.add(value=1.5)
         return message.SerializeToString(), 1, 1
     if kind == "predict_request":
@@ -121,7 +106,7 @@ def messages(draw: st.DrawFn) -> tuple[bytes, int, int]:
         message.result.classifications.add().classes.add(label="a", score=0.5)
         field = 2
     if draw(st.booleans()):
-        message.model_spec.CopyFrom(draw(model_specs()))
+        message.model_spec.CopyFrom(draw(model_specs(TEXT)))
     if kind != "classify_response":
         target = message.inputs if kind == "predict_request" else message.outputs
         for key in draw(st.lists(TEXT, max_size=3)):
@@ -130,7 +115,7 @@ def messages(draw: st.DrawFn) -> tuple[bytes, int, int]:
             tensor.tensor_content = b"\x00\x00\x80\x3f" * draw(st.integers(0, 500))
     data = message.SerializeToString()
     if draw(st.booleans()):  # a second occurrence of model_spec after the tensors: protobuf merges them
-        extra = draw(model_specs()).SerializeToString()
+        extra = draw(model_specs(TEXT)).SerializeToString()
         data += bytes([field << 3 | 2]) + wire._encode_varint(len(extra)) + extra
     return data, field, 0
 
@@ -209,17 +194,6 @@ def test_a_response_spec_after_large_outputs_is_read_from_a_later_frame() -> Non
 # --- HTTP/2: hand-laid frames ----------------------------------------------------------------
 
 
-def predict_request(name: str = "m", version: int | None = None, label: str | None = None) -> bytes:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = name
-    if version is not None:
-        request.model_spec.version.value = version
-    if label is not None:
-        request.model_spec.version_label = label
-    request.inputs["x"].float_val.extend([1.0, 2.0])
-    return grpc_message(request.SerializeToString())
-
-
 def predict_response(version: int) -> bytes:
     response = predict_pb2.PredictResponse()
     response.outputs["y"].float_val.extend([2.5, 3.0])
@@ -275,11 +249,11 @@ def run(wire_bytes: Wire, pieces: int = 1) -> Counts:
 
 def test_http2_calls_are_counted_whatever_the_framing() -> None:
     w = Wire()
-    w.call(1, predict_request(version=2), response=predict_response(2))
-    w.call(3, predict_request(label="stable"), response=predict_response(1), pieces=3, pad=7, priority=True)
-    w.call(5, predict_request(), response=predict_response(3), pieces=5)
-    w.call(7, predict_request(version=9), status=5)  # NOT_FOUND, trailers-only
-    w.call(9, predict_request(name="zz"), status=5)
+    w.call(1, grpc_predict(version=2), response=predict_response(2))
+    w.call(3, grpc_predict(version_label="stable"), response=predict_response(1), pieces=3, pad=7, priority=True)
+    w.call(5, grpc_predict(), response=predict_response(3), pieces=5)
+    w.call(7, grpc_predict(version=9), status=5)  # NOT_FOUND, trailers-only
+    w.call(9, grpc_predict(name="zz"), status=5)
     expected = {
         ("m", "2", "predict", "OK"): 1.0,
         ("m", "1", "predict", "OK"): 1.0,
@@ -312,11 +286,11 @@ def test_the_request_decoder_follows_the_servers_table_size_once_the_client_acks
 
 def test_table_size_updates_and_a_zero_table_keep_both_decoders_in_step() -> None:
     w = Wire(client_table=0)  # the server may not index what it sends
-    w.call(1, predict_request(version=2), response=predict_response(2))
+    w.call(1, grpc_predict(version=2), response=predict_response(2))
     w.client_encoder.header_table_size = 256  # the client shrinks its own table ...
-    w.call(3, predict_request(version=1), response=predict_response(1))
+    w.call(3, grpc_predict(version=1), response=predict_response(1))
     w.client_encoder.header_table_size = 4096  # ... and grows it back
-    w.call(5, predict_request(version=3), response=predict_response(3))
+    w.call(5, grpc_predict(version=3), response=predict_response(3))
     assert run(w, pieces=17).calls() == {
         ("m", "2", "predict", "OK"): 1.0,
         ("m", "1", "predict", "OK"): 1.0,
@@ -341,7 +315,7 @@ def test_resets_goaway_and_a_dying_upstream() -> None:
 
     def request(stream: int, version: int) -> bytes:
         block = encoder.encode([(":method", "POST"), (":path", PREDICT), ("grpc-timeout", "100S")])
-        return header_frames(stream, block) + data_frames(stream, predict_request(version=version))
+        return header_frames(stream, block) + data_frames(stream, grpc_predict(version=version))
 
     observer.client_data(
         PREFACE + settings() + b"".join(request(s, v) for s, v in ((1, 1), (3, 2), (5, 3), (7, 1), (9, 2)))
@@ -426,7 +400,7 @@ def test_fuzz_mutated_http2_streams_raise_only_parse_errors(seed: int, cuts: lis
     for stream in range(1, 2 * rng.randint(1, 4), 2):
         w.call(
             stream,
-            predict_request(version=rng.randint(1, 3)),
+            grpc_predict(version=rng.randint(1, 3)),
             response=predict_response(2),
             pieces=rng.randint(1, 3),
             pad=rng.choice([0, 3]),
@@ -600,7 +574,7 @@ def _h2_wire(rng: random.Random) -> tuple[bytes, bytes]:
     for stream in range(1, 2 * rng.randint(1, 5), 2):
         w.call(
             stream,
-            predict_request(version=rng.randint(1, 3)),
+            grpc_predict(version=rng.randint(1, 3)),
             status=rng.choice([0, 5]),
             response=predict_response(2) if rng.random() < 0.8 else None,
             pieces=rng.randint(1, 3),

@@ -1,6 +1,6 @@
 """The relay on the wire: framings real clients rarely choose, large responses, dying upstreams, TLS.
 
-Hand-built HTTP/2 (tests/h2_support.py) goes through the sidecar to the stand-in server over real
+Hand-built HTTP/2 (h2_support.py) goes through the sidecar to the stand-in server over real
 sockets on 127.0.0.1: header blocks split across CONTINUATION frames with priority fields, a
 client that shrinks and grows its HPACK table and forbids the server's, a response whose
 `model_spec` comes frames after its first byte; then upstreams that die in the middle of a call
@@ -19,31 +19,19 @@ from typing import Any
 
 import grpc
 import pytest
-from h2_support import HEADER_TABLE_SIZE, RawClient, data_frames, header_frames, predict
-from sidecar_support import Sidecar, Sim, delta, free_port, wait_for, write_models
+from h2_support import HEADER_TABLE_SIZE, RawClient, data_frames, header_frames
+from sidecar_support import Endpoints, Sidecar, Sim, delta, write_models
+from tcp_server import tcp_server
+from tensorflow_serving.apis import predict_pb2
+from tfs_api import METHODS, grpc_predict, predict_request
+from waiting import wait_for
 
+from tfs_traffic.prometheus.local import free_port
 from tfs_traffic.sidecar import tls
 
-pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-from tensorflow_serving.apis import predict_pb2
-
-PREDICT = "/tensorflow.serving.PredictionService/Predict"
+PREDICT = METHODS["predict"]
 MODELS = {"m": [1, 2, 3]}
 LABELS = {"m": {"stable": 1}}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sim, Sidecar]]:
-    root = tmp_path_factory.mktemp("relay")
-    config = write_models(root, MODELS, LABELS)
-    sim = Sim(config, root / "sim.log").start()
-    sidecar = Sidecar(config, sim, root / "sidecar.log")
-    try:
-        sidecar.start()
-        yield sim, sidecar
-    finally:
-        sidecar.stop()
-        sim.stop()
 
 
 def parse_errors(sidecar: Sidecar) -> dict[tuple[str, ...], float]:
@@ -58,11 +46,11 @@ def test_continuation_padding_priority_and_hpack_table_changes(stack: tuple[Sim,
     authority = sidecar.grpc
     try:
         layouts: list[tuple[dict[str, Any], bytes, int | None]] = [
-            ({}, predict(version=2), None),
-            ({"pieces": 3, "priority": True}, predict(label="stable"), None),
-            ({"pieces": 7}, predict(), 256),  # after shrinking its table to 256 bytes
-            ({"pieces": 2, "priority": True}, predict(version=2), 4096),  # ... and growing it back
-            ({}, predict(version=1), 0),  # no table at all
+            ({}, grpc_predict(version=2), None),
+            ({"pieces": 3, "priority": True}, grpc_predict(version_label="stable"), None),
+            ({"pieces": 7}, grpc_predict(), 256),  # after shrinking its table to 256 bytes
+            ({"pieces": 2, "priority": True}, grpc_predict(version=2), 4096),  # ... and growing it back
+            ({}, grpc_predict(version=1), 0),  # no table at all
         ]
         for i, (layout, message, table) in enumerate(layouts):
             stream = 2 * i + 1
@@ -88,7 +76,7 @@ def test_a_response_spec_in_a_later_data_frame_than_its_first_byte(stack: tuple[
     client = RawClient("127.0.0.1", sidecar.grpc_port)
     try:
         client.send(header_frames(1, client.request_block(PREDICT, sidecar.grpc)))
-        client.send_data(1, predict(floats=30000))
+        client.send_data(1, grpc_predict(x=[1.0] * 30000))
         response = client.read_until(1)
     finally:
         client.close()
@@ -103,7 +91,8 @@ def test_a_response_spec_in_a_later_data_frame_than_its_first_byte(stack: tuple[
 
 
 class Forwarder:
-    """A TCP forwarder in front of the stand-in that can cut a connection in the middle of a response.
+    """A TCP forwarder in front of the stand-in (the connections of a `tcp_server`) that can cut a
+    connection in the middle of a response.
 
     A request carrying `marker` (plain, in a header the test sends without Huffman coding) gets the
     first `cut_after` bytes of what the server sends next, then both connections are reset.
@@ -113,26 +102,17 @@ class Forwarder:
         self.upstream_port = upstream_port
         self.marker = marker
         self.cut_after = cut_after
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.cuts = 0
-        self.stopping = False
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self) -> None:
-        while not self.stopping:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(("127.0.0.1", self.upstream_port))
-            except OSError:
-                client.close()
-                continue
-            state = {"armed": False, "sent": 0}
-            threading.Thread(target=self._pump, args=(client, server, state, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, state, False), daemon=True).start()
+    def handle(self, client: socket.socket) -> None:
+        try:
+            server = socket.create_connection(("127.0.0.1", self.upstream_port))
+        except OSError:
+            client.close()
+            return
+        state = {"armed": False, "sent": 0}
+        threading.Thread(target=self._pump, args=(client, server, state, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(server, client, state, False), daemon=True).start()
 
     def _pump(self, source: socket.socket, target: socket.socket, state: dict[str, Any], upward: bool) -> None:
         try:
@@ -160,23 +140,21 @@ class Forwarder:
             for s in (source, target):
                 s.close()
 
-    def close(self) -> None:
-        self.stopping = True
-        self.listener.close()
-
 
 def test_an_upstream_that_dies_mid_response(tmp_path: Path) -> None:
     config = write_models(tmp_path, MODELS, LABELS)
-    sim = Sim(config, tmp_path / "sim.log").start()
+    sim = Sim(config, tmp_path / "sim.log")
     forwarder = Forwarder(sim.grpc_port, marker=b"cut-this-response", cut_after=3000)
-    fake = Sim.__new__(Sim)  # the sidecar's upstream is the forwarder; REST goes to the sim itself
-    fake.grpc_port, fake.rest_port = forwarder.port, sim.rest_port
-    sidecar = Sidecar(config, fake, tmp_path / "sidecar.log").start()
-    try:
+    with (
+        sim,
+        tcp_server(forwarder.handle) as port,
+        # the sidecar's upstream is the forwarder; REST goes to the sim itself
+        Sidecar(config, Endpoints(port, sim.rest_port), tmp_path / "sidecar.log") as sidecar,
+    ):
         client = RawClient("127.0.0.1", sidecar.grpc_port)
         block = client.request_block(PREDICT, sidecar.grpc, extra=[("x-test", "cut-this-response")], huffman=False)
         client.send(header_frames(1, block))
-        client.send_data(1, predict(version=2, floats=30000))
+        client.send_data(1, grpc_predict(version=2, x=[1.0] * 30000))
         response = client.read_until(1, timeout=10)
         client.close()
         assert forwarder.cuts == 1
@@ -185,32 +163,26 @@ def test_an_upstream_that_dies_mid_response(tmp_path: Path) -> None:
         assert wait_for(lambda: sidecar.calls(code="UNAVAILABLE") == {("m", "2"): 1.0})
         # Other calls, on new connections, go on.
         with grpc.insecure_channel(sidecar.grpc) as channel:
-            assert channel.unary_unary(PREDICT)(predict(version=1)[5:], timeout=10)
+            assert channel.unary_unary(PREDICT)(predict_request(version=1).SerializeToString(), timeout=10)
         assert wait_for(lambda: sidecar.calls(code="OK") == {("m", "1"): 1.0})
         assert sidecar.alive() and "Traceback" not in sidecar.output()
-    finally:
-        sidecar.stop()
-        forwarder.close()
-        sim.stop()
 
 
 def test_an_upstream_killed_with_calls_in_flight(tmp_path: Path) -> None:
     config = write_models(tmp_path, MODELS, LABELS)
-    sim = Sim(config, tmp_path / "sim.log", extra=["--latency-ms", "3000"]).start()
-    sidecar = Sidecar(config, sim, tmp_path / "sidecar.log").start()
-    try:
+    with (
+        Sim(config, tmp_path / "sim.log", extra=["--latency-ms", "3000"]) as sim,
+        Sidecar(config, sim, tmp_path / "sidecar.log") as sidecar,
+    ):
         with grpc.insecure_channel(sidecar.grpc) as channel:
             stub = channel.unary_unary(PREDICT)
-            futures = [stub.future(predict(version=v)[5:], timeout=30) for v in (1, 2, 2)]
+            futures = [stub.future(predict_request(version=v).SerializeToString(), timeout=30) for v in (1, 2, 2)]
             time.sleep(1.0)  # all three are in the model's 3 s
             sim.stop(9)
             codes = [f.exception().code() if f.exception() else grpc.StatusCode.OK for f in futures]
         assert codes == [grpc.StatusCode.UNAVAILABLE] * 3
         assert wait_for(lambda: sidecar.calls(code="UNAVAILABLE") == {("m", "1"): 1.0, ("m", "2"): 2.0})
         assert sidecar.alive() and "Traceback" not in sidecar.output()
-    finally:
-        sidecar.stop()
-        sim.stop()
 
 
 def _tls_handshake(port: int) -> None:
@@ -247,41 +219,24 @@ def tls_server(tmp_path: Path) -> Iterator[int]:
     )  # fmt: skip
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
 
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            try:
-                with context.wrap_socket(conn, server_side=True) as tls_conn:
-                    tls_conn.recv(1)
-            except (ssl.SSLError, OSError):
-                pass
+    def handshake(conn: socket.socket) -> None:
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls_conn:
+                tls_conn.recv(1)
+        except (ssl.SSLError, OSError):
+            pass
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    listener.close()
+    with tcp_server(handshake) as port:
+        yield port
 
 
 def test_the_sidecar_says_at_start_when_the_upstream_speaks_tls(tmp_path: Path, tls_server: int) -> None:
     assert tls.speaks_tls("127.0.0.1", tls_server) is True
     config = write_models(tmp_path, MODELS)
-    fake = Sim.__new__(Sim)
-    fake.grpc_port, fake.rest_port = tls_server, free_port()
-    sidecar = Sidecar(config, fake, tmp_path / "sidecar.log", poll="30s").start()
-    try:
+    with Sidecar(config, Endpoints(tls_server, free_port()), tmp_path / "sidecar.log", poll="30s") as sidecar:
         lines = [line for line in sidecar.output().splitlines() if "speaks TLS" in line]
-        assert len(lines) == 1 and f"127.0.0.1:{tls_server}" in lines[0]
-    finally:
-        sidecar.stop()
+    assert len(lines) == 1 and f"127.0.0.1:{tls_server}" in lines[0]
 
 
 def test_a_plaintext_upstream_is_not_taken_for_tls(stack: tuple[Sim, Sidecar]) -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
-from sidecar_support import Sidecar, Sim, delta, wait_for, write_models
-from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+from sidecar_support import Sidecar, Sim, delta, write_models
+from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
+from tfs_api import predict_request, served_version
+from waiting import wait_for
 
 from tfs_traffic.contract import OTHER, UNRESOLVED
 
@@ -24,14 +26,14 @@ REFUSED = "Request to assign label to version 3 of model m, which is not current
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Sim, Sidecar, Path]]:
+    """(sim, sidecar, models config) afresh for each test, unlike conftest's: the first test edits the
+    config, and the stand-in polls it."""
     config = write_models(tmp_path, {"m": [1, 2]}, {"m": {"stable": 1}})
-    sim = Sim(config, tmp_path / "sim.log", extra=["--config-poll-interval", "0.2s"]).start()
-    sidecar = Sidecar(config, sim, tmp_path / "sidecar.log").start()
-    try:
+    with (
+        Sim(config, tmp_path / "sim.log", extra=["--config-poll-interval", "0.2s"]) as sim,
+        Sidecar(config, sim, tmp_path / "sidecar.log") as sidecar,
+    ):
         yield sim, sidecar, config
-    finally:
-        sidecar.stop()
-        sim.stop()
 
 
 def replace_config(root: Path, config: Path) -> None:
@@ -46,20 +48,6 @@ def replace_config(root: Path, config: Path) -> None:
     os.replace(staging / "models.config", config)
 
 
-def grpc_by_label(target: str, label: str) -> int:
-    with grpc.insecure_channel(target) as channel:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "m"
-        request.model_spec.version_label = label
-        request.inputs["x"].dtype = 1
-        request.inputs["x"].float_val.append(1.0)
-        return int(
-            prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            .Predict(request, timeout=10)
-            .model_spec.version.value
-        )
-
-
 def test_label_moved_to_an_unloaded_version_counts_under_the_version_that_served(
     tmp_path: Path, stack: tuple[Sim, Sidecar, Path]
 ) -> None:
@@ -67,7 +55,7 @@ def test_label_moved_to_an_unloaded_version_counts_under_the_version_that_served
     does and keeps serving `stable` from 1; the sidecar, through its proxy, counts REST
     `/labels/stable` and gRPC label calls under 1 (the server's answer), not 3 (the file's)."""
     sim, sidecar, config = stack
-    assert grpc_by_label(sidecar.grpc, "stable") == 1
+    assert served_version(sidecar.grpc, predict_request(version_label="stable")) == 1
     replace_config(tmp_path, config)
     assert wait_for(lambda: "config reload failed: " + REFUSED in sim.output())
 
@@ -84,7 +72,7 @@ def test_label_moved_to_an_unloaded_version_counts_under_the_version_that_served
     for _ in range(3):
         r = requests.post(sidecar.rest + "/v1/models/m/labels/stable:predict", json={"instances": [1.0]}, timeout=10)
         assert (r.status_code, r.text) == (200, '{\n    "predictions": [2.5\n    ]\n}')
-        assert grpc_by_label(sidecar.grpc, "stable") == 1
+        assert served_version(sidecar.grpc, predict_request(version_label="stable")) == 1
     r = requests.post(sidecar.rest + "/v1/models/m:predict", json={"instances": [1.0]}, timeout=10)
     assert r.status_code == 200
     assert delta(sim.call_counts(), before_sim) == {("m", "1"): 6.0, ("m", "2"): 1.0}

@@ -6,11 +6,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from tfs_traffic.sidecar import wire
-
-apis = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-from tensorflow_serving.apis import (  # noqa: E402
+from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -19,22 +15,14 @@ from tensorflow_serving.apis import (  # noqa: E402
     predict_pb2,
     regression_pb2,
 )
+from tfs_api import model_specs
+
+from tfs_traffic.sidecar import wire
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 TEXT = st.text(max_size=12)
-
-
-@st.composite
-def specs(draw: st.DrawFn) -> Any:
-    spec = model_pb2.ModelSpec(name=draw(TEXT), signature_name=draw(TEXT))
-    choice = draw(st.sampled_from(["none", "version", "label"]))
-    if choice == "version":
-        spec.version.value = draw(INT64)
-    elif choice == "label":
-        spec.version_label = draw(TEXT)
-    return spec
 
 
 def expected(spec: Any) -> wire.ModelSpec:
@@ -59,7 +47,7 @@ def _tensor(draw: st.DrawFn, message: Any) -> None:
 def requests(draw: st.DrawFn) -> tuple[Any, Any]:
     """A real request of any single-spec kind, with other fields filled in, and its spec."""
     kind = draw(st.sampled_from(["predict", "classify", "regress", "metadata", "status"]))
-    spec = draw(specs())
+    spec = draw(model_specs(TEXT))
     if kind == "predict":
         message = predict_pb2.PredictRequest()
         for key in draw(st.lists(TEXT, max_size=3)):
@@ -82,7 +70,7 @@ def requests(draw: st.DrawFn) -> tuple[Any, Any]:
 @st.composite
 def responses(draw: st.DrawFn) -> tuple[Any, Any]:
     kind = draw(st.sampled_from(["predict", "classify", "regress"]))
-    spec = draw(specs())
+    spec = draw(model_specs(TEXT))
     if kind == "predict":
         message = predict_pb2.PredictResponse()
         for key in draw(st.lists(TEXT, max_size=3)):
@@ -160,7 +148,7 @@ def test_repeated_occurrences_merge_as_protobuf_does(cases: list[tuple[Any, Any]
     assert wire.request_spec(data) == expected(parsed.model_spec) == expected(real)
 
 
-@given(st.lists(specs(), max_size=4), st.lists(specs(), max_size=4))
+@given(st.lists(model_specs(TEXT), max_size=4), st.lists(model_specs(TEXT), max_size=4))
 @FUZZ
 def test_multi_inference_specs(task_specs: list[Any], result_specs: list[Any]) -> None:
     request = inference_pb2.MultiInferenceRequest()

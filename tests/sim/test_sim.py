@@ -3,7 +3,6 @@
 One sim serves the whole module; tests that count calls use models no other test touches.
 """
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
+from tfs_api import predict_request
+from waiting import wait_for
 
 from tfs_traffic import exposition
 from tfs_traffic.sim.server import Sim
@@ -97,19 +98,6 @@ def float_tensor(values: np.ndarray, content: bool = True) -> tensor_pb2.TensorP
     return tp
 
 
-def predict_request(
-    name: str, x: list[float], version: int | None = None, label: str | None = None
-) -> predict_pb2.PredictRequest:
-    req = predict_pb2.PredictRequest()
-    req.model_spec.name = name
-    if version is not None:
-        req.model_spec.version.value = version
-    if label is not None:
-        req.model_spec.version_label = label
-    req.inputs["x"].CopyFrom(float_tensor(np.array(x)))
-    return req
-
-
 def example(x: float) -> example_pb2.Example:
     return example_pb2.Example(
         features=feature_pb2.Features(feature={"x": feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[x]))})
@@ -133,7 +121,7 @@ def status_versions(model_stub, name: str) -> list[tuple[int, str]]:
 
 
 def test_grpc_predict_latest_number_and_label(sim: Sim, predict_stub) -> None:
-    response = predict_stub.Predict(predict_request("hp", [1.0, 2.0, 5.0]))
+    response = predict_stub.Predict(predict_request("hp", x=[1.0, 2.0, 5.0], content=True))
     assert response.model_spec.name == "hp"
     assert response.model_spec.version.value == 3
     assert response.model_spec.signature_name == "serving_default"
@@ -142,9 +130,9 @@ def test_grpc_predict_latest_number_and_label(sim: Sim, predict_stub) -> None:
     assert [d.size for d in y.tensor_shape.dim] == [3]
     assert list(y.float_val) == [2.5, 3.0, 4.5]  # AsProtoField, as TF Serving answers by default
 
-    assert predict_stub.Predict(predict_request("hp", [0.0], version=2)).model_spec.version.value == 2
-    assert predict_stub.Predict(predict_request("hp", [0.0], label="stable")).model_spec.version.value == 1
-    assert predict_stub.Predict(predict_request("hp", [0.0], label="canary")).model_spec.version.value == 2
+    assert predict_stub.Predict(predict_request("hp", version=2, x=[0.0])).model_spec.version.value == 2
+    assert predict_stub.Predict(predict_request("hp", version_label="stable", x=[0.0])).model_spec.version.value == 1
+    assert predict_stub.Predict(predict_request("hp", version_label="canary", x=[0.0])).model_spec.version.value == 2
 
 
 def test_grpc_predict_float_val_input_and_shape(predict_stub) -> None:
@@ -167,12 +155,12 @@ def test_grpc_predict_float_val_input_and_shape(predict_stub) -> None:
             "Servable not found for request: Specific(latest2, 1)",
         ),
         (
-            {"name": "hp", "label": "beta"},
+            {"name": "hp", "version_label": "beta"},
             grpc.StatusCode.INVALID_ARGUMENT,
             "Unrecognized servable version label: beta",
         ),
         (
-            {"name": "nope", "label": "stable"},
+            {"name": "nope", "version_label": "stable"},
             grpc.StatusCode.INVALID_ARGUMENT,
             "Unrecognized servable version label: stable",
         ),
@@ -180,7 +168,7 @@ def test_grpc_predict_float_val_input_and_shape(predict_stub) -> None:
     ],
 )
 def test_grpc_resolution_errors(predict_stub, request_kwargs, code, message) -> None:
-    error = rpc_error(predict_stub.Predict, predict_request(x=[1.0], **request_kwargs))
+    error = rpc_error(predict_stub.Predict, predict_request(**request_kwargs))
     assert error.code() == code
     assert error.details() == message
 
@@ -189,7 +177,7 @@ def test_grpc_predict_request_errors(predict_stub) -> None:
     error = rpc_error(predict_stub.Predict, predict_pb2.PredictRequest())
     assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
 
-    req = predict_request("hp", [1.0])
+    req = predict_request("hp")
     req.model_spec.signature_name = "nope"
     error = rpc_error(predict_stub.Predict, req)
     assert (error.code(), error.details()) == (
@@ -197,7 +185,7 @@ def test_grpc_predict_request_errors(predict_stub) -> None:
         'Serving signature key "nope" not found.',
     )
 
-    req = predict_request("hp", [1.0])
+    req = predict_request("hp")
     req.inputs["z"].CopyFrom(float_tensor(np.array([1.0])))
     error = rpc_error(predict_stub.Predict, req)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -205,7 +193,7 @@ def test_grpc_predict_request_errors(predict_stub) -> None:
         "input size does not match signature: 2!=1 len({x,z}) != len({x}). Sent extra: {z}. Missing but required: {}."
     )
 
-    req = predict_request("hp", [1.0])
+    req = predict_request("hp")
     req.output_filter.append("w")
     error = rpc_error(predict_stub.Predict, req)
     assert error.details() == "output tensor alias not found in signature: w Outputs expected to be in the set {y}."
@@ -400,15 +388,15 @@ def test_metrics_exact_counts(sim: Sim, predict_stub, model_stub) -> None:
     assert calls[key("1")] == 0 and calls[key("2")] == 0  # zero cells once AVAILABLE
 
     for _ in range(3):
-        predict_stub.Predict(predict_request("counted", [1.0]))  # latest: 2
-    predict_stub.Predict(predict_request("counted", [1.0], label="stable"))  # 1
+        predict_stub.Predict(predict_request("counted"))  # latest: 2
+    predict_stub.Predict(predict_request("counted", version_label="stable"))  # 1
     rreq = regression_pb2.RegressionRequest(model_spec={"name": "counted", "signature_name": "regress_x_to_y"})
     rreq.input.example_list.examples.append(example(1.0))
     predict_stub.Regress(rreq)  # 2
-    bad = predict_request("counted", [1.0], version=2)
+    bad = predict_request("counted", version=2)
     bad.model_spec.signature_name = "missing"
     rpc_error(predict_stub.Predict, bad)  # resolved, then fails: still counted under 2, as the patch counts
-    rpc_error(predict_stub.Predict, predict_request("counted", [1.0], version=5))  # unresolved: not counted
+    rpc_error(predict_stub.Predict, predict_request("counted", version=5))  # unresolved: not counted
     requests.post(f"{sim.rest_url}/v1/models/counted/versions/1:predict", json={"instances": [1.0]})  # 1
     requests.post(f"{sim.rest_url}/v1/models/counted/labels/stable:predict", json={"instances": [1.0]})  # 1
     requests.post(f"{sim.rest_url}/v1/models/counted:predict", data="{not json")  # fails before resolution
@@ -451,29 +439,21 @@ def test_metrics_page_format(sim: Sim) -> None:
 # --- versions on disk, reload ---
 
 
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def test_versions_appear_and_unload_with_polling(sim: Sim, predict_stub, model_stub) -> None:
     base = sim.tmp / "models" / "dynamic"  # type: ignore[attr-defined]
     (base / "4").mkdir()
-    wait_for(lambda: (4, "AVAILABLE") in status_versions(model_stub, "dynamic"))
+    assert wait_for(lambda: (4, "AVAILABLE") in status_versions(model_stub, "dynamic"))
     assert sim.call_counts()[("dynamic", "4")] == 0
-    assert predict_stub.Predict(predict_request("dynamic", [1.0])).model_spec.version.value == 4
+    assert predict_stub.Predict(predict_request("dynamic")).model_spec.version.value == 4
 
     (base / "4").rmdir()
-    wait_for(lambda: (4, "END") in status_versions(model_stub, "dynamic"))
+    assert wait_for(lambda: (4, "END") in status_versions(model_stub, "dynamic"))
     assert status_versions(model_stub, "dynamic") == [(4, "END"), (1, "AVAILABLE")]
     assert sim.version_available()[("dynamic", "4")] == 0
     assert sim.call_counts()[("dynamic", "4")] == 1  # the counter stays
-    error = rpc_error(predict_stub.Predict, predict_request("dynamic", [1.0], version=4))
+    error = rpc_error(predict_stub.Predict, predict_request("dynamic", version=4))
     assert error.details() == "Servable not found for request: Specific(dynamic, 4)"
-    assert predict_stub.Predict(predict_request("dynamic", [1.0])).model_spec.version.value == 1
+    assert predict_stub.Predict(predict_request("dynamic")).model_spec.version.value == 1
 
 
 def test_reload_config(sim: Sim, predict_stub, model_stub) -> None:
@@ -488,8 +468,8 @@ def test_reload_config(sim: Sim, predict_stub, model_stub) -> None:
     response = model_stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=config))
     assert response.status.error_code == 0
     assert status_versions(model_stub, "reload") == [(2, "AVAILABLE"), (1, "END")]
-    assert predict_stub.Predict(predict_request("reload", [1.0], label="stable")).model_spec.version.value == 2
-    assert predict_stub.Predict(predict_request("added", [1.0])).model_spec.version.value == 10
+    assert predict_stub.Predict(predict_request("reload", version_label="stable")).model_spec.version.value == 2
+    assert predict_stub.Predict(predict_request("added")).model_spec.version.value == 10
 
     # moving a label to a version that is not available is refused, and nothing changes
     reload_entry.version_labels["stable"] = 1
@@ -507,7 +487,7 @@ def test_reload_config(sim: Sim, predict_stub, model_stub) -> None:
     reload_entry.version_labels["stable"] = 2
     model_stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=config))
     assert status_versions(model_stub, "added") == [(10, "END")]
-    error = rpc_error(predict_stub.Predict, predict_request("added", [1.0]))
+    error = rpc_error(predict_stub.Predict, predict_request("added"))
     assert (error.code(), error.details()) == (
         grpc.StatusCode.NOT_FOUND,
         "Servable not found for request: Latest(added)",
@@ -520,12 +500,12 @@ def test_missing_base_path_then_created(sim: Sim, predict_stub, model_stub) -> N
         model_stub.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "late"})
     )
     assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "Could not find any versions of model late")
-    error = rpc_error(predict_stub.Predict, predict_request("late", [1.0]))
+    error = rpc_error(predict_stub.Predict, predict_request("late"))
     assert (error.code(), error.details()) == (
         grpc.StatusCode.NOT_FOUND,
         "Servable not found for request: Latest(late)",
     )
     (sim.tmp / "models" / "late" / "3").mkdir(parents=True)  # type: ignore[attr-defined]
-    wait_for(lambda: sim.version_available().get(("late", "3")) == 1)
+    assert wait_for(lambda: sim.version_available().get(("late", "3")) == 1)
     assert status_versions(model_stub, "late") == [(3, "AVAILABLE")]
-    assert predict_stub.Predict(predict_request("late", [2.0])).model_spec.version.value == 3
+    assert predict_stub.Predict(predict_request("late", x=[2.0])).model_spec.version.value == 3

@@ -8,8 +8,6 @@ moving an existing label to such a version. A refused config changes nothing.
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -17,10 +15,10 @@ import pytest
 from tensorflow_serving.apis import (
     model_management_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
+from tfs_api import predict_request, served_version
+from waiting import wait_for
 
 from tfs_traffic.sim.server import Sim, StartupError
 
@@ -47,17 +45,10 @@ def base(tmp_path: Path) -> Path:
 
 def served_by(sim: Sim, label: str) -> int | str:
     """The version a Predict by label ran on, or the error's status code and message."""
-    with grpc.insecure_channel(sim.grpc_target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "m"
-        request.model_spec.version_label = label
-        request.inputs["x"].dtype = 1
-        request.inputs["x"].float_val.append(1.0)
-        try:
-            return int(stub.Predict(request, timeout=10).model_spec.version.value)
-        except grpc.RpcError as e:
-            return f"{e.code().name}: {e.details()}"
+    try:
+        return served_version(sim.grpc_target, predict_request("m", version_label=label))
+    except grpc.RpcError as e:
+        return f"{e.code().name}: {e.details()}"
 
 
 def reload(sim: Sim, path: Path) -> str:
@@ -72,14 +63,6 @@ def reload(sim: Sim, path: Path) -> str:
         except grpc.RpcError as e:
             return f"{e.code().name}: {e.details()}"
     return "OK"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_startup_config_with_labels_is_refused_without_the_flag(tmp_path: Path, base: Path) -> None:
@@ -132,7 +115,7 @@ def test_reload_without_the_flag_needs_every_label_available(tmp_path: Path, bas
         assert sim.core.version_states("m") == [(2, 30), (1, 30)]
         # an unchanged label whose version went away is refused too (no flag)
         (base / "1").rmdir()
-        wait_for(lambda: sim.version_available()[("m", "1")] == 0)
+        assert wait_for(lambda: sim.version_available()[("m", "1")] == 0)
         assert reload(sim, write(config, base, {"stable": 1})) == "FAILED_PRECONDITION: " + REFUSED.format(v=1)
         assert served_by(sim, "stable") == "NOT_FOUND: Servable not found for request: Specific(m, 1)"
         assert reload(sim, write(config, base, {"stable": 2})) == "OK"
@@ -164,8 +147,8 @@ def test_config_poll_reloads_every_period_and_retries_a_refused_config(tmp_path:
     config = write(tmp_path / "models.config", base, {"stable": 1})
     with Sim(config, poll_seconds=0.1, config_poll_seconds=0.1, allow_labels_for_unavailable=True) as sim:
         write(config, base, {"stable": 3})
-        wait_for(lambda: sim.reload_error == REFUSED.format(v=3))
+        assert wait_for(lambda: sim.reload_error == REFUSED.format(v=3))
         assert served_by(sim, "stable") == 1
         (base / "3").mkdir()  # policy `all` (still the old one) loads it; the next poll succeeds
-        wait_for(lambda: sim.reload_error is None and sim.core.labels("m") == {"stable": 3})
+        assert wait_for(lambda: sim.reload_error is None and sim.core.labels("m") == {"stable": 3})
         assert served_by(sim, "stable") == 3

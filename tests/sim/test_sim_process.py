@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 import requests
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tfs_api import predict_request
 
 from tfs_traffic.sim.server import Sim
 
@@ -25,18 +24,7 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-def request(n: int = 4) -> predict_pb2.PredictRequest:
-    req = predict_pb2.PredictRequest()
-    req.model_spec.name = "m"
-    x = np.arange(n, dtype=np.float32)
-    req.inputs["x"].CopyFrom(
-        tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_FLOAT,
-            tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n)]),
-            tensor_content=x.tobytes(),
-        )
-    )
-    return req
+REQUEST = predict_request(x=[0.0, 1.0, 2.0, 3.0], content=True)
 
 
 def test_cli_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -64,7 +52,7 @@ def test_cli_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert set(parts) == {"grpc", "rest"}
         assert not parts["grpc"].endswith(":0") and not parts["rest"].endswith(":0")
         with grpc.insecure_channel(parts["grpc"]) as channel:
-            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request(), timeout=10)
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(REQUEST, timeout=10)
         assert response.model_spec.version.value == 3
         assert list(response.outputs["y"].float_val) == [2.0, 2.5, 3.0, 3.5]
         page = requests.get(f"http://{parts['rest']}/monitoring/prometheus/metrics", timeout=10).text
@@ -100,9 +88,9 @@ def test_cli_bad_config_is_a_usage_error(tmp_path: Path) -> None:
 def test_latency_ms_is_model_time(tmp_path: Path, latency_ms: int) -> None:
     with Sim(config(tmp_path), latency_ms=latency_ms) as sim, grpc.insecure_channel(sim.grpc_target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        stub.Predict(request())  # warm the channel
+        stub.Predict(REQUEST)  # warm the channel
         start = time.perf_counter()
-        stub.Predict(request())
+        stub.Predict(REQUEST)
         grpc_seconds = time.perf_counter() - start
         start = time.perf_counter()
         requests.post(f"{sim.rest_url}/v1/models/m:predict", json={"instances": [1.0]}, timeout=10)

@@ -10,7 +10,9 @@ Per-version metrics for a stock TF Serving, without rebuilding it.
 
 The status poller reads model names and version labels from TF Serving's models config file
 (re-read when it changes), asks the upstream's ModelService.GetModelStatus over gRPC for every
-model, and exports tfserving_model_version_available and tfserving_sidecar_upstream_up.
+model, and exports tfserving_model_version_available and tfserving_sidecar_upstream_up. A model
+the file drops is still followed while the server serves a version of it (TF Serving itself may
+not re-read the file).
 
 With --listen-grpc and/or --listen-rest it is also an observe-only relay: clients call the
 sidecar, which forwards every byte to TF Serving and back unchanged (it never terminates gRPC),

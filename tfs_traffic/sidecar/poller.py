@@ -10,6 +10,16 @@ Each poll asks `PredictionService.GetModelMetadata` with the label (or no versio
 number, and upstream counts it neither in `request_count` (`prediction_service_impl.cc` records only
 Predict, Classify and Regress) nor in the patched `model_call_count`. All over gRPC — never REST,
 whose GETs count in `request_count` — as raw bytes with `wire.py`, so no TensorFlow is needed.
+
+The file is not the server's config, only what it will read next: TF Serving applies it at start,
+then only every `--model_config_file_poll_wait_seconds` (0, the default: never) or when a
+`HandleReloadConfigRequest` pushes it. So the poller follows the *server* (docs/metrics.md): a model
+the file no longer names is still polled, and still counted under its name, until `GetModelStatus`
+says the server has no version of it short of END, or NOT_FOUND. An unload leaves END entries for
+the process lifetime (`core/servable_state_monitor.cc` keeps them; `ForgetUnloadedServableStates` is
+never called by the model server), so END everywhere is how a model removed from the config looks.
+A version keeps its number once `GetModelStatus` has listed it in any state: calls to a version the
+server has unloaded (NOT_FOUND) count under its number, even for a sidecar started after the unload.
 """
 
 import hashlib
@@ -125,7 +135,9 @@ class StatusPoller:
         self._labels: dict[str, dict[str, int]] = {}  # what the server resolves each label to, per model
         self._latest: dict[str, int | None] = {}  # what it resolves a request with no version to
         self._exported: dict[str, set[int]] = {}  # versions with a gauge series, per model
-        self._seen: dict[str, set[int]] = {}  # versions ever AVAILABLE, per model
+        self._seen: dict[str, set[int]] = {}  # versions GetModelStatus has listed, in any state, per model
+        self._followed: dict[str, ConfiguredModel] = {}  # the models of the last view
+        self._beyond: set[str] = set()  # those of them the file no longer names (still served)
         self._available: dict[str, frozenset[int]] = {}
         self.up: bool | None = None
         self.view = View()
@@ -195,9 +207,29 @@ class StatusPoller:
             return e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
         return True
 
+    def _follow(self, models: list[ConfiguredModel], answers: dict[str, Any]) -> list[ConfiguredModel]:
+        """The models of the new view: the file's, and those it no longer names whose last answer lists a
+        version short of END (or that did not answer: the last answer stands)."""
+        named = {m.name for m in self.watcher.models}
+        kept = []
+        for m in models:
+            statuses = answers.get(m.name)
+            if m.name not in named:
+                if statuses is not None and all(s.state == wire.STATE_END for s in statuses):
+                    log.info("model %s: the server serves no version of it; its calls count as __other__", m.name)
+                    continue
+                if m.name not in self._beyond:
+                    log.info("model %s left the models config; still counted while the server serves it", m.name)
+            kept.append(m)
+        self._beyond = {m.name for m in kept if m.name not in named}
+        self._followed = {m.name: m for m in kept}
+        return kept
+
     def poll(self) -> View:
         """One round: ask, update the gauges and the view, export what it resolved, publish it."""
-        models = self.watcher.models
+        models = list(self.watcher.models)
+        named = {m.name for m in models}
+        models += [m for name, m in self._followed.items() if name not in named]
         names = [m.name for m in models]
         answers = self._ask(names) if names else {}
         up = all(a is not None for a in answers.values()) if names else self._probe()
@@ -208,14 +240,14 @@ class StatusPoller:
                 continue  # keep the last known state while the upstream does not answer
             available = frozenset(s.version for s in statuses if s.available)
             self._available[name] = available
-            self._seen.setdefault(name, set()).update(available)
+            self._seen.setdefault(name, set()).update(s.version for s in statuses)
             exported = self._exported.setdefault(name, set())
             for status in statuses:
                 gauge.labels(name, str(status.version)).set(1 if status.available else 0)
                 exported.add(status.version)
             for version in exported - {s.version for s in statuses}:
                 gauge.labels(name, str(version)).set(0)
-        for name in set(self._exported) - set(names):  # dropped from the config: kept at 0
+        for name in set(self._exported) - set(names):  # no longer followed: kept at 0
             for version in self._exported[name]:
                 gauge.labels(name, str(version)).set(0)
             self._available.pop(name, None)
@@ -231,7 +263,7 @@ class StatusPoller:
                     seen=set(self._seen.get(m.name, ())),
                     latest_version=self._latest.get(m.name),
                 )
-                for m in models
+                for m in self._follow(models, answers)
             }
         )
         self.metrics.resolved(self.view)

@@ -1,13 +1,14 @@
 """What the sidecar knows about the upstream's models, and how it turns a call into metric labels.
 
-The status poller builds a `View` (models from the config file, what the *server* resolves their
-version labels and "latest" to, the versions AVAILABLE now and every version ever seen AVAILABLE)
-and publishes it; the relay workers read it to
-resolve REST calls and to keep label values bounded (docs/metrics.md):
+The status poller builds a `View` (the models it follows: those of the config file, and those the
+file dropped that the server still serves; what the *server* resolves their version labels and
+"latest" to, the versions AVAILABLE now and every version the server's status has listed) and
+publishes it; the relay workers read it to resolve REST calls and to keep label values bounded
+(docs/metrics.md):
 
-- a model name that is not in the models config is counted as `__other__`;
-- a version that was never seen AVAILABLE is counted as `__other__`; a failed call that named no
-  version is `unresolved`.
+- a model name the poller does not follow is counted as `__other__`;
+- a version the server's status never listed (in any state, END included) is counted as
+  `__other__`; a failed call that named no version is `unresolved`.
 
 A successful response that says which version served it is proof that the version is loaded, so a
 worker also accepts such versions before the next poll sees them (at most `MAX_LEARNED` per model,
@@ -25,7 +26,8 @@ MAX_LEARNED = 64
 
 @dataclass
 class ModelView:
-    """One configured model: its labels as the server resolves them, and what the poller saw."""
+    """One followed model: its labels as the server resolves them, and what the poller saw (`seen`: every
+    version GetModelStatus has listed, so an unloaded version keeps its number)."""
 
     labels: dict[str, int] = field(default_factory=dict)
     available: frozenset[int] = frozenset()
@@ -47,7 +49,7 @@ class ModelView:
 
 @dataclass
 class View:
-    """The poller's latest view of every configured model."""
+    """The poller's latest view of every model it follows."""
 
     models: dict[str, ModelView] = field(default_factory=dict)
 

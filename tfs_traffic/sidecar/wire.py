@@ -30,6 +30,7 @@ _U64 = 1 << 64
 
 # ModelVersionStatus.State
 STATE_AVAILABLE = 30
+STATE_END = 50
 
 
 class Malformed(Exception):

@@ -16,10 +16,14 @@ limitations under the License.
 #include "tensorflow_serving/servables/tensorflow/model_traffic_metrics.h"
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "tensorflow/core/lib/monitoring/collection_registry.h"
 #include "tensorflow/core/lib/monitoring/counter.h"
 #include "tensorflow/core/lib/monitoring/gauge.h"
 #include "tensorflow/core/platform/mutex.h"
@@ -49,6 +53,19 @@ monitoring::Counter<2>* GetModelCallCount() { return model_call_count; }
 
 monitoring::Gauge<int64_t, 2>* GetModelVersionAvailable() {
   return model_version_available;
+}
+
+std::vector<std::pair<std::string, std::string>> ExportedModelVersions(
+    const std::string& metric_name) {
+  std::vector<std::pair<std::string, std::string>> labels;
+  const std::unique_ptr<monitoring::CollectedMetrics> collected =
+      monitoring::CollectionRegistry::Default()->CollectMetrics({});
+  const auto it = collected->point_set_map.find(metric_name);
+  if (it == collected->point_set_map.end()) return labels;
+  for (const auto& point : it->second->points) {
+    labels.emplace_back(point->labels.at(0).value, point->labels.at(1).value);
+  }
+  return labels;
 }
 
 }  // namespace internal

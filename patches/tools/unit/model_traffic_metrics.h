@@ -43,6 +43,9 @@ limitations under the License.
 #define TENSORFLOW_SERVING_SERVABLES_TENSORFLOW_MODEL_TRAFFIC_METRICS_H_
 
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
@@ -60,6 +63,11 @@ namespace internal {
 monitoring::Counter<2>* GetModelCallCount();
 
 monitoring::Gauge<int64_t, 2>* GetModelVersionAvailable();
+
+// Returns the {model_name, model_version} labels of every series that
+// 'metric_name', one of the two metrics above, exports.
+std::vector<std::pair<std::string, std::string>> ExportedModelVersions(
+    const std::string& metric_name);
 
 }  // namespace internal
 

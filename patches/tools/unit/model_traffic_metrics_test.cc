@@ -19,8 +19,6 @@ limitations under the License.
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -61,21 +59,6 @@ int64_t Available(const std::string& model_name, int64_t model_version) {
       ->value();
 }
 
-// Returns the {model_name, model_version} labels of every exported point of
-// 'metric_name'.
-std::vector<std::pair<std::string, std::string>> ExportedLabels(
-    const std::string& metric_name) {
-  std::vector<std::pair<std::string, std::string>> labels;
-  const std::unique_ptr<monitoring::CollectedMetrics> collected =
-      monitoring::CollectionRegistry::Default()->CollectMetrics({});
-  const auto it = collected->point_set_map.find(metric_name);
-  if (it == collected->point_set_map.end()) return labels;
-  for (const auto& point : it->second->points) {
-    labels.emplace_back(point->labels.at(0).value, point->labels.at(1).value);
-  }
-  return labels;
-}
-
 TEST(ModelTrafficMetricsTest, RecordModelCallCountsPerVersion) {
   const int64_t before_1 = CallCount("call_model", 1);
   const int64_t before_2 = CallCount("call_model", 2);
@@ -98,20 +81,20 @@ TEST(ModelTrafficMetricsTest, MetricsAreLabelledByModelNameAndVersion) {
   EXPECT_THAT(
       collected->metric_descriptor_map.at(kModelVersionAvailable)->label_names,
       ElementsAre("model_name", "model_version"));
-  EXPECT_THAT(ExportedLabels(kModelCallCount),
+  EXPECT_THAT(internal::ExportedModelVersions(kModelCallCount),
               Contains(Pair("labelled_model", "42")));
 }
 
 TEST(ModelTrafficMetricsTest, AvailableVersionHasCallCountFromZero) {
   const int64_t version = UnusedVersion();
-  EXPECT_THAT(ExportedLabels(kModelCallCount),
+  EXPECT_THAT(internal::ExportedModelVersions(kModelCallCount),
               Not(Contains(Pair("idle_model", absl::StrCat(version)))));
 
   ModelVersionAvailabilityRecorder recorder;
   recorder.RecordAvailable("idle_model", version);
 
   EXPECT_EQ(1, Available("idle_model", version));
-  EXPECT_THAT(ExportedLabels(kModelCallCount),
+  EXPECT_THAT(internal::ExportedModelVersions(kModelCallCount),
               Contains(Pair("idle_model", absl::StrCat(version))));
   EXPECT_EQ(0, CallCount("idle_model", version));
 }
@@ -138,10 +121,10 @@ TEST(ModelTrafficMetricsTest, FailedLoadExportsZeroAndNoCallCount) {
     recorder.RecordUnavailable("failed_model", version);
   }
 
-  EXPECT_THAT(ExportedLabels(kModelVersionAvailable),
+  EXPECT_THAT(internal::ExportedModelVersions(kModelVersionAvailable),
               Contains(Pair("failed_model", absl::StrCat(version))));
   EXPECT_EQ(0, Available("failed_model", version));
-  EXPECT_THAT(ExportedLabels(kModelCallCount),
+  EXPECT_THAT(internal::ExportedModelVersions(kModelCallCount),
               Not(Contains(Pair("failed_model", absl::StrCat(version)))));
 }
 

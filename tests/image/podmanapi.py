@@ -12,7 +12,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import docker
 import requests
+
+from tfs_traffic.prometheus.local import free_port
 
 BUSYBOX = Path("/bin/busybox")
 BASE_TAG = "localhost/tfs-test-base:1"
@@ -119,9 +120,7 @@ def podman_service(workdir: Path, insecure_registries: tuple[str, ...] = ()) -> 
 @contextlib.contextmanager
 def local_registry(workdir: Path, timeout: float = 20.0) -> Iterator[str]:
     """Debian's docker-registry (CNCF distribution) on a free 127.0.0.1 port; yields host:port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.yml"
     config.write_text(

@@ -27,27 +27,6 @@ def settings(values: dict[int, int] | None = None, ack: bool = False) -> bytes:
     return frame(SETTINGS, ACK if ack else 0, 0, payload)
 
 
-def grpc_message(message: bytes) -> bytes:
-    return b"\x00" + len(message).to_bytes(4, "big") + message
-
-
-def predict(name: str = "m", version: int | None = None, label: str | None = None, floats: int = 3) -> bytes:
-    """A gRPC-framed PredictRequest for `name` (at `version` or `label`) with a float tensor of `floats`."""
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = name
-    if version is not None:
-        request.model_spec.version.value = version
-    if label is not None:
-        request.model_spec.version_label = label
-    tensor = request.inputs["x"]
-    tensor.dtype = 1
-    tensor.tensor_shape.dim.add().size = floats
-    tensor.float_val.extend([1.0] * floats)
-    return grpc_message(request.SerializeToString())
-
-
 def header_frames(
     stream: int, block: bytes, pieces: int = 1, pad: int = 0, priority: bool = False, end_stream: bool = False
 ) -> bytes:

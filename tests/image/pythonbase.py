@@ -25,10 +25,6 @@ EXTRA_LIBS = ("libstdc++.so.6", "libgcc_s.so.1")
 ENV_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def available() -> bool:
-    return PYTHON.is_file() and (STDLIB / "os.py").is_file()
-
-
 def _libraries(binaries: list[Path]) -> set[Path]:
     """Every shared library `binaries` load (ldd's resolved paths), plus the loader itself."""
     found: set[Path] = set()
@@ -71,6 +67,8 @@ def _add(tar: tarfile.TarFile, name: str, source: Path | None, mode: int) -> Non
 
 def build_python_base(client: Any, tag: str) -> dict[str, int]:
     """Build the base image as `tag`; return {'bytes': size of its files, 'files': count}."""
+    if not (PYTHON.is_file() and (STDLIB / "os.py").is_file()):
+        raise RuntimeError(f"the stand-in base needs Debian 12's CPython 3.11 ({PYTHON}, {STDLIB}): a Debian 12 host")
     stdlib = _stdlib_files()
     extension_modules = [p for p in stdlib if p.suffix == ".so"]
     libraries = _libraries([PYTHON, *extension_modules])

@@ -6,7 +6,6 @@ define (prometheus-operator v0.93, KEDA v2.20); the pod against the Pod Security
 "restricted" controls, as the admission controller applies them.
 """
 
-import copy
 import re
 import subprocess
 from pathlib import Path
@@ -19,10 +18,14 @@ from tfs_traffic import modelconfig
 from tfs_traffic.k8s import helm
 from tfs_traffic.prometheus.local import promtool
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "k8s" / "chart"
 EXAMPLE_VALUES = ROOT / "k8s" / "values.example.yaml"
 EXAMPLE_OUTPUT = ROOT / "k8s" / "examples" / "recommender.yaml"
+# chart-testing's convention: one values file per case beside the chart. The modes are rendered over
+# the example values, every-option on its own.
+CI_VALUES = CHART / "ci"
+MODES = ("patched", "proxy", "status-only")
 # The chart's oldest Kubernetes (Chart.yaml kubeVersion), two in between, and the newest
 # kubernetes-validate 1.37 ships schemas for.
 K8S_VERSIONS = ("1.27.0", "1.30.0", "1.33.0", "1.37.0")
@@ -38,161 +41,13 @@ def example_values() -> dict[str, Any]:
 
 
 def values_for(mode: str, **changes: Any) -> dict[str, Any]:
-    """The example values in one of the three modes, with top-level sections merged in."""
-    values = copy.deepcopy(example_values())
-    if mode == "patched":
-        values["sidecar"] = {"enabled": False}
-        values["image"] = {"repository": "registry.example.com/tensorflow-serving", "tag": "2.20.0-tfs-traffic"}
-    else:
-        values["sidecar"]["mode"] = mode
+    """The example values in one of the three modes (its ci file over them), with top-level sections merged in."""
+    values = helm.load_values_files([EXAMPLE_VALUES, CI_VALUES / f"{mode}-values.yaml"])
     return helm.merge_values(values, changes)
 
 
-# Every value the chart offers set to something other than its default.
-EVERY_OPTION: dict[str, Any] = {
-    "nameOverride": "tfs",
-    "fullnameOverride": "recommender-eu",
-    "commonLabels": {"team": "ml-platform", "cost-center": "42"},
-    "replicaCount": 3,
-    "image": {"repository": "tensorflow/serving", "tag": "2.19.0", "pullPolicy": "Always"},
-    "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
-    "serviceAccount": {"create": True, "name": "tfs-sa", "annotations": {"iam.example.com/role": "reader"}},
-    "podAnnotations": {"example.com/owner": "ml"},
-    "podLabels": {"tier": "serving"},
-    "podSecurityContext": {
-        "runAsNonRoot": True,
-        "runAsUser": 20000,
-        "runAsGroup": 20000,
-        "fsGroup": 20000,
-        "fsGroupChangePolicy": "OnRootMismatch",
-        "supplementalGroups": [30000],
-        "seccompProfile": {"type": "RuntimeDefault"},
-    },
-    "securityContext": {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": 20001,
-        "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    },
-    "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi", "nvidia.com/gpu": 1}},
-    "env": [
-        {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "GCS_KEY", "valueFrom": {"secretKeyRef": {"name": "gcs", "key": "key.json"}}},
-    ],
-    "lifecycle": {"preStop": {"exec": {"command": ["sleep", "10"]}}},
-    "extraVolumes": [
-        {"name": "gcs-credentials", "secret": {"secretName": "gcs"}},
-        {"name": "batching", "configMap": {"name": "batching-config"}},
-    ],
-    "extraVolumeMounts": [
-        {"name": "gcs-credentials", "mountPath": "/var/secrets/gcs", "readOnly": True},
-        {"name": "batching", "mountPath": "/etc/batching", "readOnly": True},
-    ],
-    "priorityClassName": "model-serving",
-    "nodeSelector": {"node.kubernetes.io/instance-type": "n2-highmem-8"},
-    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "serving", "effect": "NoSchedule"}],
-    "affinity": {
-        "podAntiAffinity": {
-            "preferredDuringSchedulingIgnoredDuringExecution": [
-                {
-                    "weight": 100,
-                    "podAffinityTerm": {
-                        "topologyKey": "kubernetes.io/hostname",
-                        "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "recommender"}},
-                    },
-                }
-            ]
-        }
-    },
-    "topologySpreadConstraints": [
-        {
-            "maxSkew": 1,
-            "topologyKey": "topology.kubernetes.io/zone",
-            "whenUnsatisfiable": "DoNotSchedule",
-            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "recommender"}},
-        }
-    ],
-    "terminationGracePeriodSeconds": 60,
-    "podDisruptionBudget": {"enabled": True, "minAvailable": "50%"},
-    "tfserving": {
-        "grpcPort": 9000,
-        "restPort": 9001,
-        "monitoringPath": "/metrics/tfs",
-        "modelConfigPollSeconds": 30,
-        "probe": "grpc",
-        "startupTimeoutSeconds": 1200,
-        "modelMountPath": "/srv/models",
-        "modelVolume": {"persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
-        "allowVersionLabelsForUnavailableModels": True,
-        "extraArgs": ["--enable_batching=true", "--batching_parameters_file=/etc/batching/batching.config"],
-        "tmpSizeLimit": "128Mi",
-    },
-    "sidecar": {
-        "enabled": True,
-        "mode": "proxy",
-        "image": {"repository": "registry.example.com/tfs-traffic-sidecar", "tag": "0.1.0", "pullPolicy": "Always"},
-        "command": ["python3", "-m", "tfs_traffic.sidecar"],
-        "grpcPort": 9010,
-        "restPort": 9011,
-        "metricsPort": 9102,
-        "metricsPortName": "sidecar-metrics",
-        "pollInterval": "10s",
-        "workers": 4,
-        "env": [{"name": "PYTHONWARNINGS", "value": "ignore"}],
-        "lifecycle": {"preStop": {"exec": {"command": ["python3", "-c", "import time; time.sleep(5)"]}}},
-        "extraVolumeMounts": [{"name": "gcs-credentials", "mountPath": "/var/secrets/gcs", "readOnly": True}],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": 65532,
-            "runAsGroup": 65532,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "resources": {"requests": {"cpu": "1", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-        "tmpSizeLimit": "256Mi",
-    },
-    "modelsConfig": (
-        'model_config_list {\n  config { name: "ranker.v2-eu" base_path: "/srv/models/ranker" }\n'
-        '  config { name: "recommender" base_path: "gs://models/recommender"\n'
-        '    version_labels { key: "stable" value: 1 } }\n}\n'
-    ),
-    "service": {
-        "enabled": True,
-        "type": "NodePort",
-        "grpcPort": 7000,
-        "restPort": 7001,
-        "throughProxy": False,
-        "annotations": {"cloud.example.com/load-balancer": "internal"},
-    },
-    "monitoring": {
-        "scrapeInterval": "15s",
-        "podMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
-        "scrapeAnnotations": True,
-        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}, "namespace": "monitoring"},
-        "dashboards": {
-            "enabled": True,
-            "label": "grafana_dashboard",
-            "labelValue": "yes",
-            "namespace": "grafana",
-            "folderAnnotation": "grafana.example.com/folder",
-            "folder": "Serving",
-        },
-    },
-    "autoscaling": {
-        "enabled": True,
-        "minReplicas": 2,
-        "maxReplicas": 10,
-        "targetCallsPerSecond": 25.5,
-        "prometheusAddress": "https://prometheus.monitoring.svc:9090",
-        "pollingIntervalSeconds": 15,
-        "cooldownPeriodSeconds": 600,
-    },
-}
+# Every value the chart offers set to something other than its default, on its own.
+EVERY_OPTION = helm.load_values_files([CI_VALUES / "every-option-values.yaml"])
 
 
 def render(values: dict[str, Any] | None) -> list[helm.Manifest]:
