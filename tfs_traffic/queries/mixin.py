@@ -531,7 +531,11 @@ _WHERE = "{{ with $labels.namespace }} in namespace {{ . }}{{ end }}"
 
 
 def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
-    """The `groups` entries of a Prometheus rule file holding the alerts."""
+    """The `groups` entries of a Prometheus rule file holding the alerts.
+
+    ModelVersionIdle and ModelVersionTrafficCoverageLow have no `for`: their expressions already
+    span the whole window (and change at most once an hour), so a `for` would only make them lag
+    the report by that long."""
     idle_w, drop_w = config.idle_window, config.drop_window
     rules = [
         _alert(
@@ -545,7 +549,6 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
             "latest version nor the target of a version label. It holds memory for nothing.",
             f"Run `tfs-traffic report --window {idle_w}` for the whole picture (its last call, a note when a "
             "monthly client may still use it), then remove the version from the model config.",
-            for_="1h",
         ),
         _alert(
             config,
@@ -582,7 +585,6 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
             "`unknown: scrape-gaps`.",
             "Check the scrape targets (`up`), scrape timeouts and pod restarts; the version can be judged "
             "once the gaps are out of the window.",
-            for_="1h",
         ),
         _alert(
             config,
