@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from tfs_traffic.files import read_user_text, write_atomic
     from tfs_traffic.prometheus import promql
     from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
-    from tfs_traffic.report import render
+    from tfs_traffic.report import progress, render
     from tfs_traffic.report import verdicts as rep
 
     # Every input is checked before the first query.
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         + (f" for {{{selector}}}" if selector else ""),
         file=sys.stderr,
     )
-    result = rep.run(PrometheusClient(access), options)
+    result = rep.run(PrometheusClient(access), options, progress.for_stderr(sys.stderr.isatty()))
     color = args.format == "table" and not args.output and sys.stdout.isatty()
     width = shutil.get_terminal_size((160, 24)).columns if color else 160
     text = render.render(result, args.format, color=color, width=width)

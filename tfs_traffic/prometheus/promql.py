@@ -149,7 +149,6 @@ def state_at_window_start(gauge: str, window: float, lookback: float = 86400.0, 
 # `max by (...) (G == 1)` two), and the window is cut into `Piece`s whose matrices fit the limit.
 
 HOST_LABEL = "tfs_host"
-PIECE_LABEL = "tfs_piece"
 # Which replica a series comes from: its pod (cluster, namespace, pod) and, for series without a
 # pod label, the instance's host (a pod's server and sidecar targets share the pod's IP).
 REPLICA_LABELS = ("cluster", "namespace", "pod", HOST_LABEL)
@@ -218,13 +217,6 @@ def pieces(at: float, window: float, step: float, steps_per_piece: int) -> list[
         end = lower
 
 
-def combined(aggregation: str, parts: Sequence[str], by: str) -> str:
-    """The `aggregation` (sum, max) per `by` of several pieces' results (one piece: itself)."""
-    if len(parts) == 1:
-        return parts[0]
-    return f"{aggregation} by ({by}) ({tagged(PIECE_LABEL, {str(i): p for i, p in enumerate(parts)})})"
-
-
 def fleet_available(gauges: Mapping[str, str], matchers: str = "") -> str:
     """1 per version while at least one target, of either source, reports it AVAILABLE."""
     return f"{max_of_sources({s: f'max by ({BY_VERSION}) ({select(g, matchers)})' for s, g in gauges.items()})} == 1"
@@ -256,8 +248,10 @@ def called(counter: str, matchers: str = "", step: float = 3600.0) -> str:
 
 def last_called(counters: Mapping[str, str], matchers: str = "", step: float = 3600.0) -> str:
     """Per version, at each evaluation: the evaluation time if some series of either source had a
-    call in the `step` before it."""
-    return f"({max_of_sources({s: called(c, matchers, step) for s, c in counters.items()})} * 0 + time())"
+    call in the `step` before it. Each source is aggregated before it is tagged: a subquery runs
+    this at every step, and tagging every series there costs more than the comparisons."""
+    per_source = {s: f"max by ({BY_VERSION}) ({called(c, matchers, step)})" for s, c in counters.items()}
+    return f"({max_of_sources(per_source)} * 0 + time())"
 
 
 def by_source(exprs: Mapping[str, str]) -> str:

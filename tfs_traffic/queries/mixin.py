@@ -246,25 +246,28 @@ def _indent(text: str, n: int = 2) -> str:
 # Long-window questions, answered from the hourly series (cheap) or raw counters (always right)
 
 
-def window_calls(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True) -> str:
+def window_calls(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True, recent: str = "1h") -> str:
     """Calls per version over `window`.
 
-    Recorded: the hourly counts summed over the window, plus the raw last hour (the hourly group
-    lags by up to an hour; a version called only in the last minutes must not look idle). Parts are
-    added with a tag-and-sum, so a version in one part only keeps its value. Never fewer calls than
-    the raw count; at most two hours' worth more: the hour before the window that the first hourly
-    sample may reach, and the overlap of the raw last hour with the last hourly sample. (Subtracting
-    that overlap would need the last evaluation's time; getting it wrong would undercount, which is
-    the unsafe side for a retirement decision.)
+    Recorded: the hourly counts summed over the window, plus the raw calls of the `recent` past
+    (the hourly group lags by up to an hour; a version called only in the last minutes must not
+    look idle). Parts are added with a tag-and-sum, so a version in one part only keeps its value.
+    Never fewer calls than the raw count; at most the hour before the window more, which the first
+    hourly sample may reach, and whatever of `recent` the last hourly sample already counted: with
+    `recent` exactly the time since it (the report asks for it) nothing is counted twice; the
+    alerts, whose text is fixed, take the last hour. (Undercounting would be the unsafe side for a
+    retirement decision.) An empty `recent`: no raw part.
     """
     if not recorded:
         return calls_in(window, config)
-    by = config.by()
+    hours = promql.tag(f"sum_over_time({CALLS_1H}[{window}])", "part", "hours")
+    if not recent:
+        return f"sum by ({config.by()}) ({hours})"
     return (
-        f"sum by ({by}) (\n"
-        f"  {promql.tag(f'sum_over_time({CALLS_1H}[{window}])', 'part', 'hours')}\n"
+        f"sum by ({config.by()}) (\n"
+        f"  {hours}\n"
         "  or\n"
-        f"  {promql.tag(_indent(calls_in('1h', config)).lstrip(), 'part', 'recent')}\n"
+        f"  {promql.tag(_indent(calls_in(recent, config)).lstrip(), 'part', 'recent')}\n"
         ")"
     )
 
@@ -307,21 +310,24 @@ def report_coverage(window: float, step: float) -> str:
     )
 
 
-def report_queries(window: float, lookback: float = 0.0) -> dict[str, str]:
+def report_queries(window: float, lookback: float = 0.0, recent: float = 3600.0) -> dict[str, str]:
     """The report's costly long-window queries (`tfs_traffic.report.queries.Queries` fields) over the hourly series.
 
     Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
     ("rules"). The calls are already counted, so they are handed to the report's
     `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is the
-    max). The last call is the end of the last hour with recorded calls within `lookback` (as far
-    back as the rules were recorded or backfilled).
+    max); `recent` is the time since the hourly group's last evaluation, counted from the raw
+    counters. The last call is the end of the last hour with recorded calls within `lookback` (as
+    far back as the rules were recorded or backfilled).
     """
     w, by, source = promql.duration(window), promql.BY_VERSION, promql.SOURCE_LABEL
     since = promql.duration(max(window, lookback))
     # The end of each hour with recorded calls (evaluation times are not aligned to the hour, so
     # each 1h step looks back an hour for the sample that covers it).
     last_call = f"(max by ({by}) (last_over_time({CALLS_1H}[1h]) > 0) * 0 + time())"
-    calls = promql.tag(f"sum by ({by}) ({window_calls(w)})", source, "rules")
+    calls = promql.tag(
+        f"sum by ({by}) ({window_calls(w, recent=promql.duration(recent) if recent > 0 else '')})", source, "rules"
+    )
     return {
         "last_call": f"max_over_time({last_call}[{since}:1h])",
         "calls": promql.tag(calls, promql.INPUT_LABEL, "max"),
@@ -330,16 +336,21 @@ def report_queries(window: float, lookback: float = 0.0) -> dict[str, str]:
     }
 
 
-def rules_cover_window(window: str) -> str:
-    """Non-empty when the hourly rules ran at the window's start (recorded or backfilled): a sample
-    within an hour of the start, each sample covering the hour before it.
+def rules_reach(window: str) -> str:
+    """Where the hourly rules' history starts and ends, in one query tagged `tfs_q`: `start`, non-empty
+    when they ran at the window's start (recorded or backfilled: a sample within an hour of it, each
+    sample covering the hour before it); `last`, the time of their last evaluation when it is at most
+    an hour old (they still run).
 
-    Using recorded series for a window they do not cover would undercount calls and call a busy
-    version idle, so the report asks this first and falls back to raw queries otherwise.
+    Using recorded series for a window they do not cover, or that they stopped recording, would
+    undercount calls and call a busy version idle, so the report asks this first and falls back to
+    raw queries otherwise; the time since the last evaluation is what it counts from raw counters.
     """
     offset = parse_duration(window) - 3600
     at_start = f"{OBSERVED_1H}[2h]" + (f" offset {promql.duration(offset)}" if offset > 0 else "")
-    return f"count(present_over_time({at_start}))"
+    # A subquery of timestamp() gives the samples' own times (a range function would give the query's).
+    last = f"max(last_over_time(timestamp({OBSERVED_1H})[1h5m:1m]))"
+    return promql.tagged("tfs_q", {"start": f"count(present_over_time({at_start}))", "last": last})
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import functools
 import math
 import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from tfs_traffic.prometheus.api import Matrix, Querier, Vector
 from tfs_traffic.queries import mixin
 from tfs_traffic.report.forecast import daily_totals
 from tfs_traffic.report.model import Options
+from tfs_traffic.report.progress import SILENT, Progress
 from tfs_traffic.report.queries import QUERY_LABEL, build_queries, coverage_query, inventory_query
 
 Ident = tuple[str, str]  # (model_name, model_version)
@@ -182,9 +183,21 @@ class Coverage:
         return min(1.0, self.observed.get(ident, 0.0) / self.steps)
 
 
-def read_coverage(client: Querier, options: Options, inventory: Inventory, recorded: bool) -> Coverage:
-    query = coverage_query(options, len(inventory.now), inventory.down_pods, inventory.any_up, recorded)
-    parts = by_query(client.query(query, options.at))
+def added(answers: Sequence[Vector]) -> Vector:
+    """The answers of a query's pieces added up per label set (steps counted in each piece)."""
+    totals: dict[tuple[tuple[str, str], ...], float] = {}
+    for answer in answers:
+        for sample in answer:
+            key = tuple(sorted(sample["metric"].items()))
+            totals[key] = totals.get(key, 0.0) + _value(sample)
+    return [{"metric": dict(key), "value": [0, str(value)]} for key, value in totals.items()]
+
+
+def read_coverage(
+    client: Querier, options: Options, inventory: Inventory, recorded: bool, progress: Progress = SILENT
+) -> Coverage:
+    queries = coverage_query(options, len(inventory.now), inventory.down_pods, inventory.any_up, recorded)
+    parts = by_query(added(pieces(client, queries, options.at, "observation and scrape gaps", progress)))
     steps = expected_steps(options.at, options.window, options.step)
     return Coverage(
         steps=steps,
@@ -253,24 +266,62 @@ class Measurements:
     trends: dict[Ident, list[tuple[float, float]]]  # daily totals, with options.forecast
 
 
-def measure(client: Querier, options: Options) -> Measurements:
-    """Ask the report's queries (a fixed number) in their fixed order."""
+def pieces(client: Querier, queries: Sequence[str], at: float, name: str, progress: Progress) -> list[Vector]:
+    """The answers of one question asked in pieces, one request each, shown as they come."""
+    progress.query(name, len(queries))
+    answers = []
+    for query in queries:
+        answers.append(client.query(query, at))
+        progress.advance()
+    return answers
+
+
+def rules_last_run(client: Querier, options: Options) -> float | None:
+    """When the hourly recording rules last ran, if they cover the window and still run; else None."""
+    parts = by_query(client.query(mixin.rules_reach(promql.duration(options.window)), options.at))
+    if not any(_value(s) > 0 for s in parts.get("start", [])):
+        return None
+    last = [_value(s) for s in parts.get("last", []) if not math.isnan(_value(s))]
+    return min(options.at, max(last)) if last else None
+
+
+def measure(client: Querier, options: Options, progress: Progress = SILENT) -> Measurements:
+    """Ask the report's queries (a fixed number, two of them in pieces in very large fleets) in
+    their fixed order, each shown on `progress`."""
     at = options.at
     # Recorded series have no pod or cluster label: a --selector always asks the raw series.
     use_rules = options.rules and not options.selector
-    recorded = use_rules and bool(client.query(mixin.rules_cover_window(promql.duration(options.window)), at))
+    progress.total(int(use_rules) + 5 + int(options.hourly) + int(options.forecast))
+
+    def ask(name: str, query: str) -> Vector:
+        return pieces(client, [query], at, name, progress)[0]
+
+    last_rules = None
+    if use_rules:
+        progress.query("whether the recording rules cover the window")
+        last_rules = rules_last_run(client, options)
+        progress.advance()
+    recorded = last_rules is not None
     # The recorded gaps count a replica down for longer than the rules' gap lookback as that long:
     # the same verdicts as long as the tolerated gap is shorter (docs/verdicts.md).
     recorded_gaps = recorded and options.max_gap_ratio * options.window < parse_duration(mixin.DEFAULT.gap_lookback)
+    progress.query("versions AVAILABLE now")
     inventory = read_inventory(client, options, raw_gaps=not recorded_gaps)
-    queries = build_queries(options, recorded, len(inventory.now))
-    coverage = read_coverage(client, options, inventory, recorded_gaps)
-    calls, any_counter = calls_by_source(client.query(queries.calls, at))
-    qps = max_by_version(client.query(queries.qps, at))
+    progress.advance()
+    queries = build_queries(options, last_rules, len(inventory.now))
+    coverage = read_coverage(client, options, inventory, recorded_gaps, progress)
+    calls, any_counter = calls_by_source(ask("calls", queries.calls))
+    qps = max_by_version(ask("busiest hour", queries.qps))
     hourly: dict[Ident, list[float]] = {}
     if options.hourly:
+        progress.query("hourly calls")
         matrix = client.query_range(queries.hourly, at - (options.hours - 1) * 3600, at, 3600)
+        progress.advance()
         hourly = hourly_calls(matrix, options, inventory.serving)
-    last_call = max_by_version(client.query(queries.last_call, at))
-    trends = daily_totals(client, at, options.window, options.selector) if options.forecast else {}
+    last_call = max_by_version([s for a in pieces(client, queries.last_call, at, "last call", progress) for s in a])
+    trends: dict[Ident, list[tuple[float, float]]] = {}
+    if options.forecast:
+        progress.query("daily totals")
+        trends = daily_totals(client, at, options.window, options.selector)
+        progress.advance()
     return Measurements(inventory, coverage, calls, any_counter, qps, hourly, last_call, trends)

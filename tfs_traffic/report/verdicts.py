@@ -14,14 +14,19 @@ from tfs_traffic.report.forecast import forecast_idle
 from tfs_traffic.report.judge import judge
 from tfs_traffic.report.measure import Ident, Measurements, Recorder, measure
 from tfs_traffic.report.model import RETIRE, Options, Report, VersionReport
+from tfs_traffic.report.progress import SILENT, Progress
 
 __all__ = ["Options", "Report", "VersionReport", "config_versions", "redact_url", "run"]
 
 
-def run(client: PrometheusClient, options: Options) -> Report:
-    """Query Prometheus (a fixed number of queries) and judge every AVAILABLE version."""
+def run(client: PrometheusClient, options: Options, progress: Progress = SILENT) -> Report:
+    """Query Prometheus (a fixed number of queries) and judge every AVAILABLE version; `progress`
+    is told which query runs (a line on a terminal, `tfs_traffic.report.progress`)."""
     recorder = Recorder(client)
-    found = measure(recorder, options)
+    try:
+        found = measure(recorder, options, progress)
+    finally:
+        progress.close()
     serving = sorted(found.inventory.serving, key=lambda k: (k[0], version_key(k[1])))
     available = _available_by_model(found.inventory.serving)
     latest = found.inventory.latest
