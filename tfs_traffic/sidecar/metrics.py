@@ -74,33 +74,28 @@ class StatusMetrics:
         from prometheus_client import REGISTRY, Gauge
 
         registry = REGISTRY if registry is None else registry
-        self.available = Gauge(
+
+        def gauge(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Any:
+            # Written by the supervisor alone: `max` over one writer is its value.
+            return Gauge(name, documentation, list(labels), registry=registry, multiprocess_mode="max")
+
+        version = (contract.MODEL, contract.VERSION)
+        self.available = gauge(
             contract.SIDECAR_AVAILABLE,
             "1 while GetModelStatus reports the version AVAILABLE, else 0 (kept at 0 after unload).",
-            [contract.MODEL, contract.VERSION],
-            registry=registry,
-            multiprocess_mode="max",
+            version,
         )
-        self.up = Gauge(
-            contract.SIDECAR_UP,
-            "1 when the sidecar's last status poll of the upstream succeeded.",
-            registry=registry,
-            multiprocess_mode="max",
-        )
-        self.latest = Gauge(
+        self.up = gauge(contract.SIDECAR_UP, "1 when the sidecar's last status poll of the upstream succeeded.")
+        self.latest = gauge(
             contract.SIDECAR_LATEST,
             "1 for the version the server sends a request without a version to (its highest AVAILABLE), "
             "else 0 (kept at 0).",
-            [contract.MODEL, contract.VERSION],
-            registry=registry,
-            multiprocess_mode="max",
+            version,
         )
-        self.label = Gauge(
+        self.label = gauge(
             contract.SIDECAR_LABEL,
             "1 for the version the server resolves version_label to, else 0 (kept at 0).",
-            [contract.MODEL, contract.VERSION, contract.VERSION_LABEL],
-            registry=registry,
-            multiprocess_mode="max",
+            (*version, contract.VERSION_LABEL),
         )
         self._latest: set[tuple[str, str]] = set()  # (model, version) with a latest series
         self._labels: set[tuple[str, str, str]] = set()  # (model, version, label) with a label series
