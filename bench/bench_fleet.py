@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.bench_report import timed
+from bench.bench_report import plain_read, timed
 from tfs_traffic import contract
 from tfs_traffic.durations import parse_time
 from tfs_traffic.prometheus import local
@@ -48,10 +48,6 @@ RATES = {VERSIONS: 1.0, VERSIONS - 1: 1 / 60}  # calls per second per pod; the r
 STAMP = "fleet.json"
 RULES_SLOT = 1200  # the hourly rules' samples, seconds past each hour
 GOALS = {"raw": 5.0, "rules": 1.2}  # report time over one plain read
-# One plain read of every sample the report needs: each gauge, counter and `up` series over the window.
-PLAIN_READ = " + ".join(
-    f"sum(count_over_time({m}[{DAYS}d]))" for m in (contract.PATCHED_AVAILABLE, contract.PATCHED_CALLS, "up")
-)
 
 
 def _series(clusters: int, lo: float, hi: float) -> Iterator[str]:
@@ -143,7 +139,7 @@ def measure(clusters: int, repeat: int) -> dict[str, float | int]:
         window = DAYS * 86400.0
         if repeat > 1:  # warm the page cache (the large case runs once, cold-ish: say so)
             rep.run(client, rep.Options(at=END, window=86400.0, rules=False))
-        t_plain, read = timed(lambda: client.query(PLAIN_READ, END), repeat)
+        t_plain, read = timed(lambda: client.query(plain_read(window), END), repeat)
         t_raw, raw = timed(lambda: rep.run(client, rep.Options(at=END, window=window, rules=False)), repeat)
         t_rules, rules = timed(lambda: rep.run(client, rep.Options(at=END, window=window)), repeat)
         _, rss_raw = report_process(prom.url, rules=False)

@@ -89,8 +89,8 @@ def substitute(expr: str, model: str, window: str = "7d") -> str:
 def test_recorded_rules_equal_their_expressions_and_the_scenario(prom: PrometheusClient) -> None:
     for group in mixin.recording_rule_groups():
         for rule in group["rules"]:
-            # The last evaluation promtool recorded (the hourly group's may be an hour before END);
-            # scrape gaps exist only while tfserving-2 was down (end-5d to end-4d12h).
+            # The last evaluation promtool recorded (the hourly group's lies within the hour before
+            # END); scrape gaps exist only while tfserving-2 was down (end-5d to end-4d12h).
             near = END - 4.75 * 86400 if rule["record"] == mixin.GAP_1H else END
             history = prom.query(f"{rule['record']}[2h]", near)
             assert history, f"{rule['record']} has no backfilled history"
@@ -135,19 +135,26 @@ def test_hourly_calls_sum_to_the_scenarios_calls(prom: PrometheusClient) -> None
 
 
 def test_coverage_shows_the_scrape_gap(prom: PrometheusClient) -> None:
-    # tfserving-2 (ranker's only replica) was down from end-5d to end-4d12h: 12 of 168 hours, in a
-    # scrape gap all along, and not observed meanwhile. Hourly shares, so within an hour or two of
-    # the raw minutes (the last hour is not recorded yet, the first may reach before the window).
+    """tfserving-2 (ranker's only replica, scraped at :41 of each minute) failed its scrapes from end-5d
+    to end-4d12h. Its last report before that (end-5d-19s) stays fresh for Prometheus' 5-minute
+    lookback, so the one-minute steps from end-5d+5m to end-4d12h, 716 of them, are in the scrape gap
+    (`up == 0`, nothing reported, the last report AVAILABLE) and not observed. The hourly records
+    count the week's 10,080 minutes (168 hours of 60 steps: their slot is not on a whole minute),
+    the raw subquery its 10,081 steps (both ends)."""
     observed = versions(prom.query(mixin.window_observed("7d"), END), "ranker")
     raw = versions(prom.query(mixin.window_observed("7d", recorded=False), END), "ranker")
-    assert observed["100"] == pytest.approx(1 - 12 / 168, abs=1.5 / 168)
-    assert raw["100"] == pytest.approx(1 - 12 / 168, abs=0.5 / 168)
-    assert observed["100"] == pytest.approx(raw["100"], abs=2 / 168)
     gap = versions(prom.query(mixin.window_worst_gap("7d"), END), "ranker")
-    assert gap == {v: pytest.approx(12 / 168, abs=0.5 / 168) for v in ("100", "101", "102")}
+    assert observed == {v: pytest.approx((10080 - 716) / 10080, rel=1e-12) for v in ("100", "101", "102")} | {
+        # 103, loaded at end-20h: recorded up to the hourly group's last run, 40 minutes before END.
+        "103": pytest.approx((20 * 60 - 40) / 60 / 168, rel=1e-12)
+    }
+    assert {v: x for v, x in raw.items() if v != "103"} == {
+        v: pytest.approx((10081 - 716) / 10081, rel=1e-12) for v in ("100", "101", "102")
+    }
+    assert gap == {v: pytest.approx(716 / 10080, rel=1e-12) for v in ("100", "101", "102")}
     # Served across a rollout and by autoscaled pods: observed all along, never in a gap.
     search = versions(prom.query(mixin.window_observed("7d"), END), "search")
-    assert {v: round(x, 2) for v, x in search.items() if v != "33"} == {"30": 1.0, "31": 1.0, "32": 1.0}
+    assert {v: x for v, x in search.items() if v != "33"} == {"30": 1.0, "31": 1.0, "32": 1.0}
     assert versions(prom.query(mixin.window_worst_gap("7d"), END), "search") == {}
 
 
