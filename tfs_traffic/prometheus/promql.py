@@ -74,6 +74,26 @@ def calls_per_series(counter: str, window: float, lookback: float = BASELINE_LOO
     )
 
 
+def calls_since(counter: str, window: float, lookback: float = BASELINE_LOOKBACK) -> str:
+    """`calls_per_series` for the last minutes before the recording rules' next hourly count, with
+    fewer passes (a third of the time) and two departures, until the next hourly count (exact):
+
+    1. no reset since `lookback` before the window: max minus the value before the window (exact);
+    2. no reset inside the window: the max — exact for a series born in it; after a reset in the
+       `lookback` before the window, also the calls between that reset and the window (more, so
+       never a busy version called idle);
+    3. otherwise increase(). A series born inside the window that also reset inside it counts
+       increase() alone, without its first value (`calls_per_series` takes the larger of the two).
+    """
+    w, before = duration(window), f"last_over_time({counter}[{duration(lookback)}] offset {duration(window)})"
+    window_max = f"max_over_time({counter}[{w}])"
+    return (
+        f"(({window_max} - {before}) unless (resets({counter}[{duration(window + lookback)}]) > 0))"
+        f" or ({window_max} unless (resets({counter}[{w}]) > 0))"
+        f" or increase({counter}[{w}])"
+    )
+
+
 INPUT_LABEL = "tfs_input"
 
 

@@ -159,6 +159,15 @@ def calls_in(
     return _max_of_sums({"patched": patched, "sidecar": sidecar}, config)
 
 
+def calls_recently(window: str, config: MixinConfig = DEFAULT) -> str:
+    """Calls per version in the last `window` before the hourly count catches up (`promql.calls_since`:
+    the report's count with fewer passes; `window_calls` adds it to the hourly counts)."""
+    seconds = parse_duration(window)
+    patched = promql.calls_since(f"{contract.PATCHED_CALLS}{config.matchers()}", seconds)
+    sidecar = promql.calls_since(sidecar_calls_selector(config), seconds)
+    return _max_of_sums({"patched": patched, "sidecar": sidecar}, config)
+
+
 def available(config: MixinConfig = DEFAULT, *extra: str) -> str:
     """1 while a version is AVAILABLE on at least one instance of either source, else 0."""
     m = config.matchers(*extra)
@@ -250,8 +259,8 @@ def window_calls(window: str, config: MixinConfig = DEFAULT, *, recorded: bool =
     """Calls per version over `window`.
 
     Recorded: the hourly counts summed over the window, plus the raw calls of the `recent` past
-    (the hourly group lags by up to an hour; a version called only in the last minutes must not
-    look idle). Parts are added with a tag-and-sum, so a version in one part only keeps its value.
+    (`calls_recently`: the hourly group lags by up to an hour; a version called only in the last
+    minutes must not look idle). Parts are added with a tag-and-sum, so a version in one part only keeps its value.
     Never fewer calls than the raw count; at most the hour before the window more, which the first
     hourly sample may reach, and whatever of `recent` the last hourly sample already counted: with
     `recent` exactly the time since it (the report asks for it) nothing is counted twice; the
@@ -267,7 +276,7 @@ def window_calls(window: str, config: MixinConfig = DEFAULT, *, recorded: bool =
         f"sum by ({config.by()}) (\n"
         f"  {hours}\n"
         "  or\n"
-        f"  {promql.tag(_indent(calls_in(recent, config)).lstrip(), 'part', 'recent')}\n"
+        f"  {promql.tag(_indent(calls_recently(recent, config)).lstrip(), 'part', 'recent')}\n"
         ")"
     )
 
