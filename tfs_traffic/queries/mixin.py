@@ -325,21 +325,25 @@ def report_queries(window: float, lookback: float = 0.0, recent: float = 3600.0)
     Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
     ("rules"). The calls are already counted, so they are handed to the report's
     `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is the
-    max); `recent` is the time since the hourly group's last evaluation, counted from the raw
-    counters. The last call is the end of the last hour with recorded calls within `lookback` (as
-    far back as the rules were recorded or backfilled).
+    max). `recent` is the time since the hourly group's last evaluation: its calls come from the raw
+    counters (`calls_recently`), in a query of their own (`recent`, added to `calls`), because one
+    query that reads recorded series over the window and raw ones over minutes has every raw
+    selector look through the window's blocks. The last call is the end of the last hour with
+    recorded calls within `lookback` (as far back as the rules were recorded or backfilled).
     """
     w, by, source = promql.duration(window), promql.BY_VERSION, promql.SOURCE_LABEL
+
+    def counted(expr: str) -> str:
+        return promql.tag(promql.tag(f"sum by ({by}) ({expr})", source, "rules"), promql.INPUT_LABEL, "max")
+
     since = promql.duration(max(window, lookback))
     # The end of each hour with recorded calls (evaluation times are not aligned to the hour, so
     # each 1h step looks back an hour for the sample that covers it).
     last_call = f"(max by ({by}) (last_over_time({CALLS_1H}[1h]) > 0) * 0 + time())"
-    calls = promql.tag(
-        f"sum by ({by}) ({window_calls(w, recent=promql.duration(recent) if recent > 0 else '')})", source, "rules"
-    )
     return {
         "last_call": f"max_over_time({last_call}[{since}:1h])",
-        "calls": promql.tag(calls, promql.INPUT_LABEL, "max"),
+        "calls": counted(window_calls(w, recent="")),
+        "recent": counted(calls_recently(promql.duration(recent))) if recent > 0 else "",
         "qps": promql.tag(f"max by ({by}) ({window_max_hourly_qps(w)})", source, "rules"),
         "hourly": promql.tag(f"sum by ({by}) (last_over_time({CALLS_1H}[1h]))", source, "rules"),
     }

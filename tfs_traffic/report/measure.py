@@ -291,7 +291,8 @@ def measure(client: Querier, options: Options, progress: Progress = SILENT) -> M
     at = options.at
     # Recorded series have no pod or cluster label: a --selector always asks the raw series.
     use_rules = options.rules and not options.selector
-    progress.total(int(use_rules) + 5 + int(options.hourly) + int(options.forecast))
+    queries_asked = int(use_rules) + 5 + int(options.hourly) + int(options.forecast)
+    progress.total(queries_asked)
 
     def ask(name: str, query: str) -> Vector:
         return pieces(client, [query], at, name, progress)[0]
@@ -309,8 +310,13 @@ def measure(client: Querier, options: Options, progress: Progress = SILENT) -> M
     inventory = read_inventory(client, options, raw_gaps=not recorded_gaps)
     progress.advance()
     queries = build_queries(options, last_rules, len(inventory.now))
+    if queries.recent:
+        progress.total(queries_asked + 1)
     coverage = read_coverage(client, options, inventory, recorded_gaps, progress)
-    calls, any_counter = calls_by_source(ask("calls", queries.calls))
+    counted = [ask("calls", queries.calls)]
+    if queries.recent:
+        counted.append(ask("calls since the recording rules' last run", queries.recent))
+    calls, any_counter = calls_by_source(added(counted) if queries.recent else counted[0])
     qps = max_by_version(ask("busiest hour", queries.qps))
     hourly: dict[Ident, list[float]] = {}
     if options.hourly:

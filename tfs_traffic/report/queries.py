@@ -34,6 +34,7 @@ class Queries:
     qps: str
     hourly: str
     last_call: list[str]
+    recent: str = ""  # with the recording rules: the raw calls since their last run, added to `calls`
 
 
 def _series_estimate(inventory_series: int) -> int:
@@ -65,7 +66,9 @@ def build_queries(options: Options, recorded: float | None = None, inventory_ser
     counters, w, sel = promql.CALL_SOURCES, options.window, options.selector
     if recorded is not None:
         q = mixin.report_queries(w, options.lookback, recent=options.at - recorded)
-        return Queries(calls=q["calls"], qps=q["qps"], hourly=q["hourly"], last_call=[q["last_call"]])
+        return Queries(
+            calls=q["calls"], qps=q["qps"], hourly=q["hourly"], last_call=[q["last_call"]], recent=q["recent"]
+        )
     span = options.last_call_span
     # Each step of the raw last-call query compares every counter with itself a step earlier:
     # in a large fleet the step grows (whole hours) to keep that work bounded.
