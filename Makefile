@@ -11,12 +11,13 @@ TFS_API_VERSION := 2.21.0
 # a static busybox for locally built base images, g++ for the patch code, h2load and wrk for benchmarks.
 DEBIAN_PACKAGES := prometheus victoria-metrics podman busybox-static docker-registry g++ nghttp2-client wrk libgmock-dev rapidjson-dev libabsl-dev pkg-config
 
-.PHONY: help setup system-deps test lint unit demo bench render clean patch-check test-upstream bench-patch
+.PHONY: help setup system-deps test lint unit demo bench render clean patch-check test-upstream bench-patch upstream-suite
 
 help:
 	@echo "make demo   - run the retirement report on a simulated week of fleet history"
 	@echo "make test   - lint (ruff, mypy) and run the test suite against real components"
 	@echo "make bench  - benchmarks, printed as ratios measured in the same run"
+	@echo "make upstream-suite TF_SERVING_SRC=DIR - TF Serving's own integration suite against the sim and the sidecar"
 	@echo "make render - regenerate queries/, the chart's files/ and k8s/examples/ (Helm's engine)"
 	@echo "make build-image TF_SERVING_VERSION=2.20.0 IMAGE=REPO/NAME:TAG [BAZEL_OPTIONS=..] [PUSH=1] [BUILD_WITH=docker|bazel]"
 	@echo "             - patched TF Serving from source, packed into a runtime image (see build/)"
@@ -35,8 +36,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 lint: setup
-	$(BIN)/ruff check tfs_traffic tests bench
-	$(BIN)/ruff format --check tfs_traffic tests bench
+	$(BIN)/ruff check tfs_traffic tests bench tools
+	$(BIN)/ruff format --check tfs_traffic tests bench tools
 	$(BIN)/mypy
 
 unit: setup
@@ -69,6 +70,13 @@ test-upstream: setup
 
 bench-patch: setup
 	$(PY) -m bench patch
+
+# TF Serving's own integration suite (tensorflow_model_server_test.py, run unchanged from the source tree)
+# against `tfs-traffic sim`, directly and through the sidecar; not part of `make test` (tools/upstream_suite/).
+upstream-suite: setup
+	@test -n "$(TF_SERVING_SRC)" || { echo "usage: make upstream-suite TF_SERVING_SRC=DIR [UPSTREAM_SUITE_MODE=direct|sidecar|both]"; \
+		echo "  DIR: a TF Serving source tree, e.g. an export of tag 2.20.0 of github.com/tensorflow/serving"; exit 2; }
+	$(PY) tools/upstream_suite/run.py --source "$(TF_SERVING_SRC)" $(if $(UPSTREAM_SUITE_MODE),--mode $(UPSTREAM_SUITE_MODE))
 
 # A patched TF Serving image (build/build-image.sh); docker-registry above serves its push tests.
 # Variables given on the command line reach the script's environment (GNU make exports them).

@@ -104,7 +104,9 @@ def main() -> None:
         tmp = Path(tmp_name)
         (tmp / "m" / "1").mkdir(parents=True)
         config = tmp / "models.config"
-        config.write_text(f'model_config_list {{ config {{ name: "m" base_path: "{tmp / "m"}" }} }}\n')
+        config.write_text(
+            f'model_config_list {{ config {{ name: "m" base_path: "{tmp / "m"}" model_platform: "tensorflow" }} }}\n'
+        )
         request = protos.predict.PredictRequest()
         request.model_spec.name = "m"
         x = request.inputs["x"]

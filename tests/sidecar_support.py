@@ -147,6 +147,7 @@ class Sidecar(Process, Endpoints):
         env: dict[str, str] | None = None,
         module: bool = True,
         count_delay: str | None = "30s",
+        extra: Sequence[str] = (),
     ):
         """A sidecar in front of `sim` (its upstream). `count_delay`: 30 s by default, longer than any test,
         so that every count a test reads has come through the scrape's flush of the workers' backlogs; None
@@ -173,6 +174,7 @@ class Sidecar(Process, Endpoints):
             args += ["--count-delay", count_delay]
         if proxy:
             args += ["--listen-grpc", f"127.0.0.1:{self.grpc_port}", "--listen-rest", f"127.0.0.1:{self.rest_port}"]
+        args += extra
         Process.__init__(self, args, log, ready="ready:", env=env)
 
     def samples(self) -> list[tuple[str, dict[str, str], float]]:

@@ -1,6 +1,6 @@
 """TF Serving's API as the tests speak it: request messages of every kind, their gRPC framing, a Predict.
 
-The stand-in serves half_plus_two (`x` -> `y = x / 2 + 2`, three signatures); every request here is a
+The stand-in serves half_plus_two (`x` -> `y = x / 2 + 2`, five signatures); every request here is a
 valid one for it unless a test edits it.
 """
 

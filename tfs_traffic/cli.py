@@ -65,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run, and turn every expected failure into one line on stderr."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not getattr(args, "takes_extra_args", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.extra_args = extra  # a command that parses the rest itself (`sim`: tensorflow_model_server's flags)
     if not hasattr(args, "run"):
         return print_help(parser)
     try:

@@ -11,6 +11,7 @@ TF_AVAILABLE = "/tensorflow/serving/model_version_available"
 SIDECAR_CALLS = "tfserving_model_calls_total"
 SIDECAR_DURATION = "tfserving_model_call_duration_seconds"
 SIDECAR_AVAILABLE = "tfserving_model_version_available"
+SIDECAR_ESTIMATED_RAM = "tfserving_model_version_estimated_ram_bytes"
 SIDECAR_UP = "tfserving_sidecar_upstream_up"
 # What the server resolves a request without a version, and each version label, to (the status
 # poller's answers): what an alert needs to keep the latest and labelled versions.

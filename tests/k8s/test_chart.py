@@ -147,7 +147,11 @@ def test_every_option_on(tmp_path: Path) -> None:
     assert volumes["sidecar-tmp"]["emptyDir"] == {"sizeLimit": "256Mi"}
     mounts = {m["mountPath"]: m["name"] for m in tfs["volumeMounts"]}
     assert mounts["/srv/models"] == "models" and mounts["/etc/batching"] == "batching"
-    assert {m["mountPath"] for m in side["volumeMounts"]} == {"/etc/tfserving/models", "/tmp", "/var/secrets/gcs"}
+    assert {m["mountPath"] for m in side["volumeMounts"]} == {
+        "/etc/tfserving/models", "/tmp", "/srv/models", "/var/secrets/gcs"
+    }  # fmt: skip
+    # The models volume, for the memory estimate (docs/metrics.md "Estimated memory"): read-only there too.
+    assert {"name": "models", "mountPath": "/srv/models", "readOnly": True} in side["volumeMounts"]
     assert pod["metadata"]["labels"]["tier"] == "serving"
     assert pod["metadata"]["annotations"]["example.com/owner"] == "ml"
     ann = pod["metadata"]["annotations"]

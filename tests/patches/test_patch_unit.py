@@ -168,11 +168,13 @@ def test_the_simulator_serves_the_same_page(driver_output: str, tmp_path: Path) 
             }}"""
         )
 
-    core = ServerCore(config("versions: 1 versions: 2"), log=lambda msg: None)
+    core = ServerCore(config("versions: 1 versions: 2"), log=lambda severity, msg: None)
+    core.settle()  # loads every version, without the poll and manager threads
     for model, version, times in (("half_plus_two", 2, 5), ("half_plus_two", 1, 1), ("resnet", 10, 3)):
         for _ in range(times):
             core.count_call(core.resolve(model, version))
-    core.reload_config(config("versions: 2"))  # unloads half_plus_two 1
+    core.reload_config(config("versions: 2"))
+    core.settle()  # the next file-system poll and the manager unload half_plus_two 1
 
     patched = {contract.TF_CALLS, contract.TF_AVAILABLE}
     sim_page = exposition.render(f for f in core.families() if f.tf_name in patched)

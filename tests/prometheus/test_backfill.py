@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import re
 import subprocess
 import sys
@@ -248,6 +249,17 @@ def test_demo_command(tmp_path: Path) -> None:
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") == 19 and "<th>last call</th>" in page and ">7d ago</td>" in page
     assert f"HTML report: {(tmp_path / 'report.html').resolve()}" in first.stdout
+    # TF Serving's estimate of each version: its files' size in the scenario (DEMO_SIZES) x 1.2, truncated.
+    data = json.loads((tmp_path / "report.json").read_text())
+    ram = {(v["model_name"], v["model_version"]): v["estimated_ram_bytes"] for v in data["versions"]}
+    assert ram[("bert", "10")] == 525_609_369 and ram[("ranker", "100")] == 15_461_882_265
+    assert ram[("fraud", "7")] == 50_331_649  # 41943041 x 1.2 = 50331649.2
+    retire = sorted(f"{v['model_name']}:{v['model_version']}" for v in data["versions"] if v["verdict"] == "retire")
+    assert retire == ["bert:10", "resnet:1", "resnet:3", "search:30", "search:31"]
+    # 525609369 + 2 x 123312537 + 2 x 2576980377
+    assert (data["retire_estimated_ram_bytes"], data["retire_without_estimate"]) == (5_926_195_197, 0)
+    assert "retiring frees ≈ 5.52 GiB per server (TF Serving&#x27;s estimate)" in page
+    assert "retiring frees ≈ 5.52 GiB per server (TF Serving's estimate)" in first.stdout
     second = demo()
     assert second.returncode == 0 and "reusing the demo history" in second.stderr
 
@@ -265,3 +277,18 @@ def test_backfill_replaces_only_its_own_tsdb(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="was not written by tfs-traffic backfill"):
         backfill.backfill(sc, tmp_path / "theirs")
     assert (foreign / "01H00000000000000000000000").exists()
+
+
+def test_a_version_with_a_size_has_the_sidecars_estimate_beside_its_availability() -> None:
+    """`size_bytes` is the version directory's total: the sidecar's gauge is TF Serving's estimate of it
+    (x 1.2, truncated) wherever its availability gauge is 1, and 0 wherever that is 0 (docs/metrics.md)."""
+    data = {**TINY, "models": [{"name": "m", "versions": [{"version": 1, "unloaded": "2h30m", "size_bytes": 9}, 2]}]}
+    all_series = series_of(data)
+    for replica in ("a", "b"):
+        available = find(all_series, contract.SIDECAR_AVAILABLE, pod=replica, model_version="1")
+        ram = find(all_series, contract.SIDECAR_ESTIMATED_RAM, pod=replica, model_version="1")
+        assert ram == [(t, 10.0 * v) for t, v in available]
+        assert {v for _, v in ram} == {0.0, 10.0}
+    assert not [k for k in all_series if k[0] == contract.SIDECAR_ESTIMATED_RAM and ("model_version", "2") in k[1]]
+    with pytest.raises(UsageError, match=r"models\[0\]\.versions\[0\]\.size_bytes: expected a whole number of bytes"):
+        scenario.parse({**data, "models": [{"name": "m", "versions": [{"version": 1, "size_bytes": 1.5}]}]}, "x")

@@ -1,6 +1,7 @@
 """`tfs-traffic report` as users run it: formats, --output, --emit-config, exit codes, error lines."""
 
 import csv
+import html
 import http.server
 import io
 import json
@@ -18,10 +19,18 @@ from fleet_helpers import END, END_TS, fleet_prometheus
 from tfs_traffic import cli, modelconfig
 from tfs_traffic.prometheus.local import LocalPrometheus, free_port
 
+SIZE = 2**30 + 5
+RAM = 1288490194  # int(float(SIZE) * 1.2)
 FLEET: dict[str, Any] = {
+    "sources": ["patched", "sidecar"],  # the estimate comes from the sidecar's status poller
     "replicas": ["a", "b"],
     "models": [
-        {"name": "resnet", "version_labels": {"stable": 2}, "versions": [1, 2, 3, 4]},
+        # 1 GiB + 5 bytes on disk each: TF Serving's estimate 1288490194.8, truncated (docs/metrics.md).
+        {
+            "name": "resnet",
+            "version_labels": {"stable": 2},
+            "versions": [{"version": v, "size_bytes": SIZE} for v in (1, 2, 3, 4)],
+        },
         {"name": "bert", "versions": [7, 8, {"version": 9, "loaded": "end-2d"}]},
     ],
     "traffic": [
@@ -85,8 +94,13 @@ def test_json_contract(fleet: Any) -> None:
         assert 0 <= v["coverage"] <= 1
     bert8 = next(v for v in data["versions"] if v["model_name"] == "bert" and v["model_version"] == "8")
     assert bert8["calls"] == 336  # 2/h for 168 h on one replica
-    assert bert8["instances"] == ["10.0.0.1:8501", "10.0.0.2:8501"]  # loaded on both, called on b
+    # Loaded on both, called on b; each pod's server and sidecar are two targets.
+    assert bert8["instances"] == ["10.0.0.1:8501", "10.0.0.1:9102", "10.0.0.2:8501", "10.0.0.2:9102"]
     assert "querying" in out.stderr  # notes on stderr, results alone on stdout
+    # TF Serving's estimate, from the sidecar's gauge; bert's versions have none (null, not 0).
+    ram = {(v["model_name"], v["model_version"]): v["estimated_ram_bytes"] for v in data["versions"]}
+    assert ram == {("resnet", x): RAM for x in "1234"} | {("bert", x): None for x in "789"}
+    assert (data["retire_estimated_ram_bytes"], data["retire_without_estimate"]) == (RAM, 1)  # resnet 1; bert 7
 
 
 def test_table_and_emit_config(fleet: Any, tmp_path: Path) -> None:
@@ -96,6 +110,7 @@ def test_table_and_emit_config(fleet: Any, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     # The table, then the diff, on stdout.
     assert "retire" in out.stdout and "label:stable" in out.stdout and "latest" in out.stdout
+    assert "EST. RAM" in out.stdout and "retiring frees ≈ 1.20 GiB per server" in out.stdout
     assert f"--- {config}" in out.stdout and f"+++ {new}" in out.stdout
     assert "-        versions: 1\n" in out.stdout
     emitted = {e.name: e for e in modelconfig.load_entries(new)}
@@ -124,12 +139,25 @@ def test_csv_markdown_html(fleet: Any, tmp_path: Path, capsys: Any) -> None:
     resnet3 = next(r for r in rows if r["model_name"] == "resnet" and r["model_version"] == "3")
     assert 20158 <= int(resnet3["calls"]) <= 20162
     assert float(resnet3["coverage"]) == 1.0
+    assert (
+        resnet3["estimated_ram_bytes"],
+        next(r for r in rows if r["model_name"] == "bert")["estimated_ram_bytes"],
+    ) == (
+        str(RAM),
+        "",
+    )
 
     assert cli.main(report_args(prom, "--format", "markdown")) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith("| model | version | verdict | reason |")
     assert "| resnet | 1 | **retire** | idle |" in "\n".join(lines)
     assert len([x for x in lines if x.startswith("| ")]) == 1 + len(EXPECTED)
+    [resnet1] = [x for x in lines if x.startswith("| resnet | 1 |")]
+    assert resnet1.endswith("| 1.2 GiB |")
+    # Without --models-config resnet 2 keeps label:stable: the sidecar's poller says the server resolves it.
+    assert (
+        "retiring frees ≈ 1.20 GiB per server (TF Serving's estimate; 1 retire versions without an estimate)" in lines
+    )
 
     page = tmp_path / "report.html"
     assert cli.main(report_args(prom, "--format", "html", "--output", str(page), "--models-config", str(config))) == 0
@@ -140,6 +168,9 @@ def test_csv_markdown_html(fleet: Any, tmp_path: Path, capsys: Any) -> None:
     # The sparkline of a version called 1/min on two replicas is flat at 120 calls/hour.
     row = text[text.index('<td>resnet</td><td class="num">3</td>') :]
     assert "peak 120/h" in row[: row.index("</tr>")]
+    assert f'<td class="num" title="{RAM} bytes">1.2 GiB</td>' in row[: row.index("</tr>")]
+    memory = "retiring frees ≈ 1.20 GiB per server (TF Serving's estimate; 1 retire versions without an estimate)"
+    assert f'<p class="memory">{html.escape(memory)}</p>' in text
 
 
 def test_keep_flag(fleet: Any, capsys: Any) -> None:
@@ -148,8 +179,8 @@ def test_keep_flag(fleet: Any, capsys: Any) -> None:
     data = json.loads(capsys.readouterr().out)
     got = {(v["model_name"], v["model_version"]): v["reason"] for v in data["versions"]}
     assert got[("resnet", "1")] == got[("bert", "7")] == "label:keep"
-    # Without --models-config there is no label for resnet 2: idle.
-    assert got[("resnet", "2")] == "idle"
+    # Without --models-config, the label the sidecar's poller sees the servers resolve keeps resnet 2.
+    assert got[("resnet", "2")] == "label:stable"
 
 
 # --- errors: one line, the right exit status, no traceback, nothing written ---------------------

@@ -43,17 +43,13 @@ MODELS = {
     "counted": ((1, 2), 'model_version_policy { all {} }\nversion_labels { key: "stable" value: 1 }'),
     "dynamic": ((1,), "model_version_policy { all {} }"),
     "reload": ((1, 2), 'model_version_policy { all {} }\nversion_labels { key: "stable" value: 1 }'),
-    "late": (None, ""),  # base path created by the test
 }
 
 
-def write_config(tmp: Path, models: dict[str, tuple[tuple[int, ...] | None, str]]) -> Path:
+def write_config(tmp: Path, models: dict[str, tuple[tuple[int, ...], str]]) -> Path:
     entries = []
     for name, (versions, extra) in models.items():
         base = tmp / "models" / name
-        if versions is None:
-            entries.append(f'config {{\n name: "{name}"\n base_path: "{base}"\n}}')
-            continue
         for v in versions:
             (base / str(v)).mkdir(parents=True, exist_ok=True)
         (base / "not-a-version").mkdir(parents=True, exist_ok=True)
@@ -270,7 +266,13 @@ def test_grpc_metadata(predict_stub) -> None:
     assert (md.model_spec.name, md.model_spec.version.value) == ("hp", 2)
     sigs = get_model_metadata_pb2.SignatureDefMap()
     assert md.metadata["signature_def"].Unpack(sigs)
-    assert sorted(sigs.signature_def) == ["classify_x_to_y", "regress_x_to_y", "serving_default"]
+    assert sorted(sigs.signature_def) == [
+        "classify_x_to_y",
+        "regress_x2_to_y3",
+        "regress_x_to_y",
+        "regress_x_to_y2",
+        "serving_default",
+    ]
     assert sigs.signature_def["serving_default"].method_name == "tensorflow/serving/predict"
     error = rpc_error(
         predict_stub.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(model_spec={"name": "hp"})
@@ -467,11 +469,12 @@ def test_reload_config(sim: Sim, predict_stub, model_stub) -> None:
     added.model_platform = "tensorflow"
     response = model_stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=config))
     assert response.status.error_code == 0
-    assert status_versions(model_stub, "reload") == [(2, "AVAILABLE"), (1, "END")]
-    assert predict_stub.Predict(predict_request("reload", version_label="stable")).model_spec.version.value == 2
+    # the reload waited for the new model; the policy change of "reload" comes with a file-system poll
     assert predict_stub.Predict(predict_request("added")).model_spec.version.value == 10
+    assert wait_for(lambda: status_versions(model_stub, "reload") == [(2, "AVAILABLE"), (1, "END")])
+    assert predict_stub.Predict(predict_request("reload", version_label="stable")).model_spec.version.value == 2
 
-    # moving a label to a version that is not available is refused, and nothing changes
+    # moving a label to a version that is not available is refused, and nothing served changes
     reload_entry.version_labels["stable"] = 1
     error = rpc_error(model_stub.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest(config=config))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -482,30 +485,14 @@ def test_reload_config(sim: Sim, predict_stub, model_stub) -> None:
     error = rpc_error(model_stub.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest())
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    # removing a model unloads all its versions
+    # removing a model un-aspires all its versions at once; the manager unloads them
     del config.model_config_list.config[-1]
     reload_entry.version_labels["stable"] = 2
     model_stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=config))
-    assert status_versions(model_stub, "added") == [(10, "END")]
+    assert wait_for(lambda: status_versions(model_stub, "added") == [(10, "END")])
     error = rpc_error(predict_stub.Predict, predict_request("added"))
     assert (error.code(), error.details()) == (
         grpc.StatusCode.NOT_FOUND,
         "Servable not found for request: Latest(added)",
     )
     assert sim.version_available()[("added", "10")] == 0
-
-
-def test_missing_base_path_then_created(sim: Sim, predict_stub, model_stub) -> None:
-    error = rpc_error(
-        model_stub.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "late"})
-    )
-    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "Could not find any versions of model late")
-    error = rpc_error(predict_stub.Predict, predict_request("late"))
-    assert (error.code(), error.details()) == (
-        grpc.StatusCode.NOT_FOUND,
-        "Servable not found for request: Latest(late)",
-    )
-    (sim.tmp / "models" / "late" / "3").mkdir(parents=True)  # type: ignore[attr-defined]
-    assert wait_for(lambda: sim.version_available().get(("late", "3")) == 1)
-    assert status_versions(model_stub, "late") == [(3, "AVAILABLE")]
-    assert predict_stub.Predict(predict_request("late", x=[2.0])).model_spec.version.value == 3

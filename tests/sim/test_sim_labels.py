@@ -3,7 +3,8 @@
 `ServerCore::ReloadConfig` runs `UpdateModelVersionLabelMap` for the startup config and every reload
 before it adds or changes any model; it refuses a label whose version is not AVAILABLE
 (FAILED_PRECONDITION) unless `--allow_version_labels_for_unavailable_models`, which still refuses
-moving an existing label to such a version. A refused config changes nothing.
+moving an existing label to such a version. A refused config changes nothing served (it still
+becomes the stored config: `test_sim_lifecycle.py`).
 """
 
 import subprocess
@@ -68,16 +69,15 @@ def reload(sim: Sim, path: Path) -> str:
 def test_startup_config_with_labels_is_refused_without_the_flag(tmp_path: Path, base: Path) -> None:
     """`server_core.cc:ServerCore::Create` -> `ReloadConfig` -> `UpdateModelVersionLabelMap` before any
     model is added, so nothing is AVAILABLE; `main.cc:main` prints `Failed to start server. Error: ...`
-    and exits with -1 (255). With `--allow_version_labels_for_unavailable_models` (`main.cc` flag list)
+    on stdout and exits with -1 (255). With `--allow_version_labels_for_unavailable_models` (`main.cc` flag list)
     the same config starts and the labels resolve once the versions load."""
     config = write(tmp_path / "models.config", base, {"stable": 2})
     command = [str(BIN / "tfs-traffic"), "sim", f"--model_config_file={config}"]
     command += ["--grpc-addr", "127.0.0.1:0", "--rest-addr", "127.0.0.1:0"]
     refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 255
-    assert refused.stderr.strip().splitlines() == [
-        "tfs-traffic: error: Failed to start server. Error: FAILED_PRECONDITION: " + REFUSED.format(v=2)
-    ]
+    assert refused.stdout.splitlines() == ["Failed to start server. Error: FAILED_PRECONDITION: " + REFUSED.format(v=2)]
+    assert refused.stderr == ""
     with pytest.raises(StartupError, match="FAILED_PRECONDITION: " + REFUSED.format(v=2).replace("(", r"\(")):
         Sim(config)
 

@@ -20,7 +20,9 @@ from tfs_traffic.sim.server import Sim
 def config(tmp_path: Path) -> Path:
     (tmp_path / "m" / "3").mkdir(parents=True)
     path = tmp_path / "models.config"
-    path.write_text(f'model_config_list {{ config {{ name: "m" base_path: "{tmp_path / "m"}" }} }}\n')
+    path.write_text(
+        f'model_config_list {{ config {{ name: "m" base_path: "{tmp_path / "m"}" model_platform: "tensorflow" }} }}\n'
+    )
     return path
 
 
@@ -70,18 +72,25 @@ def test_cli_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
 
 
-def test_cli_bad_config_is_a_usage_error(tmp_path: Path) -> None:
+def test_cli_bad_config_is_refused_as_tf_serving_refuses_it(tmp_path: Path) -> None:
+    """`server_core.cc:ValidateModelConfigList` (a relative base path) fails `ServerCore::Create`;
+    `main.cc:main` prints `Failed to start server. Error: STATUS` on stdout and returns -1 (255)."""
     bad = tmp_path / "bad.config"
-    bad.write_text('model_config_list { config { name: "m" base_path: "relative/path" } }\n')
+    bad.write_text(
+        'model_config_list { config { name: "m" base_path: "relative/path" model_platform: "tensorflow" } }\n'
+    )
     result = subprocess.run(
         [str(Path(sys.executable).parent / "tfs-traffic"), "sim", "--models-config", str(bad)],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
-    assert "Expected model m to have an absolute path or URI; got base_path()=relative/path" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 255
+    assert result.stdout.splitlines() == [
+        "Failed to start server. Error: INVALID_ARGUMENT: "
+        "Expected model m to have an absolute path or URI; got base_path()=relative/path"
+    ]
+    assert result.stderr == ""
 
 
 @pytest.mark.parametrize("latency_ms", [60])

@@ -5,7 +5,7 @@ import numpy as np
 from tfs_traffic import exposition
 from tfs_traffic.exposition import COUNTER, GAUGE, HISTOGRAM, Family, Histogram
 from tfs_traffic.sim import tfjson
-from tfs_traffic.sim.core import aspired_versions, parse_version_dir
+from tfs_traffic.sim.source import aspired_versions, parse_version_dir
 
 
 def test_render_follows_prometheus_exporter_rules() -> None:
@@ -92,13 +92,13 @@ def test_version_directories_and_policies() -> None:
     ]
     model = model_server_config_pb2.ModelConfig()
     disk = {1: "1", 2: "2", 10: "10"}
-    assert aspired_versions(model, disk) == {10}
+    assert aspired_versions(model.model_version_policy, disk) == {10}
     model.model_version_policy.latest.num_versions = 2
-    assert aspired_versions(model, disk) == {2, 10}
+    assert aspired_versions(model.model_version_policy, disk) == {2, 10}
     model.model_version_policy.specific.versions.extend([1, 5])
-    assert aspired_versions(model, disk) == {1}
+    assert aspired_versions(model.model_version_policy, disk) == {1}
     model.model_version_policy.all.SetInParent()
-    assert aspired_versions(model, disk) == {1, 2, 10}
+    assert aspired_versions(model.model_version_policy, disk) == {1, 2, 10}
 
 
 def test_row_format_bulk_path_equals_rapidjson_walk() -> None:

@@ -74,6 +74,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="relayed bytes are parsed and counted in batches, at most this long after they passed: longer costs "
         "less CPU per call; a scrape always includes every call already answered (default: %(default)s)",
     )
+    parser.add_argument(
+        "--estimate-max-files",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="give up estimating a version's memory past this many files in its directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--estimate-timeout",
+        default="30s",
+        metavar="DURATION",
+        help="give up estimating a version's memory after this long walking its directory (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
 
 
@@ -93,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         poll_interval=parse_duration(args.poll_interval),
         workers=args.workers,
         count_delay=parse_duration(args.count_delay),
+        estimate_max_files=args.estimate_max_files,
+        estimate_timeout=parse_duration(args.estimate_timeout),
         log_level=logging.WARNING if args.quiet else logging.INFO,
     )
     return main.run(options)

@@ -41,6 +41,7 @@ from tfs_traffic.files import write_atomic
 from tfs_traffic.prometheus import local
 from tfs_traffic.prometheus.local import Series
 from tfs_traffic.prometheus.scenario import Model, Replica, Scenario, Traffic
+from tfs_traffic.sidecar.estimate import ram_estimate
 
 PATCHED_JOB = "tfserving"
 SIDECAR_JOB = "tfs-traffic-sidecar"
@@ -279,6 +280,10 @@ def iter_series(scenario: Scenario, lo: float = -math.inf, hi: float = math.inf)
                         yield from _latency_histogram({**s_labels, **labels, "api": "predict"}, counter)
                     if gauge:
                         yield contract.SIDECAR_AVAILABLE, {**s_labels, **labels}, gauge
+                    if gauge and version.size_bytes is not None:
+                        # The poller's estimate: set while AVAILABLE, 0 after (docs/metrics.md "Estimated memory").
+                        ram = float(ram_estimate(version.size_bytes))
+                        yield contract.SIDECAR_ESTIMATED_RAM, {**s_labels, **labels}, [(t, ram * v) for t, v in gauge]
             if sidecar and served:
                 # The answers are kept from one poll to the next: their state needs the scrapes before `lo`.
                 polls = [t for t, failed in fleet.scheduled(replica, -math.inf, hi) if not failed]
@@ -368,7 +373,7 @@ def fingerprint(scenario: Scenario) -> str:
         "raw": scenario.raw,
         "end": scenario.end,
         "days": scenario.days,
-        "generator": 3,
+        "generator": 4,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -60,6 +60,7 @@ class Version:
     loaded: float
     unloaded: float | None
     replicas: tuple[str, ...]
+    size_bytes: int | None = None  # its files' total size: the sidecar exports TF Serving's RAM estimate of it
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ SCENARIO_FIELDS = (
 )
 REPLICA_FIELDS = ("name", "ip", "scrape_offset", "pod", "cluster", "from", "to", "daily")
 MODEL_FIELDS = ("name", "base_path", "version_labels", "versions")
-VERSION_FIELDS = ("version", "loaded", "unloaded", "replicas")
+VERSION_FIELDS = ("version", "loaded", "unloaded", "replicas", "size_bytes")
 TRAFFIC_FIELDS = ("model", "version", "replicas", "rate", "from", "to", "shape", "calls", "at")
 RESTART_FIELDS = ("restart", "at", "down", "sidecar")
 GAP_FIELDS = ("gap", "from", "to")
@@ -437,9 +438,12 @@ def _version(
     unloaded = r.time(fields["unloaded"], f"{path}.unloaded", length) if fields.get("unloaded") is not None else None
     if unloaded is not None and unloaded <= loaded:
         raise r.fail(f"{path}.unloaded", "must be after loaded")
+    size = fields.get("size_bytes")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise r.fail(f"{path}.size_bytes", f"expected a whole number of bytes, got {size!r}")
     if "replicas" in fields:
-        return Version(name, loaded, unloaded, r.names(fields["replicas"], f"{path}.replicas", pods_of))
-    return Version(name, loaded, unloaded, tuple(pod for pods in pods_of.values() for pod in pods))
+        return Version(name, loaded, unloaded, r.names(fields["replicas"], f"{path}.replicas", pods_of), size)
+    return Version(name, loaded, unloaded, tuple(pod for pods in pods_of.values() for pod in pods), size)
 
 
 def _version_labels(r: _Reader, value: Any, path: str, versions: Sequence[Version]) -> dict[str, str]:
@@ -636,6 +640,19 @@ DEMO: dict[str, Any] = {
         {"gap": "tfserving-2", "from": "end-5d", "to": "end-4d12h"},
     ],
 }
+
+# What each demo model's version directory holds on disk (bytes; TF Serving's estimate is 1.2 times
+# that): a small fraud model, image and text models, a ranker with its embedding tables.
+DEMO_SIZES = {
+    "resnet": 102_760_448,
+    "bert": 438_007_808,
+    "ranker": 12_884_901_888,
+    "fraud": 41_943_041,
+    "search": 2_147_483_648,
+}
+for demo_model in DEMO["models"]:
+    for demo_version in demo_model["versions"]:
+        demo_version["size_bytes"] = DEMO_SIZES[demo_model["name"]]
 
 BUILTIN: dict[str, dict[str, Any]] = {"demo": DEMO}
 

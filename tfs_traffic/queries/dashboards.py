@@ -17,6 +17,7 @@ MODEL_DASHBOARD = "tfs-traffic-model.json"
 DATASOURCE_VAR = "datasource"
 NAMESPACE_VAR = "namespace"
 MODEL_VAR = "model"
+MEMORY_TITLE = "Memory held by idle versions (TF Serving's estimate)"
 
 
 def filters(config: mixin.MixinConfig) -> str:
@@ -48,6 +49,7 @@ def panel_queries(config: mixin.MixinConfig = mixin.DEFAULT) -> dict[str, list[t
         ],
         "Idle loaded versions (hours observed in range)": [(idle, "")],
         "Loaded versions": [(f"max by ({v}) ({mixin.AVAILABLE}{{{f}}})", f"{{{{{v}}}}}")],
+        MEMORY_TITLE: [(f"sum by (namespace) ({mixin.IDLE_RAM}{{{f}}})", "{{namespace}}")],
         "Calls by status code (sidecar)": [
             (f"sum by (code) ({mixin.CALLS_BY_CODE_RATE5M}{{{f}}})", "{{code}}"),
         ],
@@ -204,6 +206,16 @@ def build_dashboards(config: mixin.MixinConfig = mixin.DEFAULT) -> dict[str, dic
                 "Loaded versions",
                 "none",
                 "1 while a version is AVAILABLE on at least one replica (either source).",
+            )
+        )
+        .with_panel(
+            timeseries(
+                MEMORY_TITLE,
+                "bytes",
+                "What each server of the model holds for the versions ModelVersionIdle fires for: TF Serving's "
+                "own RAM estimate of each (its files' size x 1.2, exported by the sidecar's status poller), "
+                "summed per namespace. Unloading returns it to TF Serving's allocator; the process gives it "
+                "back to the OS only on restart (glibc malloc, no jemalloc: see the README).",
             )
         )
         .with_panel(

@@ -16,12 +16,15 @@ Two rules shape every expression here (docs/metrics.md):
 - Every recording rule reads raw series only, never another recorded series, so that one pass of
   `promtool tsdb create-blocks-from rules` can give all of them their history.
 
-Recording rules come in two groups: `tfs-traffic.rules` (every `interval`, fresh per-version rates and
-the inventory) and `tfs-traffic.hourly` (every hour: calls per hour, the share of the hour a version
-was observed fleet-wide, and per replica the share it was in a scrape gap). The hourly series make
-7d/30d questions cheap — a sum over 168 or 720 points per version instead of a range over raw
-series — and they are the report's own definitions (docs/verdicts.md), so `ModelVersionIdle` and
-`ModelVersionTrafficCoverageLow` say what `tfs-traffic report` says.
+Recording rules come in two groups: `tfs-traffic.rules` (every `interval`, fresh per-version rates,
+the inventory and TF Serving's memory estimate) and `tfs-traffic.hourly` (every hour: calls per hour,
+the share of the hour a version was observed fleet-wide, and per replica the share it was in a scrape
+gap). The hourly series make 7d/30d questions cheap — a sum over 168 or 720 points per version
+instead of a range over raw series — and they are the report's own definitions (docs/verdicts.md),
+so `ModelVersionIdle` and `ModelVersionTrafficCoverageLow` say what `tfs-traffic report` says. A
+third group, `tfs-traffic.memory`, lives beside the alerts: the memory held by the versions the
+`ModelVersionIdle` expression selects, per model; it reads the recorded series, so its history is
+backfilled in a second pass, after theirs.
 """
 
 from collections.abc import Mapping
@@ -40,10 +43,14 @@ CALLS_BY_CODE_RATE5M = "model_version_code:tfserving_model_calls:rate5m"
 CALLS_1H = "model_version:tfs_model_calls:increase1h"
 OBSERVED_1H = "model_version:tfs_model_version_observed:ratio1h"
 GAP_1H = "model_version_replica:tfs_scrape_gap:ratio1h"
+ESTIMATED_RAM = "model_version:tfs_model_version_estimated_ram_bytes:max"
+IDLE_RAM = "model:tfs_idle_versions_estimated_ram_bytes:sum"
 
 RULES_GROUP = "tfs-traffic.rules"
 HOURLY_GROUP = "tfs-traffic.hourly"
 ALERTS_GROUP = "tfs-traffic.alerts"
+MEMORY_GROUP = "tfs-traffic.memory"
+IDLE_ALERT = "ModelVersionIdle"
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,9 @@ class MixinConfig:
     runbook_url: str = ""
     dashboard_uid_prefix: str = "tfs-traffic"
     dashboard_tags: tuple[str, ...] = field(default=("tfs-traffic", "tensorflow-serving"))
+    # ModelVersionIdle's description looks up its version's memory estimate with the `query` template
+    # function; vmalert's replay mode has none, so a replay renders the alerts without it.
+    memory_in_description: bool = True
 
     def by(self) -> str:
         """The grouping labels as PromQL's `by (...)` list."""
@@ -241,6 +251,12 @@ def gap_per_hour(config: MixinConfig = DEFAULT) -> str:
     return f"sum by ({rv}) (\n{_indent(parts)}\n)\n/ {_steps_per_hour()}\n> 0"
 
 
+def estimated_ram(config: MixinConfig = DEFAULT) -> str:
+    """TF Serving's own RAM estimate per version (the sidecar's gauge, docs/metrics.md "Estimated
+    memory"): the max over replicas, i.e. what one server that loads the version holds for it."""
+    return f"max by ({config.by()}) ({contract.SIDECAR_ESTIMATED_RAM}{config.matchers()})"
+
+
 def calls_by_code_rate(config: MixinConfig = DEFAULT) -> str:
     """The sidecar's calls per second by gRPC status code (the only source that sees failures)."""
     m = config.matchers()
@@ -381,6 +397,7 @@ def recording_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]
                 {"record": CALLS_RATE1H, "expr": calls_rate("1h", config)},
                 {"record": AVAILABLE, "expr": available(config)},
                 {"record": CALLS_BY_CODE_RATE5M, "expr": calls_by_code_rate(config)},
+                {"record": ESTIMATED_RAM, "expr": estimated_ram(config)},
             ],
         },
         {
@@ -441,6 +458,15 @@ def idle_expr(config: MixinConfig = DEFAULT) -> str:
         f"unless {on} ({window_worst_gap(w, config)} > {r:g})\n"
         f"and {on} ({window_observed(w)} >= {1 - r:g})\n"
         f"and on () group(last_over_time({CALLS_1H}[{w}]))"
+    )
+
+
+def idle_ram(config: MixinConfig = DEFAULT) -> str:
+    """The memory held by idle versions per model (and namespace): the recorded estimate of each
+    version the idle alert's expression selects (the versions the alert fires for), summed."""
+    model_by = config.model_by()
+    return (
+        f"sum by ({model_by}) (\n  {ESTIMATED_RAM}\n  and {_on(config)}\n  (\n{_indent(idle_expr(config), 4)}\n  )\n)"
     )
 
 
@@ -551,11 +577,29 @@ def _alert(
 
 
 _VERSION = "{{ $labels.model_name }} version {{ $labels.model_version }}"
+
+
+def _held(config: MixinConfig) -> str:
+    """The idle alert's sentence on memory, from the recorded estimate of its version (Prometheus'
+    `query` template function); nothing when no estimate exists (a remote base path, no poller), or
+    without `memory_in_description`."""
+    if not config.memory_in_description:
+        return ""
+    matchers = ",".join(f"{label}=%q" for label in config.group_labels)
+    args = " ".join(f"$labels.{label}" for label in config.group_labels)
+    return (
+        f"{{{{ with printf `{ESTIMATED_RAM}{{{matchers}}}` {args} | query }}}}{{{{ with first . }}}}"
+        " It holds about {{ . | value | humanize1024 }}B per server by TF Serving's own estimate (its files x 1.2)."
+        "{{ end }}{{ end }}"
+    )
+
+
 _WHERE = "{{ with $labels.namespace }} in namespace {{ . }}{{ end }}"
 
 
 def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
-    """The `groups` entries of a Prometheus rule file holding the alerts.
+    """The `groups` entries of a Prometheus rule file holding the alerts, and the recording rule that
+    reads their firing set (the memory held by idle versions).
 
     ModelVersionIdle and ModelVersionTrafficCoverageLow have no `for`: their expressions already
     span the whole window (and change at most once an hour), so a `for` would only make them lag
@@ -564,13 +608,13 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
     rules = [
         _alert(
             config,
-            "ModelVersionIdle",
+            IDLE_ALERT,
             idle_expr(config),
             "info",
             f"Model {_VERSION} is loaded but was not called for {idle_w}: `tfs-traffic report` retires it.",
             f"{_VERSION}{_WHERE} has been AVAILABLE, observed and scraped for the last {idle_w} without a "
             "single call (patched TF Serving and sidecar counters), and it is neither the model's only or "
-            "latest version nor the target of a version label. It holds memory for nothing.",
+            f"latest version nor the target of a version label. It holds memory for nothing.{_held(config)}",
             f"Run `tfs-traffic report --window {idle_w}` for the whole picture (its last call, a note when a "
             "monthly client may still use it), then remove the version from the model config.",
         ),
@@ -635,4 +679,10 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
             for_="1h",
         ),
     ]
-    return [{"name": ALERTS_GROUP, "interval": config.interval, "rules": rules}]
+    # The memory the idle versions hold reads recorded series (the idle alert's expression): it lives
+    # beside the alerts, so that `recording_rule_groups` stays one backfill pass over raw series.
+    memory = [{"record": IDLE_RAM, "expr": idle_ram(config)}]
+    return [
+        {"name": ALERTS_GROUP, "interval": config.interval, "rules": rules},
+        {"name": MEMORY_GROUP, "interval": config.interval, "rules": memory},
+    ]

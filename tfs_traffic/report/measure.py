@@ -12,7 +12,7 @@ import math
 import operator
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tfs_traffic import contract
@@ -123,6 +123,7 @@ class Inventory:
     labels: dict[Ident, list[str]]  # version -> the version labels a server resolves to it
     down: list[str]  # the pods of targets with a failed scrape in the window ("": one without a pod label)
     any_up: bool  # whether Prometheus holds `up` at all (not asked with recorded gaps: False)
+    ram: dict[Ident, float] = field(default_factory=dict)  # TF Serving's RAM estimate now, max over targets
 
     @property
     def down_pods(self) -> list[str] | None:
@@ -167,6 +168,7 @@ def read_inventory(client: Querier, options: Options, raw_gaps: bool = True) -> 
         labels={ident: sorted(n) for ident, n in names.items()},
         down=[s["metric"].get("pod", "") for s in targets if _value(s) == 0],
         any_up=bool(targets),
+        ram=max_by_version(parts.get("ram", [])),
     )
 
 

@@ -67,6 +67,7 @@ class VersionReport:
     hourly_calls: list[float] | None = None
     forecast: Forecast | None = None
     last_call_at: float | None = None
+    estimated_ram_bytes: int | None = None  # TF Serving's own estimate (docs/metrics.md "Estimated memory")
     note: str | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -83,6 +84,7 @@ class VersionReport:
             "calls_by_source": {k: display_calls(v) for k, v in sorted(self.calls_by_source.items())},
             "available_at_window_start": self.available_at_window_start,
             "last_call_at": None if self.last_call_at is None else rfc3339(self.last_call_at),
+            "estimated_ram_bytes": self.estimated_ram_bytes,
             "note": self.note,
         }
         if self.hourly_calls is not None:
@@ -101,6 +103,13 @@ class Report:
 
     def counts(self) -> dict[str, int]:
         return {v: sum(1 for x in self.versions if x.verdict == v) for v in VERDICTS}
+
+    def retire_frees(self) -> tuple[int, int]:
+        """TF Serving's RAM estimate summed over the `retire` versions (what unloading them frees in
+        each server that loads them all), and how many `retire` versions have no estimate."""
+        retire = [v for v in self.versions if v.verdict == RETIRE]
+        known = [v.estimated_ram_bytes for v in retire if v.estimated_ram_bytes is not None]
+        return sum(known), len(retire) - len(known)
 
     def idle_soon(self) -> list[VersionReport]:
         """Versions whose traffic is projected to reach zero within the forecast horizon."""
@@ -130,6 +139,8 @@ class Report:
             "selector": self.options.selector,
             "lookback_seconds": int(self.options.lookback),
             "summary": self.counts(),
+            "retire_estimated_ram_bytes": self.retire_frees()[0],
+            "retire_without_estimate": self.retire_frees()[1],
             "versions": [
                 {**v.as_json(), **self._forecast_json(v)} if self.options.forecast else v.as_json()
                 for v in self.versions

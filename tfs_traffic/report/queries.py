@@ -45,14 +45,16 @@ def _series_estimate(inventory_series: int) -> int:
 def inventory_query(options: Options, raw_gaps: bool = True) -> str:
     """Versions AVAILABLE now (one result per serving target), each gauge series' state at the
     window's start, the labels the servers resolve to each version (the status poller's answers),
-    and with `raw_gaps` every target's lowest `up` in the window (0: a failed scrape; none at all:
-    data without `up`), for the raw scrape gaps."""
+    TF Serving's RAM estimate per version now (the sidecar's gauge, max over targets:
+    docs/metrics.md), and with `raw_gaps` every target's lowest `up` in the window (0: a failed
+    scrape; none at all: data without `up`), for the raw scrape gaps."""
     gauges, w, sel, by = promql.AVAILABLE_SOURCES, options.window, options.selector, promql.BY_VERSION
     start = {s: f"max by ({by}) ({promql.state_at_window_start(promql.select(m, sel), w)})" for s, m in gauges.items()}
     parts = {
         "now": promql.by_source({s: promql.available(promql.select(m, sel)) for s, m in gauges.items()}),
         "start": promql.max_of_sources(start),
         "labels": f"max by ({by}, {contract.VERSION_LABEL}) ({promql.select(contract.SIDECAR_LABEL, sel)}) == 1",
+        "ram": f"max by ({by}) ({promql.select(contract.SIDECAR_ESTIMATED_RAM, sel)})",
     }
     if raw_gaps:
         lowest = f"min_over_time({promql.select('up', sel)}[{promql.duration(w)}])"

@@ -21,8 +21,10 @@ COLUMNS = (
     "coverage",
     "labels",
     "last_call_at",
+    "estimated_ram_bytes",
     "note",
 )
+GIB = 2**30
 
 
 def _qps(value: float | None) -> str:
@@ -47,6 +49,28 @@ def _last_call(report: Report, v: VersionReport) -> str:
     if v.last_call_at is None:
         return f"none in {format_duration(report.options.last_call_span)}"
     return ago(report.evaluated_at, v.last_call_at)
+
+
+def _ram(value: int | None) -> str:
+    """TF Serving's estimate in binary units, 3 significant digits; "-" when unknown."""
+    if value is None:
+        return "-"
+    for unit, size in (("GiB", GIB), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value} B"
+
+
+def memory_line(report: Report) -> str:
+    """What retiring frees by TF Serving's estimate (README "What retiring frees"); "" with nothing to retire."""
+    retire = report.counts()["retire"]
+    if not retire:
+        return ""
+    frees, unknown = report.retire_frees()
+    if unknown == retire:
+        return f"retiring frees: unknown (no estimate of TF Serving's for the {retire} retire versions)"
+    without = f"; {unknown} retire versions without an estimate" if unknown else ""
+    return f"retiring frees ≈ {frees / GIB:.2f} GiB per server (TF Serving's estimate{without})"
 
 
 def notes(report: Report) -> list[str]:
@@ -84,11 +108,12 @@ def render_table(report: Report, width: int | None = None, color: bool | None = 
     from rich.console import Console
     from rich.table import Table
 
-    caption = "\n".join(filter(None, (summary(report), forecast_line(report), *notes(report))))
+    caption = "\n".join(filter(None, (summary(report), memory_line(report), forecast_line(report), *notes(report))))
     table = Table(title=None, caption=caption, show_lines=False, header_style="bold")
     forecast = report.options.forecast
     columns = [("MODEL", "left"), ("VERSION", "right"), ("VERDICT", "left"), ("REASON", "left")]
     columns += [("CALLS", "right"), ("MAX QPS", "right"), ("COVERAGE", "right"), ("LAST CALL", "right")]
+    columns += [("EST. RAM", "right")]
     for name, justify in columns + ([("IDLE BY", "right")] if forecast else []):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     styles = {"keep": "green", "retire": "bold red", "unknown": "yellow"}
@@ -102,6 +127,7 @@ def render_table(report: Report, width: int | None = None, color: bool | None = 
             _qps(v.max_hourly_qps),
             _coverage(v.coverage),
             _last_call(report, v),
+            _ram(v.estimated_ram_bytes),
             *([_idle_by(v)] if forecast else []),
         )
     buffer = io.StringIO()
@@ -127,6 +153,7 @@ def _row(v: VersionReport) -> list[str]:
         f"{display_coverage(v.coverage):.4f}",
         " ".join(v.labels),
         "" if v.last_call_at is None else rfc3339(v.last_call_at),
+        "" if v.estimated_ram_bytes is None else str(v.estimated_ram_bytes),
         v.note or "",
     ]
 
@@ -150,14 +177,17 @@ def render_markdown(report: Report) -> str:
     lines = [
         f"**tfs-traffic report** — {summary(report)}, Prometheus {redact_url(report.prometheus)}",
         "",
-        "| model | version | verdict | reason | calls | max hourly QPS | coverage | last call |",
-        "|---|---:|---|---|---:|---:|---:|---:|",
+        "| model | version | verdict | reason | calls | max hourly QPS | coverage | last call | est. RAM |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for v in report.versions:
         lines.append(
             f"| {_md(v.model_name)} | {_md(v.model_version)} | **{v.verdict}** | {_md(v.reason)} | "
-            f"{_calls(v.calls)} | {_qps(v.max_hourly_qps)} | {_coverage(v.coverage)} | {_last_call(report, v)} |"
+            f"{_calls(v.calls)} | {_qps(v.max_hourly_qps)} | {_coverage(v.coverage)} | {_last_call(report, v)} | "
+            f"{_ram(v.estimated_ram_bytes)} |"
         )
+    if memory_line(report):
+        lines += ["", memory_line(report)]
     if report.options.forecast:
         lines += ["", forecast_line(report)]
     if notes(report):
@@ -210,7 +240,9 @@ def render_html(report: Report) -> str:
             f'<td class="num">{_calls(v.calls)}</td><td class="num">{_qps(v.max_hourly_qps)}</td>'
             f'<td class="num">{_coverage(v.coverage)}</td>'
             f'<td class="num" title="{html.escape(rfc3339(v.last_call_at) if v.last_call_at else "")}">'
-            f"{html.escape(_last_call(report, v))}</td><td>{spark}</td></tr>"
+            f"{html.escape(_last_call(report, v))}</td>"
+            f'<td class="num" title="{"" if v.estimated_ram_bytes is None else v.estimated_ram_bytes} bytes">'
+            f"{html.escape(_ram(v.estimated_ram_bytes))}</td><td>{spark}</td></tr>"
         )
     note_items = "".join(f"<li>{html.escape(line)}</li>" for line in notes(report))
     title = f"tfs-traffic retirement report — {rfc3339(report.evaluated_at)}"
@@ -225,10 +257,11 @@ def render_html(report: Report) -> str:
 · Prometheus {html.escape(redact_url(report.prometheus))}</p>
 <table>
 <thead><tr><th>model</th><th>version</th><th>verdict</th><th>reason</th><th>calls</th><th>max hourly QPS</th>
-<th>coverage</th><th>last call</th><th>hourly calls</th></tr></thead>
+<th>coverage</th><th>last call</th><th>est. RAM</th><th>hourly calls</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
+{f'<p class="memory">{html.escape(memory_line(report))}</p>' if memory_line(report) else ""}
 {f"<p>{html.escape(forecast_line(report))}</p>" if report.options.forecast else ""}
 {f'<ul class="notes">{note_items}</ul>' if note_items else ""}
 <ul class="legend">
@@ -238,6 +271,8 @@ def render_html(report: Report) -> str:
 do not unload yet.</li>
 <li><b>last call</b>: the last hour with a call, looking back beyond the window; a retire called within it
 has a note.</li>
+<li><b>est. RAM</b>: TF Serving's own estimate of the memory a loaded version holds (its files' size times 1.2), per
+server; unloading returns it to TF Serving's allocator, and to the OS only as the README says.</li>
 </ul>
 </body></html>
 """

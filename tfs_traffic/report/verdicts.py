@@ -77,6 +77,7 @@ def _version_report(
         hourly_calls=found.hourly.get(ident, [0.0] * options.hours) if options.hourly else None,
         forecast=forecast_idle(found.trends.get(ident, [])) if options.forecast else None,
         last_call_at=last_call,
+        estimated_ram_bytes=None if ident not in found.inventory.ram else int(found.inventory.ram[ident]),
         note=_note(last_call, options) if verdict == RETIRE else None,
     )
 

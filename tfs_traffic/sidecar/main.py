@@ -25,7 +25,8 @@ from typing import Any
 
 from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.files import write_atomic
-from tfs_traffic.sidecar import metrics, worker
+from tfs_traffic.sidecar import estimate, metrics, worker
+from tfs_traffic.sidecar.estimate import Estimator
 from tfs_traffic.sidecar.poller import ConfigWatcher, StatusPoller
 from tfs_traffic.sidecar.view import View
 from tfs_traffic.sidecar.worker import WorkerConfig
@@ -33,6 +34,9 @@ from tfs_traffic.sidecar.worker import WorkerConfig
 log = logging.getLogger("tfs_traffic.sidecar")
 
 CONFIG_CHECK_SECONDS = 1.0
+# After the models config changes the server applies it at its own next poll: ask again every second
+# while it has not caught up, for at most this long, then fall back to --poll-interval.
+SETTLE_SECONDS = 60.0
 READY_TIMEOUT = 30.0
 RESTART_BACKOFF_SECONDS = 1.0
 FLUSH_TIMEOUT = 2.0  # a worker busier than this misses one scrape's flush, not the scrape
@@ -49,6 +53,8 @@ class SidecarOptions:
     poll_interval: float = 15.0
     workers: int = 1
     count_delay: float = 1.0
+    estimate_max_files: int = estimate.MAX_FILES
+    estimate_timeout: float = estimate.MAX_SECONDS
     log_level: int = logging.INFO
 
 
@@ -86,6 +92,10 @@ def _claim_port(host: str, port: int, what: str) -> int:
 def validate(options: SidecarOptions) -> None:
     if options.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if options.estimate_max_files < 1:
+        raise UsageError("--estimate-max-files must be at least 1")
+    if options.estimate_timeout <= 0:
+        raise UsageError("--estimate-timeout must be positive")
     if options.listen_rest and not options.upstream_rest:
         raise UsageError("--listen-rest needs --upstream-rest (the upstream's REST address)")
     parse_addr(options.upstream_grpc, "--upstream-grpc")
@@ -148,7 +158,8 @@ class Supervisor:
 
         # At least a second per poll: a sub-second --poll-interval must not turn a busy upstream into "down".
         timeout = max(1.0, min(5.0, options.poll_interval))
-        poller = StatusPoller(watcher, options.upstream_grpc, status, publish, timeout=timeout)
+        estimator = Estimator(options.estimate_max_files, options.estimate_timeout)
+        poller = StatusPoller(watcher, options.upstream_grpc, status, publish, timeout=timeout, estimator=estimator)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop_signal)
         try:
@@ -283,6 +294,7 @@ class Supervisor:
         interval = self.options.poll_interval
         next_poll = time.monotonic() + interval
         next_config = time.monotonic() + min(CONFIG_CHECK_SECONDS, interval)
+        settle_until = 0.0
         restart_after = [0.0] * len(self.processes)
         while not self.stop.is_set():
             # Sleep until the next poll or config check, a worker's exit, or a signal.
@@ -294,10 +306,11 @@ class Supervisor:
             if now >= next_config:
                 next_config = now + min(CONFIG_CHECK_SECONDS, interval)
                 if watcher.refresh():
-                    next_poll = now
+                    next_poll, settle_until = now, now + SETTLE_SECONDS
             if now >= next_poll:
                 poller.poll()
-                next_poll = time.monotonic() + interval
+                settling = poller.behind_file and time.monotonic() < settle_until
+                next_poll = time.monotonic() + (min(interval, CONFIG_CHECK_SECONDS) if settling else interval)
             for i, process in enumerate(self.processes):
                 if process.exitcode is not None and not self.stop.is_set() and now >= restart_after[i]:
                     log.warning("proxy worker %d (pid %s) exited with %s; restarting", i, process.pid, process.exitcode)

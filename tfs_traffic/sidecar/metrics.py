@@ -67,8 +67,8 @@ def scrape_registry(before: Callable[[], None] = lambda: None) -> Any:
 
 
 class StatusMetrics:
-    """The poller's gauges: version availability, upstream health, and what the server resolves a
-    request without a version and each version label to."""
+    """The poller's gauges: version availability, estimated RAM, upstream health, and what the server
+    resolves a request without a version and each version label to."""
 
     def __init__(self, registry: Any = None) -> None:
         from prometheus_client import REGISTRY, Gauge
@@ -83,6 +83,12 @@ class StatusMetrics:
         self.available = gauge(
             contract.SIDECAR_AVAILABLE,
             "1 while GetModelStatus reports the version AVAILABLE, else 0 (kept at 0 after unload).",
+            version,
+        )
+        self.estimated_ram = gauge(
+            contract.SIDECAR_ESTIMATED_RAM,
+            "TF Serving's own RAM estimate of an AVAILABLE version: its files' total size x 1.2 "
+            "(servables/tensorflow/util.cc); 0 once it is unloaded.",
             version,
         )
         self.up = gauge(contract.SIDECAR_UP, "1 when the sidecar's last status poll of the upstream succeeded.")

@@ -34,6 +34,7 @@ from typing import Any
 from tfs_traffic import modelconfig
 from tfs_traffic.errors import UsageError
 from tfs_traffic.sidecar import wire
+from tfs_traffic.sidecar.estimate import Estimator, Job, is_remote
 from tfs_traffic.sidecar.metrics import StatusMetrics
 from tfs_traffic.sidecar.view import ModelView, View
 
@@ -59,6 +60,7 @@ UPSTREAM_CHANNEL_OPTIONS = (
 class ConfiguredModel:
     name: str
     labels: dict[str, int]
+    base_path: str = ""
 
 
 class ConfigWatcher:
@@ -71,7 +73,9 @@ class ConfigWatcher:
         self.models: list[ConfiguredModel] = []
 
     def _read(self) -> list[ConfiguredModel]:
-        return [ConfiguredModel(e.name, dict(e.version_labels)) for e in modelconfig.load_entries(self.path)]
+        return [
+            ConfiguredModel(e.name, dict(e.version_labels), e.base_path) for e in modelconfig.load_entries(self.path)
+        ]
 
     def load(self) -> list[ConfiguredModel]:
         """First read: a missing or malformed file is a usage error."""
@@ -121,6 +125,7 @@ class StatusPoller:
         metrics: StatusMetrics,
         publish: Callable[[View], None] = lambda view: None,
         timeout: float = 5.0,
+        estimator: Estimator | None = None,
     ) -> None:
         import grpc
 
@@ -139,6 +144,10 @@ class StatusPoller:
         self._followed: dict[str, ConfiguredModel] = {}  # the models of the last view
         self._beyond: set[str] = set()  # those of them the file no longer names (still served)
         self._available: dict[str, frozenset[int]] = {}
+        self._estimator = estimator if estimator is not None else Estimator()
+        self._loads: dict[tuple[str, int], int] = {}  # how many times each version became AVAILABLE
+        self._ram_exported: dict[str, set[int]] = {}  # versions with an estimated-RAM series, per model
+        self._remote: set[str] = set()  # models whose remote base path was logged
         self.up: bool | None = None
         self.view = View()
 
@@ -198,6 +207,18 @@ class StatusPoller:
             if m.name in self._labels:
                 self._labels[m.name] = {k: v for k, v in self._labels[m.name].items() if k in m.labels}
 
+    @property
+    def behind_file(self) -> bool:
+        """True while the server has not caught up with the file: a model it names has no AVAILABLE version,
+        or a label it names resolves elsewhere. TF Serving applies a config at its next poll (or never, with
+        its config poll off), so right after an edit this is the normal state, not an error."""
+        for m in self.watcher.models:
+            if not self._available.get(m.name):
+                return True
+            if any(self._labels.get(m.name, {}).get(label) != version for label, version in m.labels.items()):
+                return True
+        return False
+
     def _probe(self) -> bool:
         """With no models configured, the upstream is up if it answers at all."""
         grpc = self._grpc
@@ -225,6 +246,31 @@ class StatusPoller:
         self._followed = {m.name: m for m in kept}
         return kept
 
+    def _loaded(self, name: str, base_path: str, available: frozenset[int], before: frozenset[int]) -> None:
+        """Start estimating each version that became AVAILABLE; an unloaded one's estimate drops to 0, as
+        its availability gauge does (docs/metrics.md, "Estimated memory")."""
+        ram = self.metrics.estimated_ram
+        for version in before - available:
+            if version in self._ram_exported.get(name, ()):
+                ram.labels(name, str(version)).set(0)
+        if is_remote(base_path):
+            if name not in self._remote:
+                self._remote.add(name)
+                log.info("model %s: base path %s is remote; its versions' memory is not estimated", name, base_path)
+            return
+        for version in sorted(available - before):
+            load = self._loads[(name, version)] = self._loads.get((name, version), 0) + 1
+            self._estimator.submit(Job(name, version, base_path, load))
+
+    def _collect_estimates(self) -> None:
+        """Export the estimates finished since the last poll, of versions still in the load they were made for."""
+        for job, ram_bytes in self._estimator.collect():
+            current = self._loads.get((job.model, job.version)) == job.load
+            if ram_bytes is None or not current or job.version not in self._available.get(job.model, ()):
+                continue
+            self.metrics.estimated_ram.labels(job.model, str(job.version)).set(ram_bytes)
+            self._ram_exported.setdefault(job.model, set()).add(job.version)
+
     def poll(self) -> View:
         """One round: ask, update the gauges and the view, export what it resolved, publish it."""
         models = list(self.watcher.models)
@@ -235,10 +281,13 @@ class StatusPoller:
         up = all(a is not None for a in answers.values()) if names else self._probe()
         self._resolve(models, answers)
         gauge = self.metrics.available
+        self._collect_estimates()
+        base_paths = {m.name: m.base_path for m in models}
         for name, statuses in answers.items():
             if statuses is None:
                 continue  # keep the last known state while the upstream does not answer
             available = frozenset(s.version for s in statuses if s.available)
+            self._loaded(name, base_paths.get(name, ""), available, self._available.get(name, frozenset()))
             self._available[name] = available
             self._seen.setdefault(name, set()).update(s.version for s in statuses)
             exported = self._exported.setdefault(name, set())
@@ -250,7 +299,8 @@ class StatusPoller:
         for name in set(self._exported) - set(names):  # no longer followed: kept at 0
             for version in self._exported[name]:
                 gauge.labels(name, str(version)).set(0)
-            self._available.pop(name, None)
+            if name in self._available:
+                self._loaded(name, "", frozenset(), self._available.pop(name))
         self.metrics.up.set(1 if up else 0)
         if up != self.up:
             log.info("upstream %s", "up" if up else "down (status poll failed)")

@@ -1,102 +1,73 @@
-"""The stand-in TF Serving's model state: versions on disk, labels, resolution, and its counters.
+"""The stand-in TF Serving's `ServerCore`: its config, labels, request resolution and counters.
 
-This mirrors what TF Serving's `ServerCore`, `FileSystemStoragePathSource` and
-`ServableStateMonitor` do for a `model_config_list`, minus the actual loading (a version is
-AVAILABLE as soon as it is aspired):
+`model_servers/server_core.cc` over the source (`source`) and the manager (`manager`), minus
+the actual loading (a load takes no time; every version is the stand-in's model).
 
-- versions are the numeric children of each model's `base_path` (directories only); the version
-  policy picks the latest N (default 1), all, or specific ones; a poll re-reads them;
-- a version that leaves the aspired set goes to END, and GetModelStatus keeps listing it, as
-  TF Serving's state monitor does;
-- requests resolve by number, by label (`version_labels`) or to the latest AVAILABLE version, with
-  TF Serving's error codes and messages;
-- the patched metrics of docs/metrics.md are kept here: `model_call_count` +1 per inference
-  request after resolution, its zero cell created when a version becomes AVAILABLE, and
-  `model_version_available` 1/0; plus upstream's `request_count{model_name,status}`.
+`ReloadConfig` (the startup config, `HandleReloadConfigRequest`, each config-file poll), under one
+lock so reloads never overlap:
 
-Version labels follow `ServerCore::UpdateModelVersionLabelMap` (`model_servers/server_core.cc`),
-which `ReloadConfig` runs for the startup config and every reload *before* any model is added or
-changed: every label must point at an AVAILABLE version, else FAILED_PRECONDITION and the previous
-label map stays. With `--allow_version_labels_for_unavailable_models` a new label, or one that keeps
-its version, may point anywhere; moving an existing label still needs the target AVAILABLE. At
-startup nothing is AVAILABLE, so a startup config with labels is refused unless the flag is given.
+1. it accepts a `model_config_list` (or the config it already has, or an empty config the first
+   time); anything else is FAILED_PRECONDITION;
+2. it validates before changing anything: unique names, absolute base paths
+   (`ValidateModelConfigList`), no model changing platform (`ValidateNoModelsChangePlatforms`);
+3. it **stores the new config** (`config_ = new_config`) — before the label check, so a config
+   refused for its labels still becomes the one the next reload is compared with;
+4. labels (`UpdateModelVersionLabelMap`): each must name an AVAILABLE version, unless
+   `--allow_version_labels_for_unavailable_models` and the label is new or keeps its version; a
+   refusal (FAILED_PRECONDITION) leaves the label map and everything served as they were;
+5. every model needs the platform `tensorflow` (`CreateStoragePathRoutes`); the source gets the new
+   list (models that left it are un-aspired now, policy changes wait for the next file-system
+   poll) and the reload **waits for the model names that are new**, without a timeout. It returns
+   before any version of a model it already had is loaded or unloaded.
 
-Judged harmless: TF Serving stores a refused config as its current one (`config_ = new_config`
-precedes the label check) but applies none of it; here the previous config stays whole. The only
-difference a client could see is which config a later *identical* reload is compared with, and both
-then run the same checks.
+At startup (`start`) the source is connected and the server waits until every model has a
+version AVAILABLE (`ConnectAdaptersToManagerAndAwaitModelLoads`): with a missing base path it
+waits, logging each poll, until the path appears.
+
+Requests resolve (`ServerCore::GetServableHandle`) by number, by label or to the latest AVAILABLE
+version, against the serving map current when they start, and hold that map until they end
+(`request()`), which is what lets an unload wait for them. The patched metrics of docs/metrics.md
+are kept here: `model_call_count` +1 per inference request after resolution, its zero cell created
+when a version becomes AVAILABLE, `model_version_available` 1 while AVAILABLE; plus upstream's
+`request_count{model_name,status}`.
 """
 
-import enum
-import os
-import re
-import sys
+import contextlib
+import contextvars
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from tfs_traffic import contract
 from tfs_traffic.exposition import COUNTER, GAUGE, Family
+from tfs_traffic.sim import tflog
 from tfs_traffic.sim.errors import Code, SimError
+from tfs_traffic.sim.manager import Manager, Monitor, ServingMap, Snapshot, State
+from tfs_traffic.sim.source import Servable, Source
 from tfs_traffic.sim.stock_metrics import StockMetrics
 
-_INT64_MAX = 2**63 - 1
+TENSORFLOW_PLATFORM = "tensorflow"  # kTensorFlowModelPlatform, the one platform the server has
 
-
-class State(enum.IntEnum):
-    """`ModelVersionStatus.State` values."""
-
-    START = 10
-    LOADING = 20
-    AVAILABLE = 30
-    UNLOADING = 40
-    END = 50
+__all__ = ["Resolved", "ServerCore", "SimFatal", "State"]
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """The servable a request was resolved to (`handle.id()`)."""
+    """The servable a request was resolved to (`handle.id()`), and where that version was loaded from."""
 
     name: str
     version: int
+    path: str = ""
 
 
-def parse_version_dir(name: str) -> int | None:
-    """`absl::SimpleAtoi` on a child of base_path: optional blanks and sign, digits, int64 range."""
-    m = re.fullmatch(r"\s*([+-]?\d+)\s*", name)
-    if not m:
-        return None
-    value = int(m.group(1))
-    return value if -(2**63) <= value <= _INT64_MAX else None
+class SimFatal(Exception):
+    """What TF Serving does with `LOG(FATAL)`: print and abort."""
 
 
-def list_versions(base_path: str) -> dict[int, str] | None:
-    """Numeric version directories under base_path (version -> child name); None if it is missing."""
-    try:
-        entries = list(os.scandir(base_path))
-    except FileNotFoundError:
-        return None
-    except NotADirectoryError:
-        return None
-    out: dict[int, str] = {}
-    for entry in sorted(entries, key=lambda e: e.name):
-        version = parse_version_dir(entry.name)
-        if version is not None and entry.is_dir():
-            out[version] = entry.name
-    return out
-
-
-def aspired_versions(model: Any, on_disk: dict[int, str]) -> set[int]:
-    """The versions the model's version policy asks for, among those on disk."""
-    policy = model.model_version_policy
-    kind = policy.WhichOneof("policy_choice") or "latest"
-    if kind == "all":
-        return set(on_disk)
-    if kind == "specific":
-        return set(on_disk) & set(policy.specific.versions)
-    n = max(policy.latest.num_versions, 1)
-    return set(sorted(on_disk, reverse=True)[:n])
+def _is_relative(uri: str) -> bool:
+    """`UriIsRelativePath`: no scheme and no leading slash."""
+    return not uri.startswith("/") and "://" not in uri
 
 
 def validate_config(config: Any) -> None:
@@ -107,144 +78,262 @@ def validate_config(config: Any) -> None:
             raise SimError(Code.INVALID_ARGUMENT, f"Illegal to list model {model.name} multiple times in config list")
         seen.add(model.name)
     for model in config.model_config_list.config:
-        base = model.base_path
-        if not base or not (base.startswith("/") or "://" in base):
+        if _is_relative(model.base_path):
             raise SimError(
                 Code.INVALID_ARGUMENT,
-                f"Expected model {model.name} to have an absolute path or URI; got base_path()={base}",
+                f"Expected model {model.name} to have an absolute path or URI; got base_path()={model.base_path}",
             )
 
 
+def platform(model: Any) -> str:
+    """`GetPlatform`: model_platform, or the deprecated model_type."""
+    if model.model_type != 0:
+        if model.model_platform:
+            raise SimError(
+                Code.INVALID_ARGUMENT,
+                "Illegal setting both ModelServerConfig::model_type (deprecated) and "
+                f"ModelServerConfig::model_platform, model name is {model.name}",
+            )
+        if model.model_type != 1:  # TENSORFLOW
+            raise SimError(
+                Code.INVALID_ARGUMENT, f"ModelServerConfig::model_type choice {model.model_type} not supported."
+            )
+        return TENSORFLOW_PLATFORM
+    if not model.model_platform:
+        raise SimError(
+            Code.INVALID_ARGUMENT,
+            "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+            f"ModelServerConfig::model_platform, model name is {model.name}",
+        )
+    return str(model.model_platform)
+
+
+def validate_no_platform_changes(old: Any, new: Any) -> None:
+    """`ValidateNoModelsChangePlatforms`."""
+    old_platforms = {m.name: platform(m) for m in old.model_config_list.config}
+    for model in new.model_config_list.config:
+        if model.name not in old_platforms:
+            continue
+        new_platform = platform(model)
+        if new_platform != old_platforms[model.name]:
+            raise SimError(
+                Code.INVALID_ARGUMENT,
+                f"Illegal to change a model's platform. For model {model.name} platform was "
+                f"{old_platforms[model.name]} and new platform requested is {new_platform}",
+            )
+
+
+_handles: contextvars.ContextVar[list[Snapshot] | None] = contextvars.ContextVar(
+    "tfs_traffic_sim_handles", default=None
+)
+
+
 class ServerCore:
-    """Model versions, labels and counters; every method is thread-safe."""
+    """Config, labels, resolution and counters over a source and a manager; thread-safe.
+
+    Built from the startup config (the synchronous part of `ServerCore::Create`: validation,
+    labels, platforms). `start()` then connects the source and waits for the models, with the
+    file-system poll and the manager on threads; without it, `settle()` polls and manages once
+    until nothing is left to do (for tests that want no threads).
+    """
 
     def __init__(
         self,
         config: Any,
-        log: Callable[[str], None] | None = None,
+        log: tflog.Log | None = None,
         allow_labels_for_unavailable: bool = False,
+        file_system_poll_seconds: float = 1.0,
     ) -> None:
-        validate_config(config)
         self.allow_labels_for_unavailable = allow_labels_for_unavailable
-        self._lock = threading.Lock()
-        self._log = log or (lambda msg: print(f"tfs-traffic sim: {msg}", file=sys.stderr, flush=True))
-        self._config = config
-        self._states: dict[str, dict[int, State]] = {}
-        self._available: dict[str, list[int]] = {}  # sorted ascending
+        self._log = log or tflog.to_stderr
+        self._lock = threading.Lock()  # labels and counters
+        self._config_lock = threading.Lock()  # ServerCore::config_mu_: one ReloadConfig at a time
+        self._config = type(config)()
         self._labels: dict[str, dict[str, int]] = {}
         self._calls: dict[tuple[str, str], int] = {}
         self._version_available: dict[tuple[str, str], int] = {}
         self.stock = StockMetrics()
-        self._missing_warned: set[str] = set()
-        self._labels = self._label_map(config)  # `ReloadConfig` of the startup config: before any load
-        self.poll()
+        self.monitor = Monitor()
+        self.serving = ServingMap()
+        self.manager = Manager(self.monitor, self.serving, self._on_state)
+        self.source = Source(file_system_poll_seconds, self._log)
+        self._connected = False
+        self._threaded = False
+        self._stop = threading.Event()
+        self.reload_config(config)
 
-    # --- versions ---
+    # --- config ---
 
     @property
     def config(self) -> Any:
-        with self._lock:
-            return self._config
+        """The stored config (`config_`), a copy."""
+        with self._config_lock:
+            out = type(self._config)()
+            out.CopyFrom(self._config)
+            return out
 
     def model_names(self) -> list[str]:
-        with self._lock:
-            return [m.name for m in self._config.model_config_list.config]
+        """The models the source watches (the last config that got that far)."""
+        return [s.name for s in self.source.servables()]
 
-    def poll(self) -> None:
-        """Re-read every model's base_path and load/unload versions as its policy says."""
-        with self._lock:
-            models = list(self._config.model_config_list.config)
-        found: dict[str, set[int] | None] = {}
-        for model in models:
-            on_disk = list_versions(model.base_path)
-            if on_disk is None:
-                if model.name not in self._missing_warned:
-                    self._missing_warned.add(model.name)
-                    self._log(f"could not find base path {model.base_path} for servable {model.name}")
-                found[model.name] = None
-                continue
-            self._missing_warned.discard(model.name)
-            found[model.name] = aspired_versions(model, on_disk)
-        with self._lock:
-            for name, aspired in found.items():
-                if aspired is not None:
-                    self._set_aspired(name, aspired)
-            configured = {m.name for m in self._config.model_config_list.config}
-            for name in list(self._states):
-                if name not in configured:
-                    self._set_aspired(name, set())
+    def reload_config(self, new_config: Any) -> None:
+        """`ServerCore::ReloadConfig`: see the module docstring; SimError on a refusal."""
+        with self._config_lock:
+            old_case = self._config.WhichOneof("config")
+            new_case = new_config.WhichOneof("config")
+            is_first = old_case is None
+            is_same = self._config == new_config
+            if not (is_first or is_same or (old_case == new_case == "model_config_list")):
+                raise SimError(
+                    Code.FAILED_PRECONDITION,
+                    "Cannot transition to requested config. It is only legal to transition from one "
+                    "ModelConfigList to another.",
+                )
+            if new_case is None:
+                self._log("I", "Taking no action for empty config.")
+                return
+            if new_case == "model_config_list":
+                validate_config(new_config)
+                if old_case == "model_config_list":
+                    validate_no_platform_changes(self._config, new_config)
+            self._config = type(new_config)()
+            self._config.CopyFrom(new_config)
+            self._update_labels()
+            if new_case != "model_config_list":
+                raise SimFatal("ModelServer does not yet support custom model config.")
+            self._add_models()
 
-    def _set_aspired(self, name: str, aspired: set[int]) -> None:
-        states = self._states.setdefault(name, {})
-        for version in aspired:
-            if states.get(version) != State.AVAILABLE:
-                states[version] = State.AVAILABLE
-                key = (name, str(version))
-                self._version_available[key] = 1
-                self._calls.setdefault(key, 0)
-        for version, state in list(states.items()):
-            if state == State.AVAILABLE and version not in aspired:
-                states[version] = State.END
-                self._version_available[(name, str(version))] = 0
-        self._available[name] = sorted(v for v, s in states.items() if s == State.AVAILABLE)
-
-    def _label_map(self, config: Any) -> dict[str, dict[str, int]]:
-        """`UpdateModelVersionLabelMap`: the new label map, or FAILED_PRECONDITION.
-
-        Called under the lock, or from `__init__`, before any version of the config is (re)loaded.
-        """
+    def _update_labels(self) -> None:
+        """`UpdateModelVersionLabelMap`: swap in the new label map, or FAILED_PRECONDITION."""
         new_labels: dict[str, dict[str, int]] = {}
-        for model in config.model_config_list.config:
-            old = self._labels.get(model.name, {})
-            available = set(self._available.get(model.name, ()))
+        for model in self._config.model_config_list.config:
+            states = self.monitor.versions(model.name)
+            with self._lock:
+                old = self._labels.get(model.name, {})
             for label, version in model.version_labels.items():
                 allowed = self.allow_labels_for_unavailable and old.get(label, version) == version
-                if not allowed and version not in available:
+                if not allowed and states.get(version) != State.AVAILABLE:
                     raise SimError(
                         Code.FAILED_PRECONDITION,
                         f"Request to assign label to version {version} of model {model.name}, "
                         "which is not currently available for inference",
                     )
                 new_labels.setdefault(model.name, {})[label] = version
-        return new_labels
-
-    def reload_config(self, new_config: Any) -> None:
-        """`ServerCore::ReloadConfig` for a model_config_list: validate, relabel, then load/unload.
-
-        A refused label leaves the label map, the models and their policies as they were.
-        """
-        validate_config(new_config)
         with self._lock:
-            new_labels = self._label_map(new_config)
-            self._config = new_config
             self._labels = new_labels
-        self.poll()
+
+    def _add_models(self) -> None:
+        """`AddModelsViaModelConfigList`."""
+        servables = []
+        for model in self._config.model_config_list.config:
+            model_platform = platform(model)
+            if model_platform != TENSORFLOW_PLATFORM:
+                raise SimError(
+                    Code.INVALID_ARGUMENT, f"Model {model.name} requests unsupported platform {model_platform}"
+                )
+            servables.append(Servable(model.name, model.base_path, model.model_version_policy))
+        old = {s.name for s in self.source.servables()}
+        new_models = [s.name for s in servables if s.name not in old]
+        mark = self.monitor.events()
+        self.source.update_config(servables)
+        if self._connected and self._threaded and new_models:
+            self._await(new_models, mark, "model(s)")
+
+    def _await(self, names: list[str], since: int, what: str) -> None:
+        """`WaitUntilModelsAvailable` / the startup wait: no timeout; UNKNOWN if one reached END."""
+        ended = self.monitor.wait_latest(names, since, self._stop)
+        if ended:
+            listed = "".join(f"{{{{name: {n} version: {v}}}}}, " for n, v in ended)
+            raise SimError(Code.UNKNOWN, f"{len(ended)} {what} did not become available: {{{listed}}}")
+
+    # --- running ---
+
+    def start(self) -> None:
+        """Connect the source and start managing; return once every model has a version AVAILABLE
+        (or `stop()` was called)."""
+        self._threaded = True
+        self._connected = True
+        mark = self.monitor.events()
+        self.source.connect(self.manager.set_aspired_versions)
+        self.manager.start()
+        self._await(self.model_names(), mark, "servable(s)")
+
+    def settle(self) -> None:
+        """Without threads: one file-system poll, then manager rounds until nothing is left to do."""
+        if not self._connected:
+            self._connected = True
+            self.source.connect(self.manager.set_aspired_versions, threaded=False)
+        self.source.poll()
+        while self.manager.tick() or not self.manager.idle():
+            pass
+
+    def poll(self) -> None:
+        """One file-system poll now (the manager acts on it at its next round)."""
+        self.source.poll()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.source.stop()
+        self.manager.stop()
+
+    def _on_state(self, name: str, version: int, state: State) -> None:
+        """The patch's listener on the event bus: the gauge, and the zero cell of the counter."""
+        key = (name, str(version))
+        with self._lock:
+            if state == State.AVAILABLE:
+                self._version_available[key] = 1
+                self._calls.setdefault(key, 0)
+            elif state in (State.UNLOADING, State.END) and key in self._version_available:
+                self._version_available[key] = 0
 
     # --- resolution and status ---
 
-    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Resolved:
-        """`ServerCore::GetServableHandle`: the version a ModelSpec names, or TF Serving's error."""
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """One request's servable handles: the serving maps it resolved against, held until it ends."""
+        token = _handles.set([])
+        try:
+            yield
+        finally:
+            for snapshot in _handles.get() or []:
+                self.serving.release(snapshot)
+            _handles.reset(token)
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None, hold: bool = True) -> Resolved:
+        """`ServerCore::GetServableHandle`: the version a ModelSpec names, or TF Serving's error.
+
+        Inside `request()` with `hold`, the request keeps the serving map until it ends."""
         if not name:
             raise SimError(Code.INVALID_ARGUMENT, "ModelSpec has no name specified.")
-        with self._lock:
-            if label is not None:
+        if label is not None:
+            with self._lock:
                 mapped = self._labels.get(name, {}).get(label)
-                if mapped is None:
-                    raise SimError(Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}")
-                version = mapped
-            available = self._available.get(name, [])
-            if version is not None:
-                if version in available:
-                    return Resolved(name, version)
+            if mapped is None:
+                raise SimError(Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}")
+            version = mapped
+        snapshot = self.serving.acquire()
+        held = _handles.get() if hold else None
+        try:
+            versions = snapshot.versions.get(name, {})
+            if version is None:
+                if name not in snapshot.latest:
+                    raise SimError(Code.NOT_FOUND, f"Servable not found for request: Latest({name})")
+                version = snapshot.latest[name]
+            elif version not in versions:
                 raise SimError(Code.NOT_FOUND, f"Servable not found for request: Specific({name}, {version})")
-            if available:
-                return Resolved(name, available[-1])
-        raise SimError(Code.NOT_FOUND, f"Servable not found for request: Latest({name})")
+            resolved = Resolved(name, version, versions[version])
+        except SimError:
+            self.serving.release(snapshot)
+            raise
+        if held is None:
+            self.serving.release(snapshot)
+        else:
+            held.append(snapshot)
+        return resolved
 
     def version_states(self, name: str, version: int | None = None) -> list[tuple[int, State]]:
         """`GetModelStatusWithModelSpec`: (version, state) newest first, or NOT_FOUND."""
-        with self._lock:
-            states = dict(self._states.get(name, {}))
+        states = self.monitor.versions(name)
         if version is not None:
             if version not in states:
                 raise SimError(Code.NOT_FOUND, f"Could not find version {version} of model {name}")
@@ -293,7 +382,8 @@ class ServerCore:
         return [*patched, *self.stock.families()]
 
     def metric_first_values(self, names: Iterable[str]) -> dict[str, int]:
-        """For ReloadConfigResponse.metric: the first cell's value of each named metric (0 if none)."""
+        """For ReloadConfigResponse.metric (`ModelServiceImpl::GetMetrics`): each named metric's first
+        cell (`points[0]->int64_value`, cells in label order), 0 if there is none."""
         families = {f.tf_name: f for f in self.families()}
         out: dict[str, int] = {}
         for name in names:

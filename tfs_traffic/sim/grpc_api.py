@@ -16,7 +16,7 @@ from tfs_traffic.sim import half_plus_two
 from tfs_traffic.sim.core import State
 from tfs_traffic.sim.errors import Code, SimError
 from tfs_traffic.sim.half_plus_two import DT_FLOAT, DT_STRING, Tensor
-from tfs_traffic.sim.service import SimService, Spec, Transport, spec_from_proto
+from tfs_traffic.sim.service import SimService, Spec, Transport, in_thread, spec_from_proto
 
 GRPC_CODES: dict[Code, grpc.StatusCode] = {Code(c.value[0]): c for c in grpc.StatusCode}
 
@@ -35,15 +35,16 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def float_tensor_bytes(values: np.ndarray) -> bytes:
-    """A serialized TensorProto {dtype: DT_FLOAT, tensor_shape, float_val (packed)} for `values`."""
+def float_tensor_bytes(values: np.ndarray, content: bool = False) -> bytes:
+    """A serialized TensorProto {dtype: DT_FLOAT, tensor_shape, float_val (packed)} for `values`
+    (`Tensor::AsProtoField`); with `content`, `tensor_content` instead (`AsProtoTensorContent`)."""
     shape = b"".join(
         b"\x12" + _varint(len(dim)) + dim for dim in ((b"\x08" + _varint(d)) if d else b"" for d in values.shape)
     )
     out = b"\x08\x01\x12" + _varint(len(shape)) + shape
     if values.size:
         data = np.ascontiguousarray(values, dtype="<f4").tobytes()
-        out += b"\x2a" + _varint(len(data)) + data
+        out += (b"\x22" if content else b"\x2a") + _varint(len(data)) + data
     return out
 
 
@@ -102,6 +103,10 @@ class PredictionServicer(_Base):
     async def _counted(self, request: Any, context: Any, run: Callable[[], Any], api: str) -> Any:
         """`PredictionServiceImpl::Predict`/`Classify`/`Regress`: `request_count` for every call,
         `request_latency{API, entrypoint="GRPC"}` for the OK ones."""
+        with self.service.core.request():
+            return await self._counted_call(request, context, run, api)
+
+    async def _counted_call(self, request: Any, context: Any, run: Callable[[], Any], api: str) -> Any:
         start = time.perf_counter()
         name = request.model_spec.name
         try:
@@ -125,7 +130,7 @@ class PredictionServicer(_Base):
                 response.model_spec, request.model_spec.name, result.signature_name, result.resolved.version
             )
             for alias, values in result.values.items():
-                response.outputs[alias].MergeFromString(float_tensor_bytes(values))
+                response.outputs[alias].MergeFromString(float_tensor_bytes(values, self.service.tensor_content))
             return response
 
         return await self._counted(request, context, run, "Predict")
@@ -161,6 +166,10 @@ class PredictionServicer(_Base):
         return await self._counted(request, context, run, "Regress")
 
     async def MultiInference(self, request: Any, context: Any) -> Any:
+        with self.service.core.request():
+            return await self._multi_inference(request, context)
+
+    async def _multi_inference(self, request: Any, context: Any) -> Any:
         try:
             resolved, results = self.service.multi_inference(request)
         except SimError as e:
@@ -214,8 +223,11 @@ class ModelServicer(_Base):
             return await self._fail(context, e)
 
     async def HandleReloadConfigRequest(self, request: Any, context: Any) -> Any:
+        """`ModelServiceImpl::HandleReloadConfigRequest`: a model_config_list only, then `ReloadConfig`
+        (which may wait for new models; it runs off the event loop). `metric_names` (2.15 and later):
+        each name once, with the change of its first cell across the reload."""
         core = self.service.core
-        names = list(request.metric_names)
+        names = list(dict.fromkeys(request.metric_names))  # a flat_hash_map: one entry per name
         before = core.metric_first_values(names)
         error: SimError | None = None
         if request.config.WhichOneof("config") != "model_config_list":
@@ -228,7 +240,7 @@ class ModelServicer(_Base):
             try:
                 config = self.protos.model_server_config.ModelServerConfig()
                 config.CopyFrom(request.config)
-                core.reload_config(config)
+                await in_thread(lambda: core.reload_config(config))
             except SimError as e:
                 error = e
         if error is not None:

@@ -21,6 +21,10 @@ Matched where a client can tell (each with a test citing the upstream function):
   body and libevent's default content type;
 - a version beyond int64 is a 400 with an empty body (`ParseModelInfo` fails before
   `MakeJsonFromStatus`);
+- `--rest_api_timeout_in_ms` is the session's run timeout (`HttpRestApiHandler`'s `RunOptions`):
+  a Predict, Classify or Regress whose model time is longer fails then, DEADLINE_EXCEEDED (504)
+  `Timed out waiting for notification`; `--rest_api_enable_cors_support` adds `AddCORSHeaders`'
+  three headers to every `/v1/` answer, a preflight's included;
 - JSON is parsed and request values are quoted as rapidjson 1.1.0 does (`rapidjson.py`), b64 is
   `absl::Base64Unescape` (`absl.py`), messages are escaped by rapidjson's Writer, floats are
   `WriteDecimal<float>` (`tfjson.py`); the metrics page carries TF Serving's stock families
@@ -33,10 +37,9 @@ Judged harmless, with the reason:
   clients percent-encode;
 - targets that are not origin-form (`*`, absolute URIs) are matched as plain paths: clients of TF
   Serving send origin-form;
-- `--rest_api_timeout_in_ms` and `--enable_cors_support`'s extra headers are not modelled: no test
-  or user of the stand-in sets them;
-- protobuf JSON (status, metadata) is Python's printer with TF Serving's options: the same
-  documents, key order aside, and no test or client depends on byte order there;
+- model status JSON is Python's protobuf printer with TF Serving's options: the same document, key
+  order aside, and no test or client depends on byte order there (the metadata document follows
+  the C++ printer's key order, `half_plus_two.signature_def_map_json`);
 - with several labels refused at once, which one the message names follows the map's iteration
   order, which protobuf leaves unspecified in C++ as well.
 """
@@ -393,12 +396,28 @@ def _decode_arg(text: str) -> str:
     return urllib.parse.unquote_to_bytes(text).decode("utf-8", "surrogateescape")
 
 
+CORS_HEADERS = {  # http_rest_api_util.cc:AddCORSHeaders
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET",
+    "Access-Control-Allow-Headers": "Content-Type",
+}
+
+
 class RestApi(Transport):
     """aiohttp handlers over a SimService."""
 
-    def __init__(self, service: SimService, latency_s: float, prometheus_path: str | None) -> None:
+    def __init__(
+        self,
+        service: SimService,
+        latency_s: float,
+        prometheus_path: str | None,
+        timeout_s: float | None = None,
+        cors: bool = False,
+    ) -> None:
         super().__init__(service, latency_s)
         self.prometheus_path = prometheus_path
+        self.timeout_s = timeout_s
+        self.cors = cors
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """`EvHTTPServer::DispatchEvRequest`: the exact Prometheus handler, else the `/v1/` dispatcher."""
@@ -417,9 +436,12 @@ class RestApi(Transport):
             headers = {"Content-Type": evhttp.DEFAULT_CONTENT_TYPE}
         else:
             body = await request.read()
-            model_name, api, status, text = await self.process(request.method, target, body)
+            with self.service.core.request():  # the servable handles this request holds
+                model_name, api, status, text = await self.process(request.method, target, body)
             output = rapidjson.utf8(text)
             headers = {"Content-Type": "application/json"}
+        if self.cors:
+            headers.update(CORS_HEADERS)
         if status == Code.OK:
             self.service.core.stock.request_latency(model_name, api, "REST", (time.perf_counter() - start) * 1e6)
         self.service.core.count_request(model_name, status)
@@ -475,9 +497,9 @@ class RestApi(Transport):
         doc = parse_json(body)
         signature_name = _signature_name(doc)
         spec = Spec(spec.name, spec.version, spec.label, signature_name)
-        self.service.resolve(spec)  # GetInfoMap resolves the model before reading the tensors
+        resolved = self.service.resolve(spec)  # GetInfoMap resolves the model before reading the tensors
         key = signature_name or half_plus_two.DEFAULT_SIGNATURE
-        sig = half_plus_two.SIGNATURES.get(key)
+        sig = self.service.model(resolved).signatures.get(key)
         if sig is None:
             raise SimError(Code.INVALID_ARGUMENT, f'Serving signature name: "{key}" not found in signature def')
         infos = dict(sig.inputs)
@@ -498,7 +520,7 @@ class RestApi(Transport):
         else:
             raise SimError(Code.INVALID_ARGUMENT, "Missing 'inputs' or 'instances' key")
         result = self.service.predict(spec, tensors)
-        await self._model_time(spec.name, "Predict")
+        await self._model_time(spec.name, "Predict", self.timeout_s)
         try:
             return tfjson.predict_response(result.values, row_format=row)
         except ValueError as e:
@@ -508,14 +530,14 @@ class RestApi(Transport):
         doc = parse_json(body)
         spec = Spec(spec.name, spec.version, spec.label, _signature_name(doc))
         result = self.service.classify(spec, input_from_json(self.protos, doc))
-        await self._model_time(spec.name, "Classify")
+        await self._model_time(spec.name, "Classify", self.timeout_s)
         return tfjson.classify_response(result.values)
 
     async def _regress(self, spec: Spec, body: bytes) -> str:
         doc = parse_json(body)
         spec = Spec(spec.name, spec.version, spec.label, _signature_name(doc))
         result = self.service.regress(spec, input_from_json(self.protos, doc))
-        await self._model_time(spec.name, "Regress")
+        await self._model_time(spec.name, "Regress", self.timeout_s)
         return tfjson.regress_response(result.values)
 
     def _status(self, spec: Spec) -> str:
@@ -529,14 +551,19 @@ class RestApi(Transport):
         if not spec.name:
             raise SimError(Code.INVALID_ARGUMENT, "Missing model name in request.")
         resolved, _ = self.service.metadata(spec, ["signature_def"])
-        model_spec = self.protos.model.ModelSpec(name=resolved.name)
-        model_spec.version.value = resolved.version
-        return tfjson.metadata_response(model_spec, half_plus_two.signature_def_map(self.protos))
+        model_spec = {"name": resolved.name, "signature_name": "", "version": str(resolved.version)}
+        return tfjson.metadata_response(model_spec, half_plus_two.signature_def_map_json(self.service.model(resolved)))
 
 
-def make_app(service: SimService, latency_s: float, prometheus_path: str | None) -> web.Application:
+def make_app(
+    service: SimService,
+    latency_s: float,
+    prometheus_path: str | None,
+    timeout_s: float | None = None,
+    cors: bool = False,
+) -> web.Application:
     """The aiohttp application: every path goes to one dispatcher, as TF Serving's does."""
-    api = RestApi(service, latency_s, prometheus_path)
+    api = RestApi(service, latency_s, prometheus_path, timeout_s, cors)
     app = web.Application(client_max_size=512 * 1024 * 1024)
     app.on_response_prepare.append(evhttp.drop_server_header)
     app.router.add_route("*", "/{tail:.*}", api.handle)

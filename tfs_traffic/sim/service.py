@@ -3,13 +3,17 @@
 Each inference function follows TF Serving's `*WithModelSpec` functions: resolve the ModelSpec
 (`ServerCore::GetServableHandle`), count the call for the resolved version exactly where the
 patch of docs/metrics.md counts it (right after resolution, before the model runs and whether
-or not it then fails), then run half_plus_two (`half_plus_two`). Model time (`--latency-ms`) is spent
-by the async front ends after a successful run.
+or not it then fails), then run the servable's model (`half_plus_two`: half_plus_two, or half_plus_three
+for a base path that holds it). Model time (`--latency-ms`) is spent by the async front ends after a
+successful run, inside `ServerCore.request()`: the request holds the serving map it resolved against
+until then, as a TF Serving request holds its servable handle.
 """
 
 import asyncio
+import contextlib
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +22,7 @@ import numpy as np
 from tfs_traffic.sim import half_plus_two
 from tfs_traffic.sim.core import Resolved, ServerCore
 from tfs_traffic.sim.errors import Code, SimError
-from tfs_traffic.sim.half_plus_two import Tensor
+from tfs_traffic.sim.half_plus_two import Model, Tensor
 
 
 @dataclass(frozen=True)
@@ -50,47 +54,69 @@ class Result:
     values: Any  # predict: {alias: ndarray}; classify/regress: ndarray [N, 1]
 
 
-class SimService:
-    """Inference and metadata over a ServerCore."""
+DEADLINE_MESSAGE = "Timed out waiting for notification"  # DirectSession::WaitForNotification
 
-    def __init__(self, core: ServerCore, protos: Any) -> None:
+
+class SimService:
+    """Inference and metadata over a ServerCore.
+
+    `tensor_content` is `--enable_serialization_as_tensor_content`: Predict answers over gRPC carry
+    their tensors as `tensor_content` (`PredictResponseTensorSerializationOption::kAsProtoContent`).
+    """
+
+    def __init__(self, core: ServerCore, protos: Any, tensor_content: bool = False) -> None:
         self.core = core
         self.protos = protos
-        self._metadata_any: Any = None
+        self.tensor_content = tensor_content
+        self._metadata_any: dict[str, Any] = {}
+
+    def model(self, resolved: Resolved) -> Model:
+        """The model the resolved version was loaded from: its base path's (`half_plus_two.model_for_base_path`)."""
+        return half_plus_two.model_for_version_path(resolved.path)
 
     def resolve(self, spec: Spec) -> Resolved:
-        return self.core.resolve(spec.name, spec.version, spec.label)
+        """A look-up that keeps no handle (REST's `GetInfoMap`, metadata)."""
+        return self.core.resolve(spec.name, spec.version, spec.label, hold=False)
 
     def _resolve_and_count(self, spec: Spec) -> Resolved:
-        resolved = self.resolve(spec)
+        resolved = self.core.resolve(spec.name, spec.version, spec.label)
         self.core.count_call(resolved)
         return resolved
 
     def predict(self, spec: Spec, inputs: Mapping[str, Tensor], output_filter: Sequence[str] = ()) -> Result:
         resolved = self._resolve_and_count(spec)
-        key, sig = half_plus_two.signature_or_error(spec.signature_name)
-        outputs = half_plus_two.predict(self.protos, sig, inputs, output_filter)
+        model = self.model(resolved)
+        key, sig = half_plus_two.signature_or_error(model, spec.signature_name)
+        outputs = half_plus_two.predict(self.protos, model, sig, inputs, output_filter)
         return Result(resolved, key, outputs)
 
-    def classify(self, spec: Spec, request_input: Any) -> Result:
+    def _examples(self, spec: Spec, request_input: Any, classify: bool) -> Result:
+        """Classify or Regress: the signature and its checks, the examples, then the graph."""
         resolved = self._resolve_and_count(spec)
-        key, _ = half_plus_two.classify_or_regress_signature(self.protos, spec.signature_name, classify=True)
-        x = half_plus_two.examples_x(self.protos, half_plus_two.input_examples(self.protos, request_input))
-        return Result(resolved, key, half_plus_two.half_plus_two(x))
+        model = self.model(resolved)
+        key, sig = half_plus_two.classify_or_regress_signature(self.protos, model, spec.signature_name, classify)
+        examples = half_plus_two.input_examples(self.protos, request_input)
+        return Result(resolved, key, half_plus_two.run_examples(self.protos, model, sig, examples))
+
+    def classify(self, spec: Spec, request_input: Any) -> Result:
+        return self._examples(spec, request_input, classify=True)
 
     def regress(self, spec: Spec, request_input: Any) -> Result:
-        resolved = self._resolve_and_count(spec)
-        key, _ = half_plus_two.classify_or_regress_signature(self.protos, spec.signature_name, classify=False)
-        x = half_plus_two.examples_x(self.protos, half_plus_two.input_examples(self.protos, request_input))
-        return Result(resolved, key, half_plus_two.half_plus_two(x))
+        return self._examples(spec, request_input, classify=False)
 
     def multi_inference(self, request: Any) -> tuple[Resolved, list[tuple[Any, str, str, np.ndarray]]]:
-        """`RunMultiInferenceWithServerCore`: (resolved, [(task spec, method, signature key, y)])."""
+        """`RunMultiInferenceWithServerCore`: (resolved, [(task spec, method, signature key, output)]).
+
+        Every task's input tensor is fed the same examples in one run (`PerformOneShotTensorComputation`
+        with the set of input names) and each task reads its own output tensor.
+        """
         first = request.tasks[0].model_spec if request.tasks and request.tasks[0].HasField("model_spec") else None
         resolved = self._resolve_and_count(spec_from_proto(first) if first is not None else Spec(""))
+        model = self.model(resolved)
         model_name = ""
         seen: set[str] = set()
-        plan: list[tuple[Any, str, str]] = []
+        plan: list[tuple[Any, str, str, str]] = []
+        feeds: set[str] = set()
         for task in request.tasks:
             if not task.model_spec.name:
                 raise SimError(Code.INVALID_ARGUMENT, "Found ModelSpec with an empty model name.")
@@ -104,7 +130,7 @@ class SimService:
             if key in seen:
                 raise SimError(Code.INVALID_ARGUMENT, f"Duplicate evaluation of signature: {key}")
             seen.add(key)
-            sig = half_plus_two.SIGNATURES.get(key)
+            sig = model.signatures.get(key)
             if sig is None:
                 raise SimError(Code.INVALID_ARGUMENT, f"Requested signature not found in model graph: {key}")
             if task.method_name == half_plus_two.CLASSIFY_METHOD:
@@ -113,11 +139,16 @@ class SimService:
                 half_plus_two.check_regress_signature(self.protos, sig)
             else:
                 raise SimError(Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
-            plan.append((task.model_spec, task.method_name, key))
-        y = half_plus_two.half_plus_two(
-            half_plus_two.examples_x(self.protos, half_plus_two.input_examples(self.protos, request.input))
+            feeds.add(sig.inputs["inputs"].tensor_name)
+            (output,) = sig.outputs.values()
+            plan.append((task.model_spec, task.method_name, key, output.tensor_name))
+        examples = half_plus_two.input_examples(self.protos, request.input)
+        feed = Tensor(half_plus_two.DT_STRING, (len(examples),), examples)
+        fetches = sorted({name for *_, name in plan})
+        values = dict(
+            zip(fetches, half_plus_two.run(self.protos, model, dict.fromkeys(feeds, feed), fetches), strict=True)
         )
-        return resolved, [(spec, method, key, y) for spec, method, key in plan]
+        return resolved, [(spec, method, key, values[name]) for spec, method, key, name in plan]
 
     def metadata(self, spec: Spec, fields: Sequence[str]) -> tuple[Resolved, Any]:
         """`GetModelMetadataWithModelSpec`: (resolved, Any-packed SignatureDefMap). Never counted."""
@@ -127,13 +158,15 @@ class SimService:
             if field != "signature_def":
                 raise SimError(Code.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
         resolved = self.resolve(spec)
-        if self._metadata_any is None:
+        model = self.model(resolved)
+        packed = self._metadata_any.get(model.name)
+        if packed is None:
             from google.protobuf import any_pb2
 
             packed = any_pb2.Any()
-            packed.Pack(half_plus_two.signature_def_map(self.protos))
-            self._metadata_any = packed
-        return resolved, self._metadata_any
+            packed.Pack(half_plus_two.signature_def_map(self.protos, model))
+            self._metadata_any[model.name] = packed
+        return resolved, packed
 
 
 class Transport:
@@ -144,11 +177,46 @@ class Transport:
         self.protos = service.protos
         self.latency_s = latency_s
 
-    async def _model_time(self, model_name: str | None = None, api: str = "") -> None:
+    async def _model_time(self, model_name: str | None = None, api: str = "", timeout_s: float | None = None) -> None:
         """Spend the model's run time; for Predict/Classify/Regress (`api` given) record it as
-        `runtime_latency`, as `predict_util.cc`/`classifier.cc`/`regressor.cc` do after a run."""
+        `runtime_latency`, as `predict_util.cc`/`classifier.cc`/`regressor.cc` do after a run.
+
+        A run longer than `timeout_s` (REST's `--rest_api_timeout_in_ms`, the session's
+        `RunOptions.timeout_in_ms`) stops there with DEADLINE_EXCEEDED."""
         start = time.perf_counter()
+        if timeout_s is not None and self.latency_s > timeout_s:
+            await asyncio.sleep(timeout_s)
+            raise SimError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE)
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
         if model_name is not None:
             self.service.core.stock.runtime_latency(model_name, api, (time.perf_counter() - start) * 1e6)
+
+
+async def in_thread(function: Callable[[], Any]) -> Any:
+    """Run a blocking call (a reload that waits for new models, the startup wait) on its own daemon
+    thread: one that may never return must not hold up the interpreter's exit, as the default
+    executor's threads would."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        error: BaseException | None = None
+        result = None
+        try:
+            result = function()
+        except BaseException as e:  # handed to the awaiting coroutine
+            error = e
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="tfs-traffic-sim-call", daemon=True).start()
+    return await future

@@ -315,16 +315,23 @@ def proto_json(message: Any, preserve_names: bool = False) -> str:
     return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
 
 
-def metadata_response(model_spec: Any, signature_def_map: Any) -> str:
-    """`ToJsonString(GetModelMetadataResponse)`: TF Serving's hand-assembled metadata document."""
+def _printer_json(data: dict) -> str:
+    """A document already laid out in protobuf's JSON printer's key order, printed as it prints it
+    with `add_whitespace` (1-space indent, a newline at the end)."""
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+def metadata_response(model_spec: dict, signature_def_map: dict) -> str:
+    """`ToJsonString(GetModelMetadataResponse)` (`http_rest_api_util.cc`): TF Serving prints the
+    model spec and the unpacked SignatureDefMap separately and concatenates them by hand."""
     return (
         "{\n"
         + '"model_spec":'
-        + proto_json(model_spec, preserve_names=True)
+        + _printer_json(model_spec)
         + ",\n"
         + '"metadata": {'
         + '"signature_def": '
-        + proto_json(signature_def_map, preserve_names=True)
+        + _printer_json(signature_def_map)
         + "}\n"
         + "}\n"
     )
