@@ -1,6 +1,8 @@
 """Processes for the sidecar tests: the stand-in server (`tfs-traffic sim`) and the sidecar, over 127.0.0.1."""
 
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -151,7 +153,7 @@ class Sidecar(Process, Endpoints):
     ):
         """A sidecar in front of `sim` (its upstream). `count_delay`: 30 s by default, longer than any test,
         so that every count a test reads has come through the scrape's flush of the workers' backlogs; None
-        for the sidecar's own default."""
+        for the sidecar's own default. `extra`: more flags."""
         Endpoints.__init__(self, free_port(), free_port())
         self.metrics_port = free_port()
         command = [sys.executable, "-m", "tfs_traffic.sidecar"] if module else [str(BIN / "tfs-traffic"), "sidecar"]
@@ -174,8 +176,7 @@ class Sidecar(Process, Endpoints):
             args += ["--count-delay", count_delay]
         if proxy:
             args += ["--listen-grpc", f"127.0.0.1:{self.grpc_port}", "--listen-rest", f"127.0.0.1:{self.rest_port}"]
-        args += extra
-        Process.__init__(self, args, log, ready="ready:", env=env)
+        Process.__init__(self, [*args, *extra], log, ready="ready:", env=env)
 
     def samples(self) -> list[tuple[str, dict[str, str], float]]:
         return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
@@ -191,6 +192,19 @@ class Sidecar(Process, Endpoints):
 
     def gauge(self, name: str) -> dict[tuple[str, ...], float]:
         return {tuple(v for _, v in sorted(labels.items())): value for n, labels, value in self.samples() if n == name}
+
+
+def tls_handshake(port: int) -> None:
+    """Start a TLS handshake with 127.0.0.1:`port` (a plaintext server, or a relay, does not complete it)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            with context.wrap_socket(raw) as wrapped:
+                wrapped.recv(1)
+        except (ssl.SSLError, OSError):
+            pass  # the plaintext upstream does not answer TLS
 
 
 def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:

@@ -13,6 +13,7 @@ SIDECAR_DURATION = "tfserving_model_call_duration_seconds"
 SIDECAR_AVAILABLE = "tfserving_model_version_available"
 SIDECAR_ESTIMATED_RAM = "tfserving_model_version_estimated_ram_bytes"
 SIDECAR_UP = "tfserving_sidecar_upstream_up"
+SIDECAR_REFUSED = "tfserving_sidecar_refused_calls_total"
 # What the server resolves a request without a version, and each version label, to (the status
 # poller's answers): what an alert needs to keep the latest and labelled versions.
 SIDECAR_LATEST = "tfserving_model_version_latest"

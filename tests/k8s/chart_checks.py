@@ -102,7 +102,8 @@ def containers(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def flags(args: list[str]) -> dict[str, str]:
-    return dict(a.split("=", 1) for a in args)
+    """`--name=value` args by name; a bare `--name` (a switch) maps to ""."""
+    return dict(a.split("=", 1) if "=" in a else (a, "") for a in args)
 
 
 def check_deployment(deployment: dict[str, Any], configmaps: dict[str, dict[str, Any]]) -> None:

@@ -75,6 +75,7 @@ def test_each_mode_renders_valid_restricted_objects(mode: str, tmp_path: Path) -
         assert (sidecar_flags["--listen-grpc"], sidecar_flags["--listen-rest"]) == ("0.0.0.0:8510", "0.0.0.0:8511")
         assert sidecar_flags["--upstream-rest"] == "127.0.0.1:8501"
         assert targets == {"grpc": "proxy-grpc", "rest": "proxy-rest"}  # every client goes through the proxy
+        assert "--allow-config-reload" not in sidecar_flags  # the proxy refuses HandleReloadConfigRequest
     else:
         assert not {"--listen-grpc", "--listen-rest"} & set(sidecar_flags)
         assert "proxy-grpc" not in container_ports(deployment)
@@ -105,12 +106,13 @@ def test_sidecar_flags_are_the_sidecars_own() -> None:
 
     from tfs_traffic.commands import sidecar
 
-    for mode in ("proxy", "status-only"):
-        [deployment] = by_kind(render(values_for(mode)))["Deployment"]
+    for values, allowed in ((values_for("proxy"), False), (values_for("status-only"), False), (EVERY_OPTION, True)):
+        [deployment] = by_kind(render(values))["Deployment"]
         parser = argparse.ArgumentParser()
         sidecar.add_arguments(parser)
         parsed = parser.parse_args(containers(deployment)["tfs-traffic-sidecar"]["args"])
         assert parsed.models_config == "/etc/tfserving/models/models.config"
+        assert parsed.allow_config_reload is allowed
 
 
 def test_every_option_on(tmp_path: Path) -> None:
@@ -168,6 +170,7 @@ def test_every_option_on(tmp_path: Path) -> None:
         "failureThreshold": 120,
     }
     assert flags(side["args"])["--workers"] == "4" and flags(side["args"])["--poll-interval"] == "10s"
+    assert flags(side["args"])["--allow-config-reload"] == ""
     assert container_ports(deployment)["sidecar-metrics"] == 9102
     [pdb] = kinds["PodDisruptionBudget"]
     assert pdb["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdb["spec"]
@@ -176,10 +179,10 @@ def test_every_option_on(tmp_path: Path) -> None:
     [service] = kinds["Service"]
     assert service["spec"]["type"] == "NodePort"
     assert service["metadata"]["annotations"] == o["service"]["annotations"]
+    # throughProxy: false leaves REST direct; gRPC goes through the proxy all the same, never to TF Serving's port.
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
-        "grpc": (7000, "grpc"),
+        "grpc": (7000, "proxy-grpc"),
         "rest": (7001, "rest"),
-        "proxy-grpc": (9010, "proxy-grpc"),
         "proxy-rest": (9011, "proxy-rest"),
     }
     [pm] = kinds["PodMonitor"]
@@ -340,3 +343,4 @@ def test_notes_say_where_to_connect() -> None:
     text = helm.notes({}, chart_dir=CHART, release="recommender", namespace="serving")
     assert "recommender-tfs-traffic.serving.svc:8500 (gRPC), :8501 (REST)" in text
     assert "through the sidecar's proxy" in text
+    assert "The proxy refuses ModelService/HandleReloadConfigRequest; TF Serving's own gRPC port is not in" in text

@@ -217,3 +217,20 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class SilentObserver:
+    """An `http2.Observer` that wants nothing: the reader only frames the bytes (subclasses pick what to hear)."""
+
+    def headers(self, from_client: bool, stream: int, fields: list[tuple[bytes, bytes]], end_stream: bool) -> None: ...
+
+    def data_sink(self, from_client: bool, stream: int) -> None:
+        return None
+
+    def end_stream(self, from_client: bool, stream: int) -> None: ...
+
+    def reset(self, from_client: bool, stream: int, code: int) -> None: ...
+
+    def goaway(self, from_client: bool, last_stream: int, code: int) -> None: ...
+
+    def frame(self, *args: object) -> None: ...

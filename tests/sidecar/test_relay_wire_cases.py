@@ -8,6 +8,7 @@ and clients that speak TLS. (Padded frames are covered by test_relay_parsers.py 
 in TF Serving as in the stand-in, refuses padded HEADERS and DATA from a client.)
 """
 
+import re
 import socket
 import ssl
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 import grpc
 import pytest
 from h2_support import HEADER_TABLE_SIZE, RawClient, data_frames, header_frames
-from sidecar_support import Endpoints, Sidecar, Sim, delta, write_models
+from sidecar_support import Endpoints, Sidecar, Sim, delta, tls_handshake, write_models
 from tcp_server import tcp_server
 from tensorflow_serving.apis import predict_pb2
 from tfs_api import METHODS, grpc_predict, predict_request
@@ -185,27 +186,21 @@ def test_an_upstream_killed_with_calls_in_flight(tmp_path: Path) -> None:
         assert sidecar.alive() and "Traceback" not in sidecar.output()
 
 
-def _tls_handshake(port: int) -> None:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        try:
-            with context.wrap_socket(raw) as wrapped:
-                wrapped.recv(1)
-        except (ssl.SSLError, OSError):
-            pass  # the plaintext upstream does not answer TLS
-
-
-def test_tls_clients_are_relayed_uncounted_and_said_so(stack: tuple[Sim, Sidecar]) -> None:
+def test_tls_clients_are_uncounted_and_said_so_closed_by_the_reload_guard(stack: tuple[Sim, Sidecar]) -> None:
+    """REST is relayed; gRPC is closed, since the relay cannot see a HandleReloadConfigRequest inside
+    (test_sidecar_reload_guard.py: with --allow-config-reload it is relayed)."""
     _, sidecar = stack
     before = parse_errors(sidecar)
-    _tls_handshake(sidecar.grpc_port)
-    _tls_handshake(sidecar.rest_port)
+    tls_handshake(sidecar.grpc_port)
+    tls_handshake(sidecar.rest_port)
     assert wait_for(
         lambda: delta(parse_errors(sidecar), before) == {("grpc",): 1.0, ("rest",): 1.0}  # type: ignore[arg-type]
     )
-    assert wait_for(lambda: sidecar.output().count("TLS: the client started a TLS handshake") == 2)
+    reason = re.escape("cannot parse (TLS: the client started a TLS handshake, which the relay cannot read): ")
+    output = sidecar.output()
+    assert len(re.findall(r"grpc connection from 127\.0\.0\.1:\d+: " + reason + "closed: the relay cannot tell "
+                          "whether it carries HandleReloadConfigRequest\n", output)) == 1  # fmt: skip
+    assert len(re.findall(r"rest connection from 127\.0\.0\.1:\d+: " + reason + "still relayed", output)) == 1
 
 
 @pytest.fixture

@@ -18,8 +18,13 @@ With --listen-grpc and/or --listen-rest it is also an observe-only relay: client
 sidecar, which forwards every byte to TF Serving and back unchanged (it never terminates gRPC),
 reads HTTP/2 and HTTP/1.1 beside the copy, and counts each Predict, Classify, Regress and
 MultiInference call under the version that served it: tfserving_model_calls_total and
-tfserving_model_call_duration_seconds (bytes it cannot parse, TLS included, are still relayed and
-counted in tfserving_sidecar_parse_errors_total).
+tfserving_model_call_duration_seconds (bytes it cannot parse are still relayed and counted in
+tfserving_sidecar_parse_errors_total).
+
+TF Serving takes ModelService/HandleReloadConfigRequest, which replaces its models config, on the
+port of Predict and from anyone. The gRPC relay refuses it from its clients (PERMISSION_DENIED,
+never forwarded, counted in tfserving_sidecar_refused_calls_total) and closes connections it cannot
+read (TLS), unless --allow-config-reload.
 It needs grpcio, protobuf, prometheus-client, hpack and uvloop only: no TensorFlow.
 """
 
@@ -87,6 +92,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="give up estimating a version's memory after this long walking its directory (default: %(default)s)",
     )
+    parser.add_argument(
+        "--allow-config-reload",
+        action="store_true",
+        help="relay ModelService/HandleReloadConfigRequest from gRPC clients, and connections the relay cannot "
+        "read (TLS), instead of refusing them",
+    )
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
 
 
@@ -108,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         count_delay=parse_duration(args.count_delay),
         estimate_max_files=args.estimate_max_files,
         estimate_timeout=parse_duration(args.estimate_timeout),
+        allow_config_reload=args.allow_config_reload,
         log_level=logging.WARNING if args.quiet else logging.INFO,
     )
     return main.run(options)

@@ -244,6 +244,11 @@ class GrpcObserver:
         not answer for the upstream."""
         return False
 
+    def answer_point(self) -> int:
+        """Bytes the upstream must still send before the relay may put a frame of its own to the client
+        (`relay.Answering`): the reader of the upstream's side knows where its frames end."""
+        return self.connection.directions[False].to_boundary()
+
     # --- the end of the connection -----------------------------------------------------------
 
     def closed(self, by_upstream: bool, upstream_ended: bool = False) -> None:

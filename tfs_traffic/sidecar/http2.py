@@ -212,6 +212,7 @@ class _Direction:
         "_stream",
         "client",
         "decoder",
+        "settings_seen",
     )
 
     def __init__(self, conn: "Connection", client: bool) -> None:
@@ -232,6 +233,20 @@ class _Direction:
         self._block: bytearray | None = None  # an open header block awaiting CONTINUATION
         self._block_stream = 0
         self._block_end_stream = False
+        self.settings_seen = False  # this side sent SETTINGS: its connection preface is done
+
+    def to_boundary(self) -> int:
+        """How many more bytes this direction must read before a frame could be put into it by someone else
+        (the relay's answer to a refused call): 0 between two frames, outside a header block (no frame may
+        come between HEADERS and its CONTINUATION), and once the peer's preface, a SETTINGS frame, was read.
+        Read that many, then ask again."""
+        if self._head:
+            return 9 - len(self._head)
+        if self._left or self._after:
+            return self._left + self._after
+        if self._block is not None or not self.settings_seen or self._preface:
+            return self._preface or 9
+        return 0
 
     def feed(self, data: bytes) -> None:
         pos, end = 0, len(data)
@@ -425,6 +440,7 @@ class _Direction:
                 return
             if len(payload) % 6:
                 raise ParseError("SETTINGS payload not a multiple of 6 bytes")
+            self.settings_seen = True
             size = None
             for i in range(0, len(payload), 6):
                 key, value = struct.unpack_from(">HL", payload, i)

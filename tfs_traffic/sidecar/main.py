@@ -56,6 +56,7 @@ class SidecarOptions:
     estimate_max_files: int = estimate.MAX_FILES
     estimate_timeout: float = estimate.MAX_SECONDS
     log_level: int = logging.INFO
+    allow_config_reload: bool = False
 
 
 def parse_addr(text: str, what: str) -> tuple[str, int]:
@@ -222,9 +223,9 @@ class Supervisor:
         host, port = parse_addr(self.options.upstream_grpc, "--upstream-grpc")
         if tls.speaks_tls(host, port):
             log.warning(
-                "upstream gRPC %s speaks TLS (TF Serving's --ssl_config_file): the relay forwards TLS "
-                "connections but cannot read them, so their calls are not counted, and the status poller "
-                "speaks plaintext gRPC only",
+                "upstream gRPC %s speaks TLS (TF Serving's --ssl_config_file): the relay cannot read TLS "
+                "connections, so their calls are not counted and, unless --allow-config-reload, it closes them "
+                "(it cannot see a HandleReloadConfigRequest inside); the status poller speaks plaintext gRPC only",
                 self.options.upstream_grpc,
             )
 
@@ -237,7 +238,8 @@ class Supervisor:
             host, port = parse_addr(options.listen_grpc, "--listen-grpc")
             port = _claim_port(host, port, "--listen-grpc")
             listen_grpc = (host, port)
-            described.append(f"gRPC {_join(host, port)} -> {options.upstream_grpc}")
+            reloads = "allowed" if options.allow_config_reload else "refused"
+            described.append(f"gRPC {_join(host, port)} -> {options.upstream_grpc} (config reloads {reloads})")
         if options.listen_rest:
             host, port = parse_addr(options.listen_rest, "--listen-rest")
             port = _claim_port(host, port, "--listen-rest")
@@ -255,6 +257,7 @@ class Supervisor:
                 reuse_port=options.workers > 1,
                 count_delay=options.count_delay,
                 log_level=options.log_level,
+                allow_config_reload=options.allow_config_reload,
             )
             for i in range(options.workers)
         ]

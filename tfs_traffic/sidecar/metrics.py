@@ -21,6 +21,8 @@ from tfs_traffic.sidecar.view import View
 
 PARSE_ERRORS = "tfserving_sidecar_parse_errors_total"
 PROTOCOLS = ("grpc", "rest")
+# The methods the relay may refuse (docs/metrics.md): TF Serving's config reload, without --allow-config-reload.
+REFUSED_METHODS = ("tensorflow.serving.ModelService/HandleReloadConfigRequest",)
 
 # Upstream round trips, from a fast local model to slow batch jobs.
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -147,6 +149,13 @@ class CallMetrics:
             registry=registry,
         )
         self._parse_errors = {protocol: parse_errors.labels(protocol) for protocol in PROTOCOLS}
+        refused = Counter(
+            contract.SIDECAR_REFUSED.removesuffix("_total"),
+            "gRPC calls the relay answered PERMISSION_DENIED itself instead of forwarding them, by method.",
+            ["method"],
+            registry=registry,
+        )
+        self._refused = {method: refused.labels(method) for method in REFUSED_METHODS}
         self._call_children: dict[tuple[str, str, str, str], Any] = {}
         self._duration_children: dict[tuple[str, str, str], Any] = {}
         self._held: list[tuple[str, str, str, str, float]] | None = None
@@ -206,3 +215,6 @@ class CallMetrics:
 
     def parse_error(self, protocol: str) -> None:
         self._parse_errors[protocol].inc()
+
+    def refused_call(self, method: str) -> None:
+        self._refused[method].inc()

@@ -14,6 +14,12 @@ A parse error never touches the copy: the connection keeps being relayed, its co
 `tfserving_sidecar_parse_errors_total{protocol}` goes up and one line is logged (at most one per
 second and protocol, with a count of those not logged). If the upstream cannot be reached, the
 observer's `Refuser` answers the client itself (UNAVAILABLE / 503), counted like any failed call.
+
+One thing is read before it is forwarded: on a gRPC listener without `--allow-config-reload`, a
+`guard.ReloadGuard` reads what the client sends ahead of the copy and takes TF Serving's config
+reload RPC out of it; the relay answers that call itself. Its answer must go to the client between
+two of the upstream's frames, so it waits until the observer, made to parse everything relayed so
+far, says the upstream's bytes are between frames (`Answering.answer_point`).
 """
 
 import asyncio
@@ -22,8 +28,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from tfs_traffic.sidecar import guard
 from tfs_traffic.sidecar.backlog import Backlog
 from tfs_traffic.sidecar.errors import ParseError
 from tfs_traffic.sidecar.metrics import CallMetrics
@@ -63,6 +70,15 @@ class Refusing(Observer, Protocol):
         """
 
 
+@runtime_checkable
+class Answering(Observer, Protocol):
+    """An observer that knows where the upstream's frames end (`grpc_relay.GrpcObserver`), so that the relay
+    can put frames of its own between them."""
+
+    def answer_point(self) -> int:
+        """Bytes the upstream must still send before a frame of the relay's own may follow; 0: now."""
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a connection's upstream is unreachable, and how its `Refuser` answers the client."""
@@ -73,32 +89,39 @@ class Refusal:
 
 
 class ParseErrors:
-    """Counts parse errors and logs them, one line each, at most one a second per protocol."""
+    """Counts parse errors and refused calls and logs them, one line each, at most one a second per kind."""
 
     def __init__(self, metrics: CallMetrics) -> None:
         self.metrics = metrics
         self._last: dict[str, float] = {}
         self._quiet: dict[str, int] = {}
 
-    def report(self, protocol: str, peer: Any, reason: str) -> None:
-        self._log(protocol, peer, reason)
+    def report(self, protocol: str, peer: Any, reason: str, closed: bool = False) -> None:
+        """`closed`: the reload guard could not read the connection, so the relay closed it."""
+        if closed:
+            outcome = f"closed: the relay cannot tell whether it carries {guard.RELOAD_METHOD.split('/')[1]}"
+        else:
+            outcome = "still relayed, no longer counted"
+        self._log(protocol, f"{protocol} connection from {_peer(peer)}: cannot parse ({reason}): {outcome}")
         self.metrics.parse_error(protocol)  # after the line: whoever sees the count can read the line
 
-    def _log(self, protocol: str, peer: Any, reason: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(protocol, -LOG_INTERVAL) < LOG_INTERVAL:
-            self._quiet[protocol] = self._quiet.get(protocol, 0) + 1
-            return
-        self._last[protocol] = now
-        quiet = self._quiet.pop(protocol, 0)
-        more = f" ({quiet} more such connection(s) not logged)" if quiet else ""
-        log.warning(
-            "%s connection from %s: cannot parse (%s): still relayed, no longer counted%s",
-            protocol,
-            _peer(peer),
-            reason,
-            more,
+    def refused(self, peer: Any) -> None:
+        """A client's HandleReloadConfigRequest was refused."""
+        self._log(
+            "refused",
+            f"grpc connection from {_peer(peer)}: {guard.RELOAD_METHOD} refused (PERMISSION_DENIED; "
+            "--allow-config-reload lets it through)",
         )
+        self.metrics.refused_call(guard.RELOAD_METHOD)
+
+    def _log(self, kind: str, line: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -LOG_INTERVAL) < LOG_INTERVAL:
+            self._quiet[kind] = self._quiet.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        quiet = self._quiet.pop(kind, 0)
+        log.warning("%s%s", line, f" ({quiet} more such not logged)" if quiet else "")
 
 
 def _peer(peer: Any) -> str:
@@ -120,6 +143,7 @@ class Listener:
     refuser_idle: bool = False  # close a refusing connection that makes no call (gRPC clients keep them)
     # REST: the relay's own answer to a request whose response the upstream never began
     unavailable: Callable[[str], bytes] | None = None
+    refuse_reload: bool = False  # gRPC: refuse TF Serving's config reload RPC (`guard.ReloadGuard`)
 
 
 class _Upstream(asyncio.Protocol):
@@ -138,6 +162,9 @@ class _Upstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         client = self.client
         arrived = perf_counter()
+        if client.answer is not None:
+            client.answer_between(arrived, data)
+            return
         if not client.transport.is_closing():
             client.transport.write(data)
         if client.observer is not None:
@@ -174,6 +201,8 @@ class ClientSide(asyncio.Protocol):
         self._early: list[bytes] | None = []  # what the client sent while the upstream was connecting
         self._backlog: list[tuple[float, bool, bytes]] = []  # (arrival, from client, chunk) not yet parsed
         self._now = 0.0  # the arrival time of the chunk being parsed: the observer's clock
+        self.reload_guard: guard.ReloadGuard | None = None
+        self.answer: bytes | None = None  # the relay's own frames for the client, waiting for a frame boundary
 
     # --- the client's socket ------------------------------------------------------------------
 
@@ -200,6 +229,8 @@ class ClientSide(asyncio.Protocol):
             return
         self.upstream = upstream
         self.observer = self.listener.observer(self._clock)
+        if self.listener.refuse_reload:
+            self.reload_guard = guard.ReloadGuard()
         self._replay()
 
     def _refuse(self, reason: str) -> None:
@@ -234,6 +265,17 @@ class ClientSide(asyncio.Protocol):
             return
         arrived = perf_counter()
         upstream = self.upstream
+        reload_guard = self.reload_guard
+        if reload_guard is not None:
+            try:
+                data = reload_guard.feed(data)
+            except ParseError as e:
+                self._unguardable(e)
+                return
+            if reload_guard.refused or reload_guard.credit:
+                self._refuse_calls(reload_guard, arrived)
+            if not data:
+                return
         if upstream is not None and not upstream.transport.is_closing():
             upstream.transport.write(data)
         observer = self.observer
@@ -272,6 +314,67 @@ class ClientSide(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.upstream is not None:
             self.upstream.transport.resume_reading()
+
+    # --- the reload guard -----------------------------------------------------------------------
+
+    def _unguardable(self, error: ParseError) -> None:
+        """The guard cannot read what the client sends: nothing more of it is forwarded."""
+        self.reload_guard = None
+        self.listener.errors.report(self.listener.protocol, self.peer, str(error), closed=True)
+        self.close()
+
+    def _refuse_calls(self, reload_guard: guard.ReloadGuard, arrived: float) -> None:
+        """Answer the streams the guard refused, and give back the flow-control credit of what it dropped."""
+        frames = []
+        for stream in reload_guard.refused:
+            frames.append(guard.answer(stream))
+            self.listener.errors.refused(self.peer)
+        reload_guard.refused.clear()
+        if reload_guard.credit:
+            frames.append(guard.window_update(reload_guard.credit))
+            reload_guard.credit = 0
+        self.answer = (self.answer or b"") + b"".join(frames)
+        self.answer_between(arrived, b"")
+
+    def answer_between(self, arrived: float, data: bytes) -> None:
+        """Relay the upstream's `data` to the client with `answer` put in at the first frame boundary.
+
+        The observer is made to parse everything relayed so far, then `data` up to each point where it
+        might end a frame, so its reader is always where the client's is.
+        """
+        self.observe_backlog()
+        pos, end = 0, len(data)
+        while True:
+            observer = self.observer
+            if not isinstance(observer, Answering):  # counting stopped (a parse error): no frame boundary known
+                log.warning(
+                    "%s connection from %s: closed: a refused call cannot be answered",
+                    self.listener.protocol,
+                    _peer(self.peer),
+                )
+                self.answer = None
+                self.close()
+                return
+            step = observer.answer_point()
+            if step == 0:
+                assert self.answer is not None
+                self._write(self.answer)
+                self.answer = None
+                break
+            if pos == end:
+                return
+            piece = data[pos : pos + step]
+            pos += len(piece)
+            self._write(piece)
+            self._now = arrived
+            try:
+                observer.server_data(piece)
+            except Exception as e:
+                self.parse_failed(e)
+        if pos < end:
+            rest = data[pos:] if pos else data
+            self._write(rest)
+            self.seen(arrived, False, rest)
 
     # --- called by the upstream half ------------------------------------------------------------
 

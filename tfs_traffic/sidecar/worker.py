@@ -43,6 +43,7 @@ class WorkerConfig:
     reuse_port: bool
     count_delay: float = 1.0
     log_level: int = logging.INFO
+    allow_config_reload: bool = False
 
 
 def _die_with_parent() -> None:
@@ -81,14 +82,24 @@ def listeners(
         refuser: Callable[[ViewHolder, metrics.CallMetrics, relay.Refusal], relay.Refusing],
         refuser_idle: bool = False,
         unavailable: Callable[[str], bytes] | None = None,
+        refuse_reload: bool = False,
     ) -> relay.Listener:
         """A relay whose connections count into `calls`, under the view `holder` has at the time."""
         counting, refusing = functools.partial(observer, holder, calls), functools.partial(refuser, holder, calls)
-        return relay.Listener(protocol, upstream, counting, refusing, errors, backlog, refuser_idle, unavailable)
+        return relay.Listener(
+            protocol, upstream, counting, refusing, errors, backlog, refuser_idle, unavailable, refuse_reload
+        )
 
     out = []
     if config.listen_grpc:
-        grpc = listener("grpc", config.upstream_grpc, grpc_relay.GrpcObserver, grpc_relay.Refuser, refuser_idle=True)
+        grpc = listener(
+            "grpc",
+            config.upstream_grpc,
+            grpc_relay.GrpcObserver,
+            grpc_relay.Refuser,
+            refuser_idle=True,
+            refuse_reload=not config.allow_config_reload,
+        )
         out.append((grpc, config.listen_grpc))
     if config.listen_rest and config.upstream_rest:
         rest = listener(
