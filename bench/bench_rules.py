@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from bench.bench_report import CHUNK, fleet, timed
+from bench.bench_report import CHUNK, fleet, plain_read, timed
 from tfs_traffic.prometheus import backfill, scenario
 from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
 from tfs_traffic.prometheus.local import LocalPrometheus
@@ -96,15 +96,17 @@ def main() -> None:
         rows = []
         for days in sorted({7, DAYS}):
             window = days * 86400.0
+            t_plain, _ = timed(lambda w=window: client.query(plain_read(w), at))
             t_raw, raw_report = timed(lambda w=window: rep.run(client, rep.Options(at=at, window=w, rules=False)))
             t_rules, rules_report = timed(lambda w=window: rep.run(client, rep.Options(at=at, window=w)))
             used = {s for v in rules_report.versions for s in v.calls_by_source} == {"rules"}
             same = [(v.model_name, v.model_version, v.verdict, v.reason) for v in raw_report.versions] == [
                 (v.model_name, v.model_version, v.verdict, v.reason) for v in rules_report.versions
             ]
-            rows.append((days, len(raw_report.versions), t_raw, t_rules, used, same))
-    for days, n, t_raw, t_rules, used, same in rows:
+            rows.append((days, len(raw_report.versions), t_plain, t_raw, t_rules, used, same))
+    for days, n, t_plain, t_raw, t_rules, used, same in rows:
         print(
             f"report over {days}d, {n:,} versions: raw queries {t_raw:.2f}s, recording rules {t_rules:.2f}s "
-            f"-> {t_raw / t_rules:.1f}x faster (rules used: {used}; same verdicts: {same})"
+            f"-> {t_raw / t_rules:.1f}x faster (rules used: {used}; same verdicts: {same}); one plain read "
+            f"{t_plain:.2f}s: raw {t_raw / t_plain:.1f}x, rules {t_rules / t_plain:.2f}x"
         )

@@ -132,3 +132,39 @@ class LocalVictoriaMetrics(LocalServer):
                 pass
             time.sleep(0.1)
         raise ToolError(f"victoria-metrics was not ready within {timeout:.0f}s")
+
+
+def replay(
+    vm: LocalVictoriaMetrics, rule_file: Path, interval: str, start: float, end: float, timeout: float = 600
+) -> None:
+    """Evaluate `rule_file` (groups of one `interval`) with vmalert's replay mode (Debian's `vmalert`)
+    over [start, end] against `vm`, writing the recorded series and the alerts' `ALERTS` back into
+    it, searchable when this returns. Rules read what earlier replays wrote, not their own group's.
+
+    vmalert 1.79 replays with range queries whose step is `-datasource.queryStep` (default 5m), not
+    the group's interval: an hourly rule would be recorded every 5 minutes, and an alert whose points
+    are further apart than its group's interval goes back to pending at every point (never firing).
+    So the step is the interval."""
+    from tfs_traffic.durations import rfc3339
+
+    proc = subprocess.run(
+        [
+            _binary("vmalert"),
+            f"-rule={rule_file}",
+            f"-datasource.url={vm.url}",
+            f"-remoteWrite.url={vm.url}",
+            f"-replay.timeFrom={rfc3339(start)}",
+            f"-replay.timeTo={rfc3339(end)}",
+            f"-datasource.queryStep={interval}",
+            "-replay.disableProgressBar",
+            "-replay.ruleRetryAttempts=1",
+            "-loggerLevel=ERROR",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
+        raise ToolError(f"vmalert could not replay {rule_file}: {last}")
+    requests.get(f"{vm.url}/internal/force_flush", timeout=60).raise_for_status()

@@ -16,10 +16,15 @@ SIDECAR_AVAILABLE = "tfserving_model_version_available"
 SIDECAR_ESTIMATED_RAM = "tfserving_model_version_estimated_ram_bytes"
 SIDECAR_UP = "tfserving_sidecar_upstream_up"
 SIDECAR_REFUSED = "tfserving_sidecar_refused_calls_total"
+# What the server resolves a request without a version, and each version label, to (the status
+# poller's answers): what an alert needs to keep the latest and labelled versions.
+SIDECAR_LATEST = "tfserving_model_version_latest"
+SIDECAR_LABEL = "tfserving_model_version_label"
 SIDECAR_PORT = 9102
 
 MODEL = "model_name"
 VERSION = "model_version"
+VERSION_LABEL = "version_label"
 # Bounded cardinality: unknown model names and never-available versions are folded into this value.
 OTHER = "__other__"
 UNRESOLVED = "unresolved"

@@ -63,12 +63,8 @@ def test_each_mode_renders_valid_restricted_objects(mode: str, tmp_path: Path) -
     endpoints = [(ep["port"], ep["path"]) for ep in pm["spec"]["podMetricsEndpoints"]]
     targets = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
     if mode == "patched":
-        assert list(containers(deployment)) == ["tfserving"]
         assert containers(deployment)["tfserving"]["image"].endswith("-tfs-traffic")
-        assert endpoints == [("rest", "/monitoring/prometheus/metrics")]
-        assert targets == {"grpc": "grpc", "rest": "rest"}
-        return
-    assert sidecar is not None
+    assert sidecar is not None  # in the patched mode, the status poller for the alerts
     sidecar_flags = flags(sidecar["args"])
     assert sidecar_flags["--models-config"] == "/etc/tfserving/models/models.config"
     assert sidecar_flags["--upstream-grpc"] == "127.0.0.1:8500"
@@ -84,6 +80,24 @@ def test_each_mode_renders_valid_restricted_objects(mode: str, tmp_path: Path) -
         assert not {"--listen-grpc", "--listen-rest"} & set(sidecar_flags)
         assert "proxy-grpc" not in container_ports(deployment)
         assert targets == {"grpc": "grpc", "rest": "rest"}
+
+
+def test_patched_without_the_poller() -> None:
+    """`sidecar.enabled: false` leaves the patched server alone: nothing tells the alerts a model's
+    latest or labelled versions, and the Deployment and the notes say so."""
+    values = values_for("patched", sidecar={"enabled": False})
+    text, objects = helm.template(values, chart_dir=CHART, release=RELEASE, namespace=NAMESPACE)
+    [deployment] = by_kind(objects)["Deployment"]
+    [pm] = by_kind(objects)["PodMonitor"]
+    assert list(containers(deployment)) == ["tfserving"]
+    assert [(ep["port"], ep["path"]) for ep in pm["spec"]["podMetricsEndpoints"]] == [
+        ("rest", "/monitoring/prometheus/metrics")
+    ]
+    assert "# No status poller beside it: the alerts cannot tell a model's latest or labelled versions" in text
+    notes = helm.notes(values, chart_dir=CHART, release=RELEASE, namespace=NAMESPACE)
+    assert "No status poller beside TF Serving (sidecar.enabled: false)" in notes
+    poller_notes = helm.notes(values_for("patched"), chart_dir=CHART, release=RELEASE, namespace=NAMESPACE)
+    assert "mode: patched." in poller_notes and "No status poller" not in poller_notes
 
 
 def test_sidecar_flags_are_the_sidecars_own() -> None:

@@ -104,6 +104,45 @@ def test_deterministic_and_seeded() -> None:
     assert digest(diurnal) != digest({**diurnal, "seed": 2})
 
 
+def test_the_pollers_answers() -> None:
+    """The status poller beside a patched server (source `poller`): no call of its own, and per replica
+    what the server resolves a request without a version to (its highest AVAILABLE version; the last
+    answer while none is) and each label to; earlier answers at 0; all gone when the sidecar restarts."""
+    data = {
+        "end": END,
+        "days": 1,
+        "sources": ["patched", "poller"],
+        "replicas": ["a", "b"],
+        "models": [
+            {
+                "name": "m",
+                "version_labels": {"stable": 1},
+                "versions": [1, {"version": 2, "loaded": "12h", "replicas": ["a"]}],
+            }
+        ],
+        "events": [{"restart": "a", "at": "18h", "down": "10m", "sidecar": True}],
+    }
+    s = series_of(data)
+    start = scenario.parse(data, "poller").start
+    assert not [n for n, _ in s if n == contract.SIDECAR_CALLS]
+    minutes = lambda samples: [(round((t - start) / 60), v) for t, v in samples]  # noqa: E731
+    # Replica a: 1 is the latest until 2 is loaded at 12h, then 0 until the sidecar restarts at 18h;
+    # the new sidecar never saw 1 as the latest. 2 from 12h on, but for the 10 minutes down.
+    a1 = find(s, contract.SIDECAR_LATEST, pod="a", model_version="1")
+    assert minutes(a1) == [(m, 1.0) for m in range(720)] + [(m, 0.0) for m in range(720, 1080)]
+    a2 = find(s, contract.SIDECAR_LATEST, pod="a", model_version="2")
+    assert minutes(a2) == [(m, 1.0) for m in range(720, 1440 + 1) if not 1080 <= m < 1090]
+    # Replica b never serves 2: 1 is its latest all day.
+    b1 = find(s, contract.SIDECAR_LATEST, pod="b", model_version="1")
+    assert len(b1) == 1441 and {v for _, v in b1} == {1.0}
+    assert not [
+        ls for n, ls in s if n == contract.SIDECAR_LATEST and ("pod", "b") in ls and ("model_version", "2") in ls
+    ]
+    label = find(s, contract.SIDECAR_LABEL, pod="a", model_version="1", version_label="stable")
+    assert len(label) == 1431 and {v for _, v in label} == {1.0}
+    assert len(find(s, contract.SIDECAR_LABEL, pod="b", version_label="stable")) == 1441
+
+
 def test_models_config_matches_the_end_state() -> None:
     text = backfill.models_config_text(scenario.parse(TINY, "tiny"))
     [entry] = modelconfig.entries(modelconfig.parse_text(text))
@@ -126,6 +165,7 @@ def test_models_config_matches_the_end_state() -> None:
         ({"colour": "red"}, r"colour: unknown field"),
         ({"models": [{"name": "m", "versions": [{"version": 1, "loaded": "end+1d"}]}]}, r"outside the history"),
         ({"sources": ["prometheus"]}, r"sources\[0\]: unknown source 'prometheus'"),
+        ({"sources": ["sidecar", "poller"]}, r"sources: sidecar includes the poller: name one of them"),
         ({"models": [{"name": "m", "version_labels": {"s": 9}, "versions": [1]}]},
          r"models\[0\]\.version_labels\.s: points at version 9"),
         ({"models": [{"name": "m", "version_labels": 5, "versions": [1]}]},

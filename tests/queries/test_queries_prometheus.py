@@ -1,9 +1,10 @@
 """Every rule, alert and dashboard expression on a real Prometheus over the demo's backfilled week.
 
-The demo scenario (tfs_traffic.prometheus.scenario.DEMO, both sources, three replicas, a restart and a scrape
-gap) is backfilled, its recording rules get their history from `promtool tsdb create-blocks-from
-rules`, and each expression is checked against what the scenario says happened. The demo has no
-failed call, so this adds NOT_FOUND answers for resnet (clearly marked below).
+The demo scenario (tfs_traffic.prometheus.scenario.DEMO, both sources, three replicas, a restart, a scrape
+gap, a Deployment rolled twice and autoscaled pods) is backfilled, its recording rules get their
+history from `promtool tsdb create-blocks-from rules`, and each expression is checked against what
+the scenario says happened and what `tfs-traffic report` says. The demo has no failed call, so this
+adds NOT_FOUND answers for resnet (clearly marked below).
 """
 
 import math
@@ -23,13 +24,9 @@ from tfs_traffic.report import verdicts as rep
 DEMO = scenario.load("demo")
 END = DEMO.end
 WEEK = 7 * 86400
-# Loaded before the alerts' 7d windows began and never unloaded: the versions they judge.
-LOADED_ALL_WEEK = {
-    (m.name, v.version)
-    for m in DEMO.models
-    for v in m.versions
-    if v.unloaded is None and DEMO.start + v.loaded < END - WEEK
-}
+# What `tfs-traffic report --window 7d` says of the demo (tests/report has it too).
+RETIRE = {("bert", "10"), ("resnet", "1"), ("resnet", "3"), ("search", "30"), ("search", "31")}
+SCRAPE_GAPS = {("ranker", "100"), ("ranker", "101")}  # tfserving-2 was down for 12 h: 7% > 5%
 # Versions with diurnal traffic, loaded now, averaging at least 60 calls an hour over the week.
 BUSY = {("resnet", "4"), ("resnet", "5"), ("bert", "13"), ("ranker", "102"), ("search", "32"), ("search", "33")}
 SIDECAR = {"namespace": "serving", "pod": "tfserving-0", "job": "tfs-traffic-sidecar", "instance": "10.0.0.1:9102"}
@@ -94,8 +91,10 @@ def substitute(expr: str, model: str, window: str = "7d") -> str:
 def test_recorded_rules_equal_their_expressions_and_the_scenario(prom: PrometheusClient) -> None:
     for group in mixin.recording_rule_groups():
         for rule in group["rules"]:
-            # The last evaluation promtool recorded (the hourly group's may be an hour before END).
-            history = prom.query(f"{rule['record']}[2h]", END)
+            # The last evaluation promtool recorded (the hourly group's lies within the hour before
+            # END); scrape gaps exist only while tfserving-2 was down (end-5d to end-4d12h).
+            near = END - 4.75 * 86400 if rule["record"] == mixin.GAP_1H else END
+            history = prom.query(f"{rule['record']}[2h]", near)
             assert history, f"{rule['record']} has no backfilled history"
             at = max(float(ts) for series in history for ts, _ in series["values"])
             recorded, computed = prom.query(rule["record"], at), prom.query(rule["expr"], at)
@@ -126,17 +125,39 @@ def test_hourly_calls_sum_to_the_scenarios_calls(prom: PrometheusClient) -> None
     rec_qps = versions(prom.query(mixin.window_max_hourly_qps("7d"), END), "resnet")
     raw_qps = versions(prom.query(mixin.window_max_hourly_qps("7d", recorded=False), END), "resnet")
     assert rec_qps["4"] == pytest.approx(raw_qps["4"], rel=0.02) and rec_qps["1"] == 0
-    assert prom.query(mixin.rules_cover_window("7d"), END)
-    assert not prom.query(mixin.rules_cover_window("30d"), END)  # no rule history that old: use raw
+    reach = {s["metric"]["tfs_q"]: float(s["value"][1]) for s in prom.query(mixin.rules_reach("7d"), END)}
+    last = max(float(ts) for series in prom.query(f"{mixin.CALLS_1H}[1h]", END) for ts, _ in series["values"])
+    # Observed within an hour of the window's start: every version loaded before then (as the demo's
+    # rolled `search` pods serve 30-32 throughout).
+    there = [v for m in DEMO.models for v in m.versions if DEMO.start + v.loaded < END - WEEK + 3600]
+    assert reach == {"start": len(there), "last": last} and END - 3600 < last < END
+    # No rule history that old (a 30d window: use raw); stopped for over an hour (use raw too).
+    assert {s["metric"]["tfs_q"] for s in prom.query(mixin.rules_reach("30d"), END)} == {"last"}
+    assert {s["metric"]["tfs_q"] for s in prom.query(mixin.rules_reach("7d"), END + 7200)} == {"start"}
 
 
 def test_coverage_shows_the_scrape_gap(prom: PrometheusClient) -> None:
-    # tfserving-2 (ranker) was not scraped from end-5d to end-4d12h: 12 of 168 hours.
-    coverage = versions(prom.query(mixin.window_coverage("7d"), END), "ranker")
-    assert coverage["100"] == pytest.approx(1 - 12 / 168, abs=1.5 / 168)
-    assert versions(prom.query(mixin.window_coverage("7d"), END), "resnet")["1"] == pytest.approx(1.0, abs=1 / 168)
-    raw = versions(prom.query(mixin.window_coverage("7d", recorded=False), END), "ranker")
-    assert raw["100"] == pytest.approx(coverage["100"], abs=2 / 168)
+    """tfserving-2 (ranker's only replica, scraped at :41 of each minute) failed its scrapes from end-5d
+    to end-4d12h. Its last report before that (end-5d-19s) stays fresh for Prometheus' 5-minute
+    lookback, so the one-minute steps from end-5d+5m to end-4d12h, 716 of them, are in the scrape gap
+    (`up == 0`, nothing reported, the last report AVAILABLE) and not observed. The hourly records
+    count the week's 10,080 minutes (168 hours of 60 steps: their slot is not on a whole minute),
+    the raw subquery its 10,081 steps (both ends)."""
+    observed = versions(prom.query(mixin.window_observed("7d"), END), "ranker")
+    raw = versions(prom.query(mixin.window_observed("7d", recorded=False), END), "ranker")
+    gap = versions(prom.query(mixin.window_worst_gap("7d"), END), "ranker")
+    assert observed == {v: pytest.approx((10080 - 716) / 10080, rel=1e-12) for v in ("100", "101", "102")} | {
+        # 103, loaded at end-20h: recorded up to the hourly group's last run, 40 minutes before END.
+        "103": pytest.approx((20 * 60 - 40) / 60 / 168, rel=1e-12)
+    }
+    assert {v: x for v, x in raw.items() if v != "103"} == {
+        v: pytest.approx((10081 - 716) / 10081, rel=1e-12) for v in ("100", "101", "102")
+    }
+    assert gap == {v: pytest.approx(716 / 10080, rel=1e-12) for v in ("100", "101", "102")}
+    # Served across a rollout and by autoscaled pods: observed all along, never in a gap.
+    search = versions(prom.query(mixin.window_observed("7d"), END), "search")
+    assert {v: x for v, x in search.items() if v != "33"} == {"30": 1.0, "31": 1.0, "32": 1.0}
+    assert versions(prom.query(mixin.window_worst_gap("7d"), END), "search") == {}
 
 
 def alert_expr(name: str, config: mixin.MixinConfig = mixin.DEFAULT, reason: str = "") -> str:
@@ -148,51 +169,45 @@ def alert_expr(name: str, config: mixin.MixinConfig = mixin.DEFAULT, reason: str
 
 def test_memory_held_by_idle_versions_on_the_demo(prom: PrometheusClient) -> None:
     """The recorded estimate per version is TF Serving's formula over the demo's file sizes (x 1.2,
-    truncated), and the memory rule sums it over the versions the idle expression selects, per model.
-    (search's idle versions sit at the edge of the coverage threshold: left out, see below.)"""
+    truncated), and the memory rule sums it over the versions the idle expression selects, per model:
+    the report's retires."""
     ram = by_ident(prom.query(mixin.ESTIMATED_RAM, END))
     assert ram[("resnet", "1")] == 123_312_537 and ram[("ranker", "100")] == 15_461_882_265
     assert ram[("fraud", "7")] == 50_331_649  # 41943041 x 1.2 = 50331649.2
     held = {s["metric"]["model_name"]: float(s["value"][1]) for s in prom.query(mixin.IDLE_RAM, END)}
-    # Idle below: resnet 1 and 3, bert 10 and 11, ranker 100 and 101, fraud 7.
-    assert {m: held[m] for m in ("resnet", "bert", "ranker", "fraud")} == {
+    # Retired: resnet 1 and 3, bert 10 (11 is labelled), search 30 and 31 (ranker 100 and 101 are
+    # in scrape gaps, fraud 7 is its model's only version).
+    assert held == {
         "resnet": 2 * 123_312_537,
-        "bert": 2 * 525_609_369,
-        "ranker": 2 * 15_461_882_265,
-        "fraud": 50_331_649,
+        "bert": 525_609_369,
+        "search": ram[("search", "30")] + ram[("search", "31")],
     }
 
 
-def test_alerts_on_the_demo(prom: PrometheusClient) -> None:
-    # Loaded for the whole week, scraped well enough (ranker's 12h gap leaves 93%), never called.
-    idle = idents(prom.query(alert_expr("ModelVersionIdle"), END))
-    assert idle - {("search", "30"), ("search", "31")} == {
-        ("resnet", "1"),
-        ("resnet", "3"),
-        ("bert", "10"),
-        ("bert", "11"),
-        ("ranker", "100"),
-        ("ranker", "101"),
-        ("fraud", "7"),
-    }
-    # search 30 (served across a rolling update and autoscaled pods) and 31 (last called half a day
-    # before the window) are idle too, but the alert's worst-replica coverage puts them within a
-    # fraction of a percent of 90% (see below), so from one backfill to the next they may miss it.
-    # The report's fleet-wide coverage retires both (tests/report); never a called version here.
-    assert ("search", "32") not in idle and ("search", "33") not in idle
-    # The coverage alert fires for exactly the versions loaded all week whose covered share of it
-    # is below 1 - max_gap_ratio. The ranker's 12 h gap leaves 93%: not trusted with 5% tolerated
-    # gaps (103 is too young to judge), trusted with the default 10%. The alert's coverage is the
-    # worst replica's per hour, so search's churn (pods that join or leave within an hour) costs
-    # search 30-32 too: close to 90% (89.7% seen), on either side from one backfill to the next —
-    # the worst-replica coverage's known limit (fleet-wide coverage, as the report has, is the fix).
-    ratio = by_ident(prom.query(mixin.window_coverage_ratio("7d"), END))
-    assert ratio[("ranker", "100")] == pytest.approx(1 - 12 / 168, abs=1.5 / 168)
-    assert {v for v in LOADED_ALL_WEEK if ratio[v] < 0.95} >= {("ranker", "100"), ("ranker", "101"), ("ranker", "102")}
-    for max_gap_ratio in (0.05, mixin.DEFAULT.max_gap_ratio):
-        config = replace(mixin.DEFAULT, max_gap_ratio=max_gap_ratio)
-        low = idents(prom.query(alert_expr("ModelVersionTrafficCoverageLow", config), END))
-        assert low == {v for v in LOADED_ALL_WEEK if ratio[v] < float(f"{1 - max_gap_ratio:g}")}, max_gap_ratio
+@pytest.mark.parametrize("max_gap_ratio", [0.05, 0.1])
+def test_idle_and_coverage_alerts_say_what_the_report_says(prom: PrometheusClient, max_gap_ratio: float) -> None:
+    """ModelVersionIdle fires for exactly the report's retires, ModelVersionTrafficCoverageLow for
+    exactly its `unknown: scrape-gaps`, with the same window and tolerance (the report reads the
+    version labels from the sidecar's poller, as the alerts do). Neither alert has a `for`: each
+    fires when its expression holds (vmalert's replay checks that on VictoriaMetrics, tests/report)."""
+    config = replace(mixin.DEFAULT, max_gap_ratio=max_gap_ratio)
+    idle = idents(prom.query(alert_expr("ModelVersionIdle", config), END))
+    low = idents(prom.query(alert_expr("ModelVersionTrafficCoverageLow", config), END))
+    for rules in (False, True):
+        report = rep.run(prom, rep.Options(at=END, window=WEEK, max_gap_ratio=max_gap_ratio, rules=rules))
+        assert {v.reason for v in report.versions if v.model_name == "bert" and v.model_version == "11"} == {
+            "label:rollback"
+        }
+        retire = {(v.model_name, v.model_version) for v in report.versions if v.verdict == "retire"}
+        gaps = {(v.model_name, v.model_version) for v in report.versions if v.reason == "scrape-gaps"}
+        assert (idle, low) == (retire, gaps), rules
+    if max_gap_ratio == 0.05:
+        assert (idle, low) == (RETIRE, SCRAPE_GAPS)
+    else:  # the ranker's 12 h (7%) are tolerated: its idle versions retire
+        assert (idle, low) == (RETIRE | SCRAPE_GAPS, set())
+
+
+def test_other_alerts_on_the_demo(prom: PrometheusClient) -> None:
     not_found = prom.query(alert_expr("ModelVersionCalledWhileUnavailable", reason="not-found"), END)
     assert idents(not_found) == {("resnet", "__other__")} and float(not_found[0]["value"][1]) == 15
     unloaded_expr = alert_expr("ModelVersionCalledWhileUnavailable", reason="unloaded-in-use")
@@ -226,7 +241,7 @@ def test_every_dashboard_query_returns_the_scenarios_data(prom: PrometheusClient
     )
     share = versions(results["Share of traffic by version"][0])
     assert math.fsum(share.values()) == pytest.approx(1.0) and share["4"] > 0.5 and share["1"] == 0
-    idle = versions(results["Idle loaded versions (hours loaded in range)"][0])
+    idle = versions(results["Idle loaded versions (hours observed in range)"][0])
     assert set(idle) == {"1", "3"} and all(167 <= h <= 169 for h in idle.values())
     assert set(versions(results["Loaded versions"][0]).values()) == {1.0}
     codes = {s["metric"]["code"]: float(s["value"][1]) for s in results["Calls by status code (sidecar)"][0]}
@@ -236,10 +251,11 @@ def test_every_dashboard_query_returns_the_scenarios_data(prom: PrometheusClient
     busy = {"4", "5"}
     assert busy <= set(p50) and busy <= set(p99)
     assert all(p50[v] == pytest.approx(0.01, rel=0.02) and p99[v] == pytest.approx(0.1, rel=0.02) for v in busy)
-    cover = versions(results["Scrape coverage by version (worst replica, per hour)"][0])
+    title = "Scrape coverage by version (observed share of each hour, fleet-wide)"
+    cover = versions(results[title][0])
     assert set(cover) == {"1", "2", "3", "4", "5"} and min(cover.values()) > 0.95
     # The ranker's scrape gap shows on its coverage panel at the time of the gap.
-    coverage_expr = panels["Scrape coverage by version (worst replica, per hour)"][0][0]
+    coverage_expr = panels[title][0][0]
     assert prom.query(substitute(coverage_expr, "ranker"), END - 4.75 * 86400) == []
 
 
@@ -255,7 +271,7 @@ def test_report_uses_the_rules_and_agrees_with_raw_queries(prom: PrometheusClien
     for window in (7 * 86400.0, 2 * 86400.0):
         raw = rep.run(prom, rep.Options(at=END, window=window, rules=False))
         rules = rep.run(prom, rep.Options(at=END, window=window))
-        assert rules.queries == raw.queries + 1
+        assert rules.queries == raw.queries + 2  # whether the rules cover the window; the calls since their last run
         got = {(v.model_name, v.model_version): (v.verdict, v.reason) for v in rules.versions}
         want = {(v.model_name, v.model_version): (v.verdict, v.reason) for v in raw.versions}
         assert got == want

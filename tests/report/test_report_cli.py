@@ -154,9 +154,9 @@ def test_csv_markdown_html(fleet: Any, tmp_path: Path, capsys: Any) -> None:
     assert len([x for x in lines if x.startswith("| ")]) == 1 + len(EXPECTED)
     [resnet1] = [x for x in lines if x.startswith("| resnet | 1 |")]
     assert resnet1.endswith("| 1.2 GiB |")
-    # Without --models-config resnet 2 (label:stable) retires too: 2 x RAM.
+    # Without --models-config resnet 2 keeps label:stable: the sidecar's poller says the server resolves it.
     assert (
-        "retiring frees ≈ 2.40 GiB per server (TF Serving's estimate; 1 retire versions without an estimate)" in lines
+        "retiring frees ≈ 1.20 GiB per server (TF Serving's estimate; 1 retire versions without an estimate)" in lines
     )
 
     page = tmp_path / "report.html"
@@ -179,8 +179,8 @@ def test_keep_flag(fleet: Any, capsys: Any) -> None:
     data = json.loads(capsys.readouterr().out)
     got = {(v["model_name"], v["model_version"]): v["reason"] for v in data["versions"]}
     assert got[("resnet", "1")] == got[("bert", "7")] == "label:keep"
-    # Without --models-config there is no label for resnet 2: idle.
-    assert got[("resnet", "2")] == "idle"
+    # Without --models-config, the label the sidecar's poller sees the servers resolve keeps resnet 2.
+    assert got[("resnet", "2")] == "label:stable"
 
 
 # --- errors: one line, the right exit status, no traceback, nothing written ---------------------

@@ -237,3 +237,36 @@ def test_recording_rule_expression_agrees_with_the_report(situations: Any) -> No
     from_report = {(v.model_name, v.model_version): v.calls_by_source["patched"] for v in report.versions}
     assert len(from_report) == JUDGED and set(from_report) <= set(expression)
     assert from_report == pytest.approx({k: expression[k] for k in from_report})
+
+
+@pytest.mark.parametrize(
+    ("before_end", "window", "versions"),
+    [
+        (0.0, 2400.0, 36),  # the usual: no reset anywhere near (every version's counter)
+        (3 * 86400 - 600, 1800.0, 35),  # replica d restarted 10 minutes into the window: increase()
+        # ... 30 minutes before it: no reset inside, the max: also the 2 calls (6/h) between the
+        # restart at end-3d (2 minutes down) and the window's start.
+        (3 * 86400 - 5400, 3600.0, 35),
+        (4 * 86400 - 1800, 3600.0, 34),  # reset's 5 calls at end-4d (fresh 1, loaded at end-3d, not yet)
+    ],
+)
+def test_calls_since_the_last_hourly_count_agree_with_the_report(
+    situations: Any, before_end: float, window: float, versions: int
+) -> None:
+    """`promql.calls_since` (the recent part added to the recorded hourly counts) counts what the
+    report's `promql.calls` counts, with fewer passes, but after a reset just before the window."""
+    from fleet_helpers import END_TS
+
+    from tfs_traffic import contract
+    from tfs_traffic.prometheus import promql
+    from tfs_traffic.prometheus.api import PrometheusAccess, PrometheusClient
+
+    prom, _, _ = situations
+    client = PrometheusClient(PrometheusAccess(url=prom.url))
+    at, c = END_TS - before_end, contract.PATCHED_CALLS
+    exact = client.query(promql.calls(c, window), at)
+    recent = client.query(f"sum by ({promql.BY_VERSION}) ({promql.calls_since(c, window)})", at)
+    as_dict = lambda r: {(s["metric"]["model_name"], s["metric"]["model_version"]): float(s["value"][1]) for s in r}  # noqa: E731
+    more = {("reset", "1"): 2.0} if before_end == 3 * 86400 - 5400 else {}
+    expected = {k: v + more.get(k, 0.0) for k, v in as_dict(exact).items()}
+    assert (len(exact), as_dict(recent)) == (versions, expected)

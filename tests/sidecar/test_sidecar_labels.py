@@ -115,3 +115,33 @@ def test_query_strings_through_the_proxy_get_tf_servings_answers(stack: tuple[Si
     )
     assert sim.call_counts() == before
     assert sidecar.calls() == counted  # no call of m: upstream never resolved one
+
+
+def test_the_servers_answers_are_exported_for_the_alerts(tmp_path: Path) -> None:
+    """The poller's answers (what a request without a version and each label resolve to) as gauges:
+    1 for the current answer, 0 for an earlier one. TF Serving sends a request without a version to
+    its highest AVAILABLE version (`core/basic_manager.cc`, `ServingMap::Update` marks the last of
+    the sorted available harnesses as `ServableRequest::Latest`)."""
+    config = write_models(tmp_path, {"m": [1, 2]}, {"m": {"stable": 1}})
+    sim = Sim(config, tmp_path / "sim.log", extra=["--config-poll-interval", "0.2s"]).start()
+    sidecar = Sidecar(config, sim, tmp_path / "sidecar.log", proxy=False).start()
+    try:
+        assert sidecar.gauge("tfserving_model_version_latest") == {("m", "2"): 1.0}
+        assert sidecar.gauge("tfserving_model_version_label") == {("m", "1", "stable"): 1.0}
+        # Version 3 appears on disk and `stable` moves to 2 (AVAILABLE, so the server accepts it).
+        (tmp_path / "models" / "m" / "3").mkdir()
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        write_models(staging, {"m": [1, 2, 3]}, {"m": {"stable": 2}})
+        text = (staging / "models.config").read_text().replace(str(staging), str(tmp_path))
+        (staging / "models.config").write_text(text)
+        os.replace(staging / "models.config", config)
+        moved = (
+            {("m", "2"): 0.0, ("m", "3"): 1.0},
+            {("m", "1", "stable"): 0.0, ("m", "2", "stable"): 1.0},
+        )
+        answers = lambda: tuple(sidecar.gauge(f"tfserving_model_version_{x}") for x in ("latest", "label"))  # noqa: E731
+        assert wait_for(lambda: answers() == moved), answers()
+    finally:
+        sidecar.stop()
+        sim.stop()

@@ -123,8 +123,8 @@ def add_judging_arguments(parser: argparse.ArgumentParser, models_config_require
         type=float,
         default=0.05,
         metavar="R",
-        help="tolerated share of the window a version may go unobserved fleet-wide, or a pod serving it "
-        "may be down (default: %(default)s)",
+        help="tolerated share of the window a pod serving a version may be down, or the version go "
+        "unobserved fleet-wide (default: %(default)s)",
     )
     return what
 
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     from tfs_traffic import modelconfig
     from tfs_traffic.files import write_atomic
     from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
-    from tfs_traffic.report import render
+    from tfs_traffic.report import progress, render
     from tfs_traffic.report import verdicts as rep
 
     # Every input is checked before the first query.
@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     )
     access = access_from_args(args)
     announce(access, options, args.window)
-    result = rep.run(PrometheusClient(access), options)
+    result = rep.run(PrometheusClient(access), options, progress.for_stderr(sys.stderr.isatty()))
     color = args.format == "table" and not args.output and sys.stdout.isatty()
     width = shutil.get_terminal_size((160, 24)).columns if color else 160
     text = render.render(result, args.format, color=color, width=width)

@@ -205,6 +205,7 @@ def run_plan(args: argparse.Namespace) -> int:
     from tfs_traffic.commands.report import announce, judging_options
     from tfs_traffic.files import write_atomic
     from tfs_traffic.prometheus.api import PrometheusClient, access_from_args
+    from tfs_traffic.report import progress
     from tfs_traffic.report import verdicts as rep
     from tfs_traffic.retire import plan as plans
     from tfs_traffic.retire import render, values
@@ -214,7 +215,7 @@ def run_plan(args: argparse.Namespace) -> int:
     access = access_from_args(args)
     created = time.time()
     announce(access, options, args.window)
-    report = rep.run(PrometheusClient(access), options)
+    report = rep.run(PrometheusClient(access), options, progress.for_stderr(sys.stderr.isatty()))
     plan = plans.build(
         report,
         config.message,

@@ -8,7 +8,11 @@
   frozen until the process ends; a restart starts every loaded version's counter at 0 again.
 - the sidecar (`job="tfs-traffic-sidecar"`, instance `IP:9102`): `tfserving_model_calls_total`
   (`api="predict"`, `code="OK"`; a series appears at its first call, as prometheus_client does),
-  `tfserving_model_version_available` (kept at 0 after an unload) and `tfserving_sidecar_upstream_up`.
+  `tfserving_model_version_available` (kept at 0 after an unload), `tfserving_sidecar_upstream_up`,
+  and its poller's answers: `tfserving_model_version_latest` (the replica's highest AVAILABLE
+  version, kept while none is) and `tfserving_model_version_label` (the models config's labels,
+  once the replica served the model). Source `poller` is the same without the calls: the sidecar
+  without its relay, beside a patched server.
 - `up` for each target: 0 while a scrape fails (a gap, or the process is down), else 1.
 - a pod exists over its replica's [from, to) (rollouts, autoscaled pods): its first scrape is the
   first one at or after `from` (counters start at 0 when it starts, so that scrape may already
@@ -36,7 +40,7 @@ from tfs_traffic.errors import ToolError, UsageError
 from tfs_traffic.files import write_atomic
 from tfs_traffic.prometheus import local
 from tfs_traffic.prometheus.local import Series
-from tfs_traffic.prometheus.scenario import Replica, Scenario, Traffic
+from tfs_traffic.prometheus.scenario import Model, Replica, Scenario, Traffic
 from tfs_traffic.sidecar.estimate import ram_estimate
 
 PATCHED_JOB = "tfserving"
@@ -188,7 +192,8 @@ def iter_series(scenario: Scenario, lo: float = -math.inf, hi: float = math.inf)
     fleet = Fleet(scenario)
     s = scenario
     patched = "patched" in s.sources
-    sidecar = "sidecar" in s.sources
+    relay = "sidecar" in s.sources
+    sidecar = relay or "poller" in s.sources
     for replica in s.replicas:
         scheduled = fleet.scheduled(replica, lo, hi)
         if not scheduled:
@@ -216,6 +221,7 @@ def iter_series(scenario: Scenario, lo: float = -math.inf, hi: float = math.inf)
                 [(t, 1.0 if su else 0.0) for t, su, up in zip(times, server_up, sidecar_up, strict=True) if up],
             )
         for model in s.models:
+            served: dict[str, list[tuple[float, float]]] = {}  # version -> when this replica served it
             for version in model.versions:
                 if replica.name not in version.replicas:
                     continue
@@ -246,7 +252,7 @@ def iter_series(scenario: Scenario, lo: float = -math.inf, hi: float = math.inf)
                     yield contract.PATCHED_CALLS, {**p_labels, **labels}, counter
                     yield contract.PATCHED_AVAILABLE, {**p_labels, **labels}, gauge
                 if sidecar:
-                    serving = [(c.created, min(c.unloaded, c.process_end)) for c in cells]
+                    serving = served[version.version] = [(c.created, min(c.unloaded, c.process_end)) for c in cells]
                     counter = []
                     gauge = []
                     for life_begin, life_end in sidecar_lives:
@@ -263,7 +269,7 @@ def iter_series(scenario: Scenario, lo: float = -math.inf, hi: float = math.inf)
                                 for a, b in serving
                                 if max(a, life_begin) < min(t, b)
                             )
-                            if value > 0 or (counter and counter[-1][0] >= life_begin):
+                            if relay and (value > 0 or (counter and counter[-1][0] >= life_begin)):
                                 counter.append((t, float(value)))
                     if counter:
                         yield (
@@ -278,6 +284,47 @@ def iter_series(scenario: Scenario, lo: float = -math.inf, hi: float = math.inf)
                         # The poller's estimate: set while AVAILABLE, 0 after (docs/metrics.md "Estimated memory").
                         ram = float(ram_estimate(version.size_bytes))
                         yield contract.SIDECAR_ESTIMATED_RAM, {**s_labels, **labels}, [(t, ram * v) for t, v in gauge]
+            if sidecar and served:
+                # The answers are kept from one poll to the next: their state needs the scrapes before `lo`.
+                polls = [t for t, failed in fleet.scheduled(replica, -math.inf, hi) if not failed]
+                yield from _resolved(model, served, polls, sidecar_lives, s_labels, lo)
+
+
+def _resolved(
+    model: Model,
+    served: dict[str, list[tuple[float, float]]],
+    polls: Sequence[float],
+    lives: Sequence[tuple[float, float]],
+    labels: dict[str, str],
+    lo: float,
+) -> Iterator[Series]:
+    """The poller's answers for one model on one replica (docs/metrics.md): its highest AVAILABLE
+    version (the last answer while none is), and the models config's labels from the first poll at
+    which the replica served the model; earlier answers at 0; all gone when the sidecar restarts."""
+    latest_samples: dict[str, list[tuple[float, float]]] = {}
+    label_samples: list[tuple[float, float]] = []
+    for begin, end in lives:
+        latest: str | None = None
+        ever: list[str] = []
+        for t in polls:
+            if not begin <= t < end:
+                continue
+            available = [v for v, spans in served.items() if v.isdigit() and _in(t, spans)]
+            if available:
+                latest = max(available, key=int)
+                if latest not in ever:
+                    ever.append(latest)
+            if latest is None or t < lo:
+                continue
+            for v in ever:
+                latest_samples.setdefault(v, []).append((t, 1.0 if v == latest else 0.0))
+            label_samples.append((t, 1.0))
+    for v, samples in latest_samples.items():
+        yield contract.SIDECAR_LATEST, {**labels, contract.MODEL: model.name, contract.VERSION: v}, samples
+    for label, v in sorted(model.version_labels.items()):
+        if v in served and label_samples:
+            series = {**labels, contract.MODEL: model.name, contract.VERSION: v, contract.VERSION_LABEL: label}
+            yield contract.SIDECAR_LABEL, series, label_samples
 
 
 def _latency_histogram(labels: dict[str, str], calls: list[tuple[float, float]]) -> Iterator[Series]:
@@ -326,7 +373,7 @@ def fingerprint(scenario: Scenario) -> str:
         "raw": scenario.raw,
         "end": scenario.end,
         "days": scenario.days,
-        "generator": 3,
+        "generator": 4,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

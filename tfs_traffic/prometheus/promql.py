@@ -74,6 +74,26 @@ def calls_per_series(counter: str, window: float, lookback: float = BASELINE_LOO
     )
 
 
+def calls_since(counter: str, window: float, lookback: float = BASELINE_LOOKBACK) -> str:
+    """`calls_per_series` for the last minutes before the recording rules' next hourly count, with
+    fewer passes (a third of the time) and two departures, until the next hourly count (exact):
+
+    1. no reset since `lookback` before the window: max minus the value before the window (exact);
+    2. no reset inside the window: the max — exact for a series born in it; after a reset in the
+       `lookback` before the window, also the calls between that reset and the window (more, so
+       never a busy version called idle);
+    3. otherwise increase(). A series born inside the window that also reset inside it counts
+       increase() alone, without its first value (`calls_per_series` takes the larger of the two).
+    """
+    w, before = duration(window), f"last_over_time({counter}[{duration(lookback)}] offset {duration(window)})"
+    window_max = f"max_over_time({counter}[{w}])"
+    return (
+        f"(({window_max} - {before}) unless (resets({counter}[{duration(window + lookback)}]) > 0))"
+        f" or ({window_max} unless (resets({counter}[{w}]) > 0))"
+        f" or increase({counter}[{w}])"
+    )
+
+
 INPUT_LABEL = "tfs_input"
 
 
@@ -149,7 +169,6 @@ def state_at_window_start(gauge: str, window: float, lookback: float = 86400.0, 
 # `max by (...) (G == 1)` two), and the window is cut into `Piece`s whose matrices fit the limit.
 
 HOST_LABEL = "tfs_host"
-PIECE_LABEL = "tfs_piece"
 # Which replica a series comes from: its pod (cluster, namespace, pod) and, for series without a
 # pod label, the instance's host (a pod's server and sidecar targets share the pod's IP).
 REPLICA_LABELS = ("cluster", "namespace", "pod", HOST_LABEL)
@@ -218,13 +237,6 @@ def pieces(at: float, window: float, step: float, steps_per_piece: int) -> list[
         end = lower
 
 
-def combined(aggregation: str, parts: Sequence[str], by: str) -> str:
-    """The `aggregation` (sum, max) per `by` of several pieces' results (one piece: itself)."""
-    if len(parts) == 1:
-        return parts[0]
-    return f"{aggregation} by ({by}) ({tagged(PIECE_LABEL, {str(i): p for i, p in enumerate(parts)})})"
-
-
 def fleet_available(gauges: Mapping[str, str], matchers: str = "") -> str:
     """1 per version while at least one target, of either source, reports it AVAILABLE."""
     return f"{max_of_sources({s: f'max by ({BY_VERSION}) ({select(g, matchers)})' for s, g in gauges.items()})} == 1"
@@ -256,8 +268,10 @@ def called(counter: str, matchers: str = "", step: float = 3600.0) -> str:
 
 def last_called(counters: Mapping[str, str], matchers: str = "", step: float = 3600.0) -> str:
     """Per version, at each evaluation: the evaluation time if some series of either source had a
-    call in the `step` before it."""
-    return f"({max_of_sources({s: called(c, matchers, step) for s, c in counters.items()})} * 0 + time())"
+    call in the `step` before it. Each source is aggregated before it is tagged: a subquery runs
+    this at every step, and tagging every series there costs more than the comparisons."""
+    per_source = {s: f"max by ({BY_VERSION}) ({called(c, matchers, step)})" for s, c in counters.items()}
+    return f"({max_of_sources(per_source)} * 0 + time())"
 
 
 def by_source(exprs: Mapping[str, str]) -> str:

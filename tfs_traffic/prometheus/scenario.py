@@ -23,7 +23,10 @@ import yaml
 from tfs_traffic.durations import parse_duration, parse_time
 from tfs_traffic.errors import UsageError
 
-SOURCES = ("patched", "sidecar")
+# patched: the patched server's series; sidecar: the sidecar in front of it (calls and its status
+# poller); poller: the sidecar without its relay (availability and the server's answers, no calls),
+# as the chart runs it beside a patched server.
+SOURCES = ("patched", "sidecar", "poller")
 SHAPES = ("flat", "diurnal")
 
 
@@ -310,9 +313,11 @@ def _sources(r: _Reader, value: Any) -> tuple[str, ...]:
     sources = tuple(r.text(s, f"sources[{i}]") for i, s in enumerate(r.sequence(value, "sources")))
     for i, s in enumerate(sources):
         if s not in SOURCES:
-            raise r.fail(f"sources[{i}]", f"unknown source {s!r} (use patched and/or sidecar)")
+            raise r.fail(f"sources[{i}]", f"unknown source {s!r} (use patched, sidecar or poller)")
     if not sources:
-        raise r.fail("sources", "name at least one of patched, sidecar")
+        raise r.fail("sources", "name at least one of patched, sidecar, poller")
+    if "sidecar" in sources and "poller" in sources:
+        raise r.fail("sources", "sidecar includes the poller: name one of them")
     return sources
 
 

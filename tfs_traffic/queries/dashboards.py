@@ -36,7 +36,7 @@ def panel_queries(config: mixin.MixinConfig = mixin.DEFAULT) -> dict[str, list[t
     on = f"on ({config.by()})"
     rate5m = f"{mixin.CALLS_RATE5M}{{{f}}}"
     idle = (
-        f"sum_over_time({mixin.AVAILABLE_1H}{{{f}}}[$__range])\n"
+        f"sum_over_time({mixin.OBSERVED_1H}{{{f}}}[$__range])\n"
         f"and {on} ({mixin.AVAILABLE}{{{f}}} == 1)\n"
         f"unless {on} (sum_over_time({mixin.CALLS_1H}{{{f}}}[$__range]) > 0)\n"
         f"unless {on} ({mixin.CALLS_RATE1H}{{{f}}} > 0)"
@@ -47,7 +47,7 @@ def panel_queries(config: mixin.MixinConfig = mixin.DEFAULT) -> dict[str, list[t
         "Share of traffic by version": [
             (f"sum by ({v}) ({rate5m})\n/ on () group_left ()\nsum({rate5m})", f"{{{{{v}}}}}")
         ],
-        "Idle loaded versions (hours loaded in range)": [(idle, "")],
+        "Idle loaded versions (hours observed in range)": [(idle, "")],
         "Loaded versions": [(f"max by ({v}) ({mixin.AVAILABLE}{{{f}}})", f"{{{{{v}}}}}")],
         MEMORY_TITLE: [(f"sum by (namespace) ({mixin.IDLE_RAM}{{{f}}})", "{{namespace}}")],
         "Calls by status code (sidecar)": [
@@ -60,8 +60,8 @@ def panel_queries(config: mixin.MixinConfig = mixin.DEFAULT) -> dict[str, list[t
             )
             for q in (0.5, 0.99)
         ],
-        "Scrape coverage by version (worst replica, per hour)": [
-            (f"min by ({v}) (last_over_time({mixin.COVERAGE_1H}{{{f}}}[1h]))", f"{{{{{v}}}}}"),
+        "Scrape coverage by version (observed share of each hour, fleet-wide)": [
+            (f"max by ({v}) (last_over_time({mixin.OBSERVED_1H}{{{f}}}[1h]))", f"{{{{{v}}}}}"),
         ],
     }
 
@@ -130,14 +130,15 @@ def build_dashboards(config: mixin.MixinConfig = mixin.DEFAULT) -> dict[str, dic
             panel = panel.stacking(common_b.StackingConfig().mode(stack))
         return panel
 
-    idle_title = "Idle loaded versions (hours loaded in range)"
+    idle_title = "Idle loaded versions (hours observed in range)"
     idle_table = (
         table_b.Panel()
         .title(idle_title)
         .description(
             "Versions AVAILABLE now that got no call at all in the dashboard's time range, with the hours "
-            "they were loaded in that range. `tfs-traffic report` turns this into a verdict (it keeps the "
-            "latest, the only and labelled versions, and distrusts scrape gaps)."
+            "some replica reported them AVAILABLE in that range. `tfs-traffic report` and ModelVersionIdle "
+            "turn this into a verdict (they keep the latest, the only and labelled versions, and distrust "
+            "scrape gaps)."
         )
         .datasource(ds)
         .targets(targets(idle_title, instant=True))
@@ -147,7 +148,7 @@ def build_dashboards(config: mixin.MixinConfig = mixin.DEFAULT) -> dict[str, dic
         .with_transformation(
             dash_m.DataTransformerConfig(
                 id_val="organize",
-                options={"excludeByName": {"Time": True}, "renameByName": {"Value": "hours loaded"}},
+                options={"excludeByName": {"Time": True}, "renameByName": {"Value": "hours observed"}},
             )
         )
     )
@@ -219,10 +220,11 @@ def build_dashboards(config: mixin.MixinConfig = mixin.DEFAULT) -> dict[str, dic
         )
         .with_panel(
             timeseries(
-                "Scrape coverage by version (worst replica, per hour)",
+                "Scrape coverage by version (observed share of each hour, fleet-wide)",
                 "percentunit",
-                "Share of each hour's minutes in which the worst replica serving the version had a fresh "
-                f"sample. Below {1 - config.max_gap_ratio:.0%} over the idle window, idleness is not trusted.",
+                "Share of each hour's minutes at which some replica reported the version AVAILABLE (either "
+                f"source). Below {1 - config.max_gap_ratio:.0%} over the idle window, or a pod serving it down "
+                "for more than the rest, idleness is not trusted.",
             )
         )
         .with_row(dash_b.Row("Errors and latency (sidecar)"))

@@ -6,6 +6,12 @@ over a past range and writes TSDB blocks; moved into the data directory, they re
 had always run. promtool runs every group in a file over the whole range, so each group gets its
 own file and range: the hourly group over weeks is 24 evaluations a day, the per-minute group
 over the same weeks would be 1,440 a day.
+
+Where in its interval a group is evaluated comes from a hash of the group's name and of the rule
+file's path as given to promtool (Prometheus' `Group.EvalTimestamp`): from a temporary directory,
+the hourly group would land on another minute of the hour in every run, and so would every number
+it records. promtool is therefore run in the rule file's directory and given the file's bare name:
+the same groups give the same evaluation times in every run.
 """
 
 import shutil
@@ -31,7 +37,11 @@ class RuleRange:
 
 
 def create_blocks_from_rules(url: str, rule_file: Path, start: float, end: float, out_dir: Path) -> None:
-    """Run promtool against the Prometheus at `url`, writing blocks under `out_dir`."""
+    """Run promtool against the Prometheus at `url`, writing blocks under `out_dir`.
+
+    The rule file is named without its directory (promtool runs in it), so the groups' evaluation
+    times depend only on their names and the file's name (see the module's docstring).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         [
@@ -43,9 +53,10 @@ def create_blocks_from_rules(url: str, rule_file: Path, start: float, end: float
             f"--url={url}",
             f"--start={int(start)}",
             f"--end={int(end)}",
-            f"--output-dir={out_dir}",
-            str(rule_file),
+            f"--output-dir={out_dir.resolve()}",
+            rule_file.name,
         ],
+        cwd=rule_file.parent,
         capture_output=True,
         text=True,
     )

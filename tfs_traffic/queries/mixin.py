@@ -18,10 +18,13 @@ Two rules shape every expression here (docs/metrics.md):
 
 Recording rules come in two groups: `tfs-traffic.rules` (every `interval`, fresh per-version rates,
 the inventory and TF Serving's memory estimate) and `tfs-traffic.hourly` (every hour: calls per hour,
-availability and scrape coverage per hour). A third, `tfs-traffic.memory`, lives beside the alerts:
-the memory held by the versions the `ModelVersionIdle` expression selects, per model; it reads the
-recorded series, so its history is backfilled in a second pass, after theirs. The hourly series make 7d/30d
-questions cheap — a sum over 168 or 720 points per version instead of a range over raw counters.
+the share of the hour a version was observed fleet-wide, and per replica the share it was in a scrape
+gap). The hourly series make 7d/30d questions cheap — a sum over 168 or 720 points per version
+instead of a range over raw series — and they are the report's own definitions (docs/verdicts.md),
+so `ModelVersionIdle` and `ModelVersionTrafficCoverageLow` say what `tfs-traffic report` says. A
+third group, `tfs-traffic.memory`, lives beside the alerts: the memory held by the versions the
+`ModelVersionIdle` expression selects, per model; it reads the recorded series, so its history is
+backfilled in a second pass, after theirs.
 """
 
 from collections.abc import Mapping
@@ -38,8 +41,8 @@ CALLS_RATE1H = "model_version:tfs_model_calls:rate1h"
 AVAILABLE = "model_version:tfs_model_version_available:max"
 CALLS_BY_CODE_RATE5M = "model_version_code:tfserving_model_calls:rate5m"
 CALLS_1H = "model_version:tfs_model_calls:increase1h"
-AVAILABLE_1H = "model_version:tfs_model_version_available:avg1h"
-COVERAGE_1H = "model_version:tfs_scrape_coverage:ratio1h"
+OBSERVED_1H = "model_version:tfs_model_version_observed:ratio1h"
+GAP_1H = "model_version_replica:tfs_scrape_gap:ratio1h"
 ESTIMATED_RAM = "model_version:tfs_model_version_estimated_ram_bytes:max"
 IDLE_RAM = "model:tfs_idle_versions_estimated_ram_bytes:sum"
 
@@ -55,20 +58,24 @@ class MixinConfig:
     """Knobs of the mixin, like a jsonnet mixin's `_config`.
 
     `group_labels` identify one model version across replicas (add `cluster` for multi-cluster
-    Thanos/Mimir); `instance_labels` tell replicas apart for scrape coverage; `selector` adds label
-    matchers to every raw series (e.g. `job=~"tfs.*"`).
+    Thanos/Mimir); `instance_labels` tell the copies of one target apart (`once_per_target`);
+    `selector` adds label matchers to every raw series (e.g. `job=~"tfs.*"`). Replicas are told
+    apart as the report tells them (`promql.REPLICA_LABELS`: cluster, namespace, pod, the host of
+    `instance`).
     """
 
     group_labels: tuple[str, ...] = ("namespace", contract.MODEL, contract.VERSION)
     instance_labels: tuple[str, ...] = ("instance",)
     selector: str = ""
     interval: str = "1m"
-    # Scrape gaps up to this long do not make the next hour count a counter's whole value as calls.
+    # Scrape gaps up to this long do not make the next hour count a counter's whole value as calls;
+    # a replica down for longer counts as in a scrape gap for this long, then as no longer serving.
     gap_lookback: str = "1d"
-    # ModelVersionIdle: loaded and not called for this long.
+    # ModelVersionIdle and ModelVersionTrafficCoverageLow: the report's --window ...
     idle_window: str = "7d"
-    # Scrape coverage below 1 - max_gap_ratio (share of idle_window's minutes) makes idleness untrusted.
-    max_gap_ratio: float = 0.1
+    # ... and --max-gap-ratio: a replica in a scrape gap, or the version not observed, for more than
+    # this share of the window makes idleness untrusted (docs/verdicts.md).
+    max_gap_ratio: float = 0.05
     # Calls for versions that are not loaded: look back this far.
     unavailable_window: str = "15m"
     # ModelVersionTrafficDrop: history window, quantile cap of the band and "serves traffic" floor.
@@ -85,10 +92,21 @@ class MixinConfig:
     runbook_url: str = ""
     dashboard_uid_prefix: str = "tfs-traffic"
     dashboard_tags: tuple[str, ...] = field(default=("tfs-traffic", "tensorflow-serving"))
+    # ModelVersionIdle's description looks up its version's memory estimate with the `query` template
+    # function; vmalert's replay mode has none, so a replay renders the alerts without it.
+    memory_in_description: bool = True
 
     def by(self) -> str:
         """The grouping labels as PromQL's `by (...)` list."""
         return ", ".join(self.group_labels)
+
+    def model_by(self) -> str:
+        """The grouping labels of a model (without the version), as a `by (...)` list."""
+        return ", ".join(x for x in self.group_labels if x != contract.VERSION)
+
+    def replica_by(self) -> str:
+        """A replica and a version: the report's replica labels and the grouping labels."""
+        return ", ".join(dict.fromkeys((*promql.REPLICA_LABELS, *self.group_labels)))
 
     def matchers(self, *extra: str) -> str:
         """`{selector,extra...}` or "" when there is nothing to match."""
@@ -151,6 +169,15 @@ def calls_in(
     return _max_of_sums({"patched": patched, "sidecar": sidecar}, config)
 
 
+def calls_recently(window: str, config: MixinConfig = DEFAULT) -> str:
+    """Calls per version in the last `window` before the hourly count catches up (`promql.calls_since`:
+    the report's count with fewer passes; `window_calls` adds it to the hourly counts)."""
+    seconds = parse_duration(window)
+    patched = promql.calls_since(f"{contract.PATCHED_CALLS}{config.matchers()}", seconds)
+    sidecar = promql.calls_since(sidecar_calls_selector(config), seconds)
+    return _max_of_sums({"patched": patched, "sidecar": sidecar}, config)
+
+
 def available(config: MixinConfig = DEFAULT, *extra: str) -> str:
     """1 while a version is AVAILABLE on at least one instance of either source, else 0."""
     m = config.matchers(*extra)
@@ -169,29 +196,59 @@ def calls_per_hour(config: MixinConfig = DEFAULT) -> str:
     return calls_in("1h", config, lookback=config.gap_lookback)
 
 
-def available_share_per_hour(config: MixinConfig = DEFAULT) -> str:
-    """Share of the observed minutes of the last hour in which the version was AVAILABLE somewhere."""
-    return f"avg_over_time(\n{_indent(available(config))}[1h:1m]\n)"
+def _steps_per_hour() -> str:
+    """The steps of the hourly subqueries `[1h:1m]`: 60, or 61 when the evaluation falls on a whole
+    minute (Prometheus 2 counts both ends of a range)."""
+    return "scalar(count_over_time(vector(1)[1h:1m]))"
 
 
-def coverage_per_hour(config: MixinConfig = DEFAULT) -> str:
-    """Share of the last hour's minutes with a fresh sample, for the worst replica of each version.
+def observed_per_hour(config: MixinConfig = DEFAULT) -> str:
+    """Share of the last hour's minutes at which some target, of either source, reported the
+    version AVAILABLE: the report's fleet-wide observation (docs/verdicts.md), so a version served
+    across a rollout or by autoscaled pods is observed all along. Hours without a report at all
+    record nothing (they count as 0 in a window's sum)."""
+    return f"count_over_time((\n{_indent(available(config), 4)} == 1\n  )[1h:1m])\n/ {_steps_per_hour()}"
 
-    Presence is judged on either source's availability gauge (one series per version and replica,
-    from the same scrape as the counters, present even for a version nobody calls). A sample counts
-    as fresh for Prometheus' lookback (5m), so gaps shorter than that are not gaps. A replica that
-    joins or leaves within the hour (a rollout) counts as partly covered for that hour.
-    """
-    by_instance = ", ".join((*config.group_labels, *config.instance_labels))
+
+def _per_replica(config: MixinConfig, function: str) -> str:
+    """`function` (a format string around `{}`) of every availability gauge, tagged by source, keyed
+    by replica (`promql.keyed`), the max per replica and version: the max over a replica's targets."""
     m = config.matchers()
-    union = (
-        f"group by ({by_instance}) ({contract.PATCHED_AVAILABLE}{m})\n"
-        f"  or\n"
-        f"group by ({by_instance}) ({contract.SIDECAR_AVAILABLE}{m})"
+    sources = promql.by_source({s: function.format(f"{g}{m}") for s, g in promql.AVAILABLE_SOURCES.items()})
+    return f"max by ({config.replica_by()}) ({promql.keyed(sources)})"
+
+
+def gap_per_hour(config: MixinConfig = DEFAULT) -> str:
+    """Per replica and version, the share of the last hour's minutes the replica was in a scrape gap
+    for the version, as the report defines it (docs/verdicts.md): none of its targets reports the
+    version, its last report said AVAILABLE, and one of its targets was not scraped (`up == 0`).
+    A pod that left service discovery has no `up`: not a gap.
+
+    "Its last report" is looked up at every minute over the last hour (a gap that began within
+    the hour); a gap older than that has no report in the hour at all, so its minutes are the
+    replica's minutes down without one, counted when its last report before the hour (within
+    `gap_lookback`) said AVAILABLE. Looking `gap_lookback` back at every minute would read a day of
+    samples sixty times per series; this way the hour reads it once. A replica down for longer than
+    `gap_lookback` counts that long as a gap, then as no longer serving the version.
+    """
+    replica, rv, m = promql.BY_REPLICA, config.replica_by(), config.matchers()
+    last_hour = _per_replica(config, "last_over_time({}[1h])")
+    before = _per_replica(config, f"last_over_time({{}}[{config.gap_lookback}] offset 1h)")
+    reported = _per_replica(config, "{}")
+    down = f"group by ({replica}) ({promql.keyed(f'up{m} == 0')})"
+    recent = f"({last_hour} == 1)\nunless on ({rv}) {reported}\nand on ({replica}) {down}"
+    down_with_report = f"group by ({rv}) ({last_hour})\nand on ({replica}) {down}"
+    served = f"({before} == 1)"
+    older = (
+        f"(\n  {served}\n  * on ({replica}) group_left ()\n  count_over_time({down}[1h:1m])\n)\n"
+        f"- on ({rv})\n"
+        f"(\n  count_over_time((\n{_indent(down_with_report, 4)}\n  )[1h:1m])\n  or\n  {served} * 0\n)"
     )
-    # The denominator counts the subquery's steps the same way (61 when the hour is aligned to the minute).
-    steps = "scalar(count_over_time(vector(1)[1h:1m]))"
-    return f"min by ({config.by()}) (\n  count_over_time((\n{_indent(union, 4)}\n  )[1h:1m])\n  / {steps}\n)"
+    parts = promql.tagged(
+        "tfs_part",
+        {"recent": f"count_over_time((\n{_indent(recent, 4)}\n  )[1h:1m])", "older": f"(\n{_indent(older, 2)}\n)"},
+    )
+    return f"sum by ({rv}) (\n{_indent(parts)}\n)\n/ {_steps_per_hour()}\n> 0"
 
 
 def estimated_ram(config: MixinConfig = DEFAULT) -> str:
@@ -214,25 +271,28 @@ def _indent(text: str, n: int = 2) -> str:
 # Long-window questions, answered from the hourly series (cheap) or raw counters (always right)
 
 
-def window_calls(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True) -> str:
+def window_calls(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True, recent: str = "1h") -> str:
     """Calls per version over `window`.
 
-    Recorded: the hourly counts summed over the window, plus the raw last hour (the hourly group
-    lags by up to an hour; a version called only in the last minutes must not look idle). Parts are
-    added with a tag-and-sum, so a version in one part only keeps its value. Never fewer calls than
-    the raw count; at most two hours' worth more: the hour before the window that the first hourly
-    sample may reach, and the overlap of the raw last hour with the last hourly sample. (Subtracting
-    that overlap would need the last evaluation's time; getting it wrong would undercount, which is
-    the unsafe side for a retirement decision.)
+    Recorded: the hourly counts summed over the window, plus the raw calls of the `recent` past
+    (`calls_recently`: the hourly group lags by up to an hour; a version called only in the last
+    minutes must not look idle). Parts are added with a tag-and-sum, so a version in one part only keeps its value.
+    Never fewer calls than the raw count; at most the hour before the window more, which the first
+    hourly sample may reach, and whatever of `recent` the last hourly sample already counted: with
+    `recent` exactly the time since it (the report asks for it) nothing is counted twice; the
+    alerts, whose text is fixed, take the last hour. (Undercounting would be the unsafe side for a
+    retirement decision.) An empty `recent`: no raw part.
     """
     if not recorded:
         return calls_in(window, config)
-    by = config.by()
+    hours = promql.tag(f"sum_over_time({CALLS_1H}[{window}])", "part", "hours")
+    if not recent:
+        return f"sum by ({config.by()}) ({hours})"
     return (
-        f"sum by ({by}) (\n"
-        f"  {promql.tag(f'sum_over_time({CALLS_1H}[{window}])', 'part', 'hours')}\n"
+        f"sum by ({config.by()}) (\n"
+        f"  {hours}\n"
         "  or\n"
-        f"  {promql.tag(_indent(calls_in('1h', config)).lstrip(), 'part', 'recent')}\n"
+        f"  {promql.tag(_indent(calls_recently(recent, config)).lstrip(), 'part', 'recent')}\n"
         ")"
     )
 
@@ -244,46 +304,82 @@ def window_max_hourly_qps(window: str, config: MixinConfig = DEFAULT, *, recorde
     return f"max_over_time(\n{_indent(calls_rate('1h', config))}[{window}:1h]\n)"
 
 
-def window_coverage(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True) -> str:
-    """Scrape coverage (0..1) per version over `window`; hours without any sample count as 0."""
+def window_observed(window: str, config: MixinConfig = DEFAULT, *, recorded: bool = True) -> str:
+    """Share (0..1) of `window` at which some target reported the version AVAILABLE.
+
+    Recorded: the hourly shares summed over the window's hours; an hour without any report counts
+    as 0, so an hour-long gap is not averaged away. Raw: the share of the window's minutes."""
     if recorded:
-        return window_coverage_ratio(window)
-    return f"clamp_max(sum_over_time(\n{_indent(coverage_per_hour(config))}[{window}:1h]\n) / {_hours(window)}, 1)"
+        return f"clamp_max(sum_over_time({OBSERVED_1H}[{window}]) / {_hours(window)}, 1)"
+    steps = f"scalar(count_over_time(vector(1)[{window}:1m]))"
+    return f"count_over_time((\n{_indent(available(config), 4)} == 1\n  )[{window}:1m])\n/ {steps}"
 
 
-def report_queries(window: float, lookback: float = 0.0) -> dict[str, str]:
+def window_worst_gap(window: str, config: MixinConfig = DEFAULT) -> str:
+    """Share of `window` the replica with the most scrape gaps was in one, per version."""
+    return f"max by ({config.by()}) (sum_over_time({GAP_1H}[{window}])) / {_hours(window)}"
+
+
+def report_coverage(window: float, step: float) -> str:
+    """The report's coverage query over the hourly series (`tfs_traffic.report.queries.coverage_query`'s
+    shape): per version the steps (of `step` seconds) it was observed and the steps its worst
+    replica was in a scrape gap, tagged `tfs_q`. In the hours of several namespaces the best and the
+    worst one count."""
+    w, by, per_step = promql.duration(window), promql.BY_VERSION, f"{3600 / step:g}"
+    return promql.tagged(
+        "tfs_q",
+        {
+            "observed": f"max by ({by}) (sum_over_time({OBSERVED_1H}[{w}])) * {per_step}",
+            "gap": f"max by ({by}) (sum_over_time({GAP_1H}[{w}])) * {per_step}",
+        },
+    )
+
+
+def report_queries(window: float, lookback: float = 0.0, recent: float = 3600.0) -> dict[str, str]:
     """The report's costly long-window queries (`tfs_traffic.report.queries.Queries` fields) over the hourly series.
 
     Same shapes as the raw ones: results per (model_name, model_version) tagged `tfs_source`
     ("rules"). The calls are already counted, so they are handed to the report's
     `promql.combine_calls` as a lone `max` input (no earlier value, no reset: the count is the
-    max). The last call is the end of the last hour with recorded calls within `lookback` (as far
-    back as the rules were recorded or backfilled).
+    max). `recent` is the time since the hourly group's last evaluation: its calls come from the raw
+    counters (`calls_recently`), in a query of their own (`recent`, added to `calls`), because one
+    query that reads recorded series over the window and raw ones over minutes has every raw
+    selector look through the window's blocks. The last call is the end of the last hour with
+    recorded calls within `lookback` (as far back as the rules were recorded or backfilled).
     """
     w, by, source = promql.duration(window), promql.BY_VERSION, promql.SOURCE_LABEL
+
+    def counted(expr: str) -> str:
+        return promql.tag(promql.tag(f"sum by ({by}) ({expr})", source, "rules"), promql.INPUT_LABEL, "max")
+
     since = promql.duration(max(window, lookback))
     # The end of each hour with recorded calls (evaluation times are not aligned to the hour, so
     # each 1h step looks back an hour for the sample that covers it).
     last_call = f"(max by ({by}) (last_over_time({CALLS_1H}[1h]) > 0) * 0 + time())"
-    calls = promql.tag(f"sum by ({by}) ({window_calls(w)})", source, "rules")
     return {
         "last_call": f"max_over_time({last_call}[{since}:1h])",
-        "calls": promql.tag(calls, promql.INPUT_LABEL, "max"),
+        "calls": counted(window_calls(w, recent="")),
+        "recent": counted(calls_recently(promql.duration(recent))) if recent > 0 else "",
         "qps": promql.tag(f"max by ({by}) ({window_max_hourly_qps(w)})", source, "rules"),
         "hourly": promql.tag(f"sum by ({by}) (last_over_time({CALLS_1H}[1h]))", source, "rules"),
     }
 
 
-def rules_cover_window(window: str) -> str:
-    """Non-empty when the hourly rules ran at the window's start (recorded or backfilled): a sample
-    within an hour of the start, each sample covering the hour before it.
+def rules_reach(window: str) -> str:
+    """Where the hourly rules' history starts and ends, in one query tagged `tfs_q`: `start`, non-empty
+    when they ran at the window's start (recorded or backfilled: a sample within an hour of it, each
+    sample covering the hour before it); `last`, the time of their last evaluation when it is at most
+    an hour old (they still run).
 
-    Using recorded series for a window they do not cover would undercount calls and call a busy
-    version idle, so the report asks this first and falls back to raw queries otherwise.
+    Using recorded series for a window they do not cover, or that they stopped recording, would
+    undercount calls and call a busy version idle, so the report asks this first and falls back to
+    raw queries otherwise; the time since the last evaluation is what it counts from raw counters.
     """
     offset = parse_duration(window) - 3600
-    at_start = f"{AVAILABLE_1H}[2h]" + (f" offset {promql.duration(offset)}" if offset > 0 else "")
-    return f"count(present_over_time({at_start}))"
+    at_start = f"{OBSERVED_1H}[2h]" + (f" offset {promql.duration(offset)}" if offset > 0 else "")
+    # A subquery of timestamp() gives the samples' own times (a range function would give the query's).
+    last = f"max(last_over_time(timestamp({OBSERVED_1H})[1h5m:1m]))"
+    return promql.tagged("tfs_q", {"start": f"count(present_over_time({at_start}))", "last": last})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -309,8 +405,8 @@ def recording_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]
             "interval": "1h",
             "rules": [
                 {"record": CALLS_1H, "expr": calls_per_hour(config)},
-                {"record": AVAILABLE_1H, "expr": available_share_per_hour(config)},
-                {"record": COVERAGE_1H, "expr": coverage_per_hour(config)},
+                {"record": OBSERVED_1H, "expr": observed_per_hour(config)},
+                {"record": GAP_1H, "expr": gap_per_hour(config)},
             ],
         },
     ]
@@ -328,41 +424,47 @@ def _on(config: MixinConfig) -> str:
     return f"on ({config.by()})"
 
 
-def observed_since_window_start(window: str, config: MixinConfig = DEFAULT) -> str:
-    """Versions the hourly rules already saw at the start of `window` (whatever happened in between)."""
-    return f"group by ({config.by()}) (present_over_time({AVAILABLE_1H}[2h] offset {window}))"
+def judged_expr(config: MixinConfig = DEFAULT) -> str:
+    """The versions `tfs-traffic report --window idle_window` judges on coverage (docs/verdicts.md,
+    rules 1-5 do not keep them): AVAILABLE now, not one call in the window (the report's recorded
+    count), not the model's only version, and neither the version the server sends requests without a
+    version to nor one a version label points at (the status poller's answers, docs/metrics.md).
 
-
-def window_coverage_ratio(window: str) -> str:
-    """Covered share of `window` from the hourly coverage: hours with no sample at all count as 0.
-
-    An average over the hours present would forget an hour-long gap entirely, so the sum is divided
-    by the window's hours (a version younger than the window is not judged anyway).
+    PromQL cannot compare versions (label strings) or read a models config: without the poller's
+    series for a model nothing is known to be its latest, so none of its versions is judged.
     """
-    return f"clamp_max(sum_over_time({COVERAGE_1H}[{window}]) / {_hours(window)}, 1)"
+    w, on, model_on = config.idle_window, _on(config), f"on ({config.model_by()})"
+    m = config.matchers()
+    latest = f"max by ({config.by()}) ({contract.SIDECAR_LATEST}{m}) == 1"
+    labelled = f"max by ({config.by()}) ({contract.SIDECAR_LABEL}{m}) == 1"
+    return (
+        f"({AVAILABLE} == 1)\n"
+        f"unless {on} (\n{_indent(window_calls(w, config))}\n  > 0\n)\n"
+        f"unless {model_on} (count by ({config.model_by()}) ({AVAILABLE} == 1) == 1)\n"
+        f"unless {on} ({latest})\n"
+        f"unless {on} ({labelled})\n"
+        f"and {model_on} group by ({config.model_by()}) ({latest})"
+    )
 
 
 def idle_expr(config: MixinConfig = DEFAULT) -> str:
-    """Loaded now, loaded and scraped for the whole window, and not a single call in it.
-
-    Written with `unless ... > 0` rather than `== 0`: a sidecar-only version that nobody ever
-    called has no call series at all, and must still count as idle.
-    """
-    w, on = config.idle_window, _on(config)
+    """The report's `retire: idle`: judged (`judged_expr`), no replica in a scrape gap for more than
+    `max_gap_ratio` of the window, observed for at least the rest of it, and call counters exist
+    (else the report says `no-call-data`). A sidecar-only version nobody ever called has no call
+    series at all: `unless ... > 0`, never `== 0`, keeps it."""
+    w, on, r = config.idle_window, _on(config), config.max_gap_ratio
     return (
-        f"({AVAILABLE} == 1)\n"
-        f"unless {on} (sum_over_time({CALLS_1H}[{w}]) > 0)\n"
-        f"unless {on} ({CALLS_RATE1H} > 0)\n"
-        f"and {on} (min_over_time({AVAILABLE_1H}[{w}]) == 1)\n"
-        f"and {on} {observed_since_window_start(w, config)}\n"
-        f"and {on} ({window_coverage_ratio(w)} >= {1 - config.max_gap_ratio:g})"
+        f"{judged_expr(config)}\n"
+        f"unless {on} ({window_worst_gap(w, config)} > {r:g})\n"
+        f"and {on} ({window_observed(w)} >= {1 - r:g})\n"
+        f"and on () group(last_over_time({CALLS_1H}[{w}]))"
     )
 
 
 def idle_ram(config: MixinConfig = DEFAULT) -> str:
     """The memory held by idle versions per model (and namespace): the recorded estimate of each
-    version the idle alert's expression selects (the alert fires an hour later), summed."""
-    model_by = ", ".join(label for label in config.group_labels if label != contract.VERSION)
+    version the idle alert's expression selects (the versions the alert fires for), summed."""
+    model_by = config.model_by()
     return (
         f"sum by ({model_by}) (\n  {ESTIMATED_RAM}\n  and {_on(config)}\n  (\n{_indent(idle_expr(config), 4)}\n  )\n)"
     )
@@ -389,13 +491,10 @@ def unloaded_in_use_expr(config: MixinConfig = DEFAULT) -> str:
 
 
 def coverage_low_expr(config: MixinConfig = DEFAULT) -> str:
-    """A loaded version, known for the whole idle window, whose traffic was scraped too rarely."""
+    """The report's `unknown: scrape-gaps`: judged (`judged_expr`), and a replica serving it was in a
+    scrape gap (`up == 0`) for more than `max_gap_ratio` of the window."""
     w, on = config.idle_window, _on(config)
-    return (
-        f"({window_coverage_ratio(w)} < {1 - config.max_gap_ratio:g})\n"
-        f"and {on} ({AVAILABLE} == 1)\n"
-        f"and {on} {observed_since_window_start(w, config)}"
-    )
+    return f"{judged_expr(config)}\nand {on} ({window_worst_gap(w, config)} > {config.max_gap_ratio:g})"
 
 
 def drop_band_lower(config: MixinConfig = DEFAULT) -> str:
@@ -482,7 +581,10 @@ _VERSION = "{{ $labels.model_name }} version {{ $labels.model_version }}"
 
 def _held(config: MixinConfig) -> str:
     """The idle alert's sentence on memory, from the recorded estimate of its version (Prometheus'
-    `query` template function); nothing when no estimate exists (a remote base path, no poller)."""
+    `query` template function); nothing when no estimate exists (a remote base path, no poller), or
+    without `memory_in_description`."""
+    if not config.memory_in_description:
+        return ""
     matchers = ",".join(f"{label}=%q" for label in config.group_labels)
     args = " ".join(f"$labels.{label}" for label in config.group_labels)
     return (
@@ -497,7 +599,11 @@ _WHERE = "{{ with $labels.namespace }} in namespace {{ . }}{{ end }}"
 
 def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
     """The `groups` entries of a Prometheus rule file holding the alerts, and the recording rule that
-    reads their firing set (the memory held by idle versions)."""
+    reads their firing set (the memory held by idle versions).
+
+    ModelVersionIdle and ModelVersionTrafficCoverageLow have no `for`: their expressions already
+    span the whole window (and change at most once an hour), so a `for` would only make them lag
+    the report by that long."""
     idle_w, drop_w = config.idle_window, config.drop_window
     rules = [
         _alert(
@@ -505,13 +611,12 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
             IDLE_ALERT,
             idle_expr(config),
             "info",
-            f"Model {_VERSION} is loaded but was not called for {idle_w}.",
-            f"{_VERSION}{_WHERE} has been AVAILABLE and scraped for the last {idle_w} without a single "
-            f"call (patched TF Serving and sidecar counters). It holds memory for nothing.{_held(config)}",
-            "Run `tfs-traffic report --window "
-            f"{idle_w}` for a verdict (it keeps the latest, only and labelled versions), then remove "
-            "the version from the model config.",
-            for_="1h",
+            f"Model {_VERSION} is loaded but was not called for {idle_w}: `tfs-traffic report` retires it.",
+            f"{_VERSION}{_WHERE} has been AVAILABLE, observed and scraped for the last {idle_w} without a "
+            "single call (patched TF Serving and sidecar counters), and it is neither the model's only or "
+            f"latest version nor the target of a version label. It holds memory for nothing.{_held(config)}",
+            f"Run `tfs-traffic report --window {idle_w}` for the whole picture (its last call, a note when a "
+            "monthly client may still use it), then remove the version from the model config.",
         ),
         _alert(
             config,
@@ -541,12 +646,13 @@ def alert_rule_groups(config: MixinConfig = DEFAULT) -> list[dict[str, Any]]:
             "ModelVersionTrafficCoverageLow",
             coverage_low_expr(config),
             "warning",
-            f"Traffic of {_VERSION} was scraped too rarely to trust idleness.",
-            f"Over the last {idle_w}, fewer than {1 - config.max_gap_ratio:.0%} of the minutes had a fresh sample "
-            f"for the worst replica of {_VERSION}{_WHERE}; calls in the gaps may be missing.",
-            "Check the scrape targets (`up`), scrape timeouts and pod restarts; the report answers "
-            "`unknown: scrape-gaps` for this version until coverage recovers.",
-            for_="1h",
+            f"A pod serving {_VERSION} was not scraped for too long to trust its idleness.",
+            f"Over the last {idle_w}, a pod serving {_VERSION}{_WHERE} was down (`up == 0`) for more than "
+            f"{config.max_gap_ratio:.0%} of the time; calls in the gaps may be missing. The version had no "
+            "call otherwise and is not kept for another reason: `tfs-traffic report` answers "
+            "`unknown: scrape-gaps`.",
+            "Check the scrape targets (`up`), scrape timeouts and pod restarts; the version can be judged "
+            "once the gaps are out of the window.",
         ),
         _alert(
             config,

@@ -2,12 +2,12 @@
 
 keep     traffic                   calls in the window above the threshold (default: any call)
 keep     only-version              the model's only AVAILABLE version
-keep     latest                    the model's highest AVAILABLE numeric version
-keep     label:<name> / label:keep a version_labels entry points at it / --keep M:V
-unknown  not-observed-long-enough  fleet-wide, no target reported it AVAILABLE (and none was in a
-                                   scrape gap) for more than --max-gap-ratio of the window
+keep     latest                    the highest AVAILABLE numeric version of one of its replicas
+keep     label:<name> / label:keep a version label points at it / --keep M:V
 unknown  scrape-gaps               a replica serving it was not scraped (up == 0, its last report
                                    said AVAILABLE) for more than --max-gap-ratio of the window
+unknown  not-observed-long-enough  fleet-wide, no target reported it AVAILABLE for more than
+                                   --max-gap-ratio of the window
 unknown  no-call-data              Prometheus holds no call counter at all (outside the contract)
 retire   idle                      none of the above
 """
@@ -22,29 +22,29 @@ def judge(
     calls: float | None,
     max_qps: float | None,
     options: Options,
-    available_versions: Sequence[str],
-    version: str,
+    only: bool,
+    latest: bool,
     labels: Sequence[str],
     keep: bool,
-    present: float,
+    observed: float,
     worst_gap: float,
 ) -> tuple[str, str]:
-    """The verdict and reason for one version (docs/verdicts.md, first match wins)."""
+    """The verdict and reason for one version (docs/verdicts.md, first match wins). `only`: the
+    model's only AVAILABLE version; `latest`: some replica's highest AVAILABLE numeric version."""
     if _has_traffic(calls, max_qps, options):
         return KEEP, "traffic"
-    if len(available_versions) == 1:
+    if only:
         return KEEP, "only-version"
-    numeric = [int(v) for v in available_versions if v.isdigit()]
-    if version.isdigit() and numeric and int(version) == max(numeric):
+    if latest:
         return KEEP, "latest"
     if labels:
         return KEEP, f"label:{labels[0]}"
     if keep:
         return KEEP, "label:keep"
-    if present < 1 - options.max_gap_ratio - 1e-9:
-        return UNKNOWN, "not-observed-long-enough"
     if worst_gap > options.max_gap_ratio + 1e-9:
         return UNKNOWN, "scrape-gaps"
+    if observed < 1 - options.max_gap_ratio - 1e-9:
+        return UNKNOWN, "not-observed-long-enough"
     if calls is None:
         return UNKNOWN, "no-call-data"
     return RETIRE, "idle"

@@ -11,16 +11,18 @@ import functools
 import math
 import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tfs_traffic import contract
+from tfs_traffic.durations import parse_duration
 from tfs_traffic.prometheus import promql
 from tfs_traffic.prometheus.api import Matrix, Querier, Vector
 from tfs_traffic.queries import mixin
 from tfs_traffic.report.forecast import daily_totals
 from tfs_traffic.report.model import Options
+from tfs_traffic.report.progress import SILENT, Progress
 from tfs_traffic.report.queries import QUERY_LABEL, build_queries, coverage_query, inventory_query
 
 Ident = tuple[str, str]  # (model_name, model_version)
@@ -118,8 +120,9 @@ class Inventory:
     serving: dict[Ident, set[str]]  # version -> replicas (`replica_key`)
     instances: dict[Ident, set[str]]  # version -> `instance` labels
     started: set[Ident]  # AVAILABLE at the window's start
+    labels: dict[Ident, list[str]]  # version -> the version labels a server resolves to it
     down: list[str]  # the pods of targets with a failed scrape in the window ("": one without a pod label)
-    any_up: bool  # whether Prometheus holds `up` at all
+    any_up: bool  # whether Prometheus holds `up` at all (not asked with recorded gaps: False)
     ram: dict[Ident, float] = field(default_factory=dict)  # TF Serving's RAM estimate now, max over targets
 
     @property
@@ -128,16 +131,20 @@ class Inventory:
         return None if "" in self.down else self.down
 
     @property
-    def down_models(self) -> list[str] | None:
-        """The models the down pods serve now; None (all) when a down pod serves nothing now
-        (deleted since)."""
-        if set(self.down) - {m.get("pod") for m in self.now}:
-            return None
-        return sorted({m.get(contract.MODEL, "") for m in self.now if m.get("pod") in self.down})
+    def latest(self) -> set[Ident]:
+        """The versions some replica sends a request without a version to: per replica and model its
+        highest AVAILABLE numeric version (TF Serving's "latest", `core/basic_manager.cc`)."""
+        per_replica: dict[tuple[str, str], int] = {}
+        for (model, version), replicas in self.serving.items():
+            if version.isdigit():
+                for replica in replicas:
+                    key = (replica, model)
+                    per_replica[key] = max(per_replica.get(key, int(version)), int(version))
+        return {(model, str(version)) for (_, model), version in per_replica.items()}
 
 
-def read_inventory(client: Querier, options: Options) -> Inventory:
-    parts = by_query(client.query(inventory_query(options), options.at))
+def read_inventory(client: Querier, options: Options, raw_gaps: bool = True) -> Inventory:
+    parts = by_query(client.query(inventory_query(options, raw_gaps), options.at))
     now = [s["metric"] for s in parts.get("now", [])]
     serving: dict[Ident, set[str]] = {}
     instances: dict[Ident, set[str]] = {}
@@ -148,46 +155,55 @@ def read_inventory(client: Querier, options: Options) -> Inventory:
         serving.setdefault(ident, set()).add(replica_key(labels))
         if labels.get("instance"):
             instances.setdefault(ident, set()).add(labels["instance"])
+    names: dict[Ident, set[str]] = {}
+    for sample in parts.get("labels", []):
+        if (ident := version_of(sample["metric"])) is not None and sample["metric"].get(contract.VERSION_LABEL):
+            names.setdefault(ident, set()).add(sample["metric"][contract.VERSION_LABEL])
+    targets = parts.get("up", [])
     return Inventory(
         now=now,
         serving=serving,
         instances=instances,
         started={ident for s in parts.get("start", []) if (ident := version_of(s["metric"])) is not None},
-        down=[s["metric"].get("pod", "") for s in parts.get("down", [])],
-        any_up=any(_value(s) > 0 for s in parts.get("up", [])),
+        labels={ident: sorted(n) for ident, n in names.items()},
+        down=[s["metric"].get("pod", "") for s in targets if _value(s) == 0],
+        any_up=bool(targets),
         ram=max_by_version(parts.get("ram", [])),
     )
 
 
 @dataclass
 class Coverage:
-    """Steps of the window per version: observed fleet-wide, in a gap nobody else covered, and the
-    worst replica's share of gap steps."""
+    """Steps of the window per version: observed fleet-wide, and the worst replica's share of gap steps."""
 
     steps: int
     observed: dict[Ident, float]
-    uncovered: dict[Ident, float]
     worst_gap: dict[Ident, float]
 
     def share(self, ident: Ident) -> float:
         """The share of the window some target reported the version AVAILABLE."""
         return min(1.0, self.observed.get(ident, 0.0) / self.steps)
 
-    def present(self, ident: Ident) -> float:
-        """The share of the window the version was observed or in a scrape gap."""
-        return min(1.0, (self.observed.get(ident, 0.0) + self.uncovered.get(ident, 0.0)) / self.steps)
+
+def added(answers: Sequence[Vector]) -> Vector:
+    """The answers of a query's pieces added up per label set (steps counted in each piece)."""
+    totals: dict[tuple[tuple[str, str], ...], float] = {}
+    for answer in answers:
+        for sample in answer:
+            key = tuple(sorted(sample["metric"].items()))
+            totals[key] = totals.get(key, 0.0) + _value(sample)
+    return [{"metric": dict(key), "value": [0, str(value)]} for key, value in totals.items()]
 
 
-def read_coverage(client: Querier, options: Options, inventory: Inventory, recorded: bool) -> Coverage:
-    query = coverage_query(
-        options, len(inventory.now), inventory.down_pods, inventory.any_up, recorded, inventory.down_models
-    )
-    parts = by_query(client.query(query, options.at))
+def read_coverage(
+    client: Querier, options: Options, inventory: Inventory, recorded: bool, progress: Progress = SILENT
+) -> Coverage:
+    queries = coverage_query(options, len(inventory.now), inventory.down_pods, inventory.any_up, recorded)
+    parts = by_query(added(pieces(client, queries, options.at, "observation and scrape gaps", progress)))
     steps = expected_steps(options.at, options.window, options.step)
     return Coverage(
         steps=steps,
         observed=max_by_version(parts.get("observed", [])),
-        uncovered=max_by_version(parts.get("uncovered", [])),
         worst_gap={ident: gap / steps for ident, gap in max_by_version(parts.get("gap", [])).items()},
     )
 
@@ -258,21 +274,68 @@ class Measurements:
     trends: dict[Ident, list[tuple[float, float]]]  # daily totals, with options.forecast
 
 
-def measure(client: Querier, options: Options) -> Measurements:
-    """Ask the report's queries (a fixed number) in their fixed order."""
+def pieces(client: Querier, queries: Sequence[str], at: float, name: str, progress: Progress) -> list[Vector]:
+    """The answers of one question asked in pieces, one request each, shown as they come."""
+    progress.query(name, len(queries))
+    answers = []
+    for query in queries:
+        answers.append(client.query(query, at))
+        progress.advance()
+    return answers
+
+
+def rules_last_run(client: Querier, options: Options) -> float | None:
+    """When the hourly recording rules last ran, if they cover the window and still run; else None."""
+    parts = by_query(client.query(mixin.rules_reach(promql.duration(options.window)), options.at))
+    if not any(_value(s) > 0 for s in parts.get("start", [])):
+        return None
+    last = [_value(s) for s in parts.get("last", []) if not math.isnan(_value(s))]
+    return min(options.at, max(last)) if last else None
+
+
+def measure(client: Querier, options: Options, progress: Progress = SILENT) -> Measurements:
+    """Ask the report's queries (a fixed number, two of them in pieces in very large fleets) in
+    their fixed order, each shown on `progress`."""
     at = options.at
     # Recorded series have no pod or cluster label: a --selector always asks the raw series.
     use_rules = options.rules and not options.selector
-    recorded = use_rules and bool(client.query(mixin.rules_cover_window(promql.duration(options.window)), at))
-    inventory = read_inventory(client, options)
-    queries = build_queries(options, recorded, len(inventory.now))
-    coverage = read_coverage(client, options, inventory, recorded)
-    calls, any_counter = calls_by_source(client.query(queries.calls, at))
-    qps = max_by_version(client.query(queries.qps, at))
+    queries_asked = int(use_rules) + 5 + int(options.hourly) + int(options.forecast)
+    progress.total(queries_asked)
+
+    def ask(name: str, query: str) -> Vector:
+        return pieces(client, [query], at, name, progress)[0]
+
+    last_rules = None
+    if use_rules:
+        progress.query("whether the recording rules cover the window")
+        last_rules = rules_last_run(client, options)
+        progress.advance()
+    recorded = last_rules is not None
+    # The recorded gaps count a replica down for longer than the rules' gap lookback as that long:
+    # the same verdicts as long as the tolerated gap is shorter (docs/verdicts.md).
+    recorded_gaps = recorded and options.max_gap_ratio * options.window < parse_duration(mixin.DEFAULT.gap_lookback)
+    progress.query("versions AVAILABLE now")
+    inventory = read_inventory(client, options, raw_gaps=not recorded_gaps)
+    progress.advance()
+    queries = build_queries(options, last_rules, len(inventory.now))
+    if queries.recent:
+        progress.total(queries_asked + 1)
+    coverage = read_coverage(client, options, inventory, recorded_gaps, progress)
+    counted = [ask("calls", queries.calls)]
+    if queries.recent:
+        counted.append(ask("calls since the recording rules' last run", queries.recent))
+    calls, any_counter = calls_by_source(added(counted) if queries.recent else counted[0])
+    qps = max_by_version(ask("busiest hour", queries.qps))
     hourly: dict[Ident, list[float]] = {}
     if options.hourly:
+        progress.query("hourly calls")
         matrix = client.query_range(queries.hourly, at - (options.hours - 1) * 3600, at, 3600)
+        progress.advance()
         hourly = hourly_calls(matrix, options, inventory.serving)
-    last_call = max_by_version(client.query(queries.last_call, at))
-    trends = daily_totals(client, at, options.window, options.selector) if options.forecast else {}
+    last_call = max_by_version([s for a in pieces(client, queries.last_call, at, "last call", progress) for s in a])
+    trends: dict[Ident, list[tuple[float, float]]] = {}
+    if options.forecast:
+        progress.query("daily totals")
+        trends = daily_totals(client, at, options.window, options.selector)
+        progress.advance()
     return Measurements(inventory, coverage, calls, any_counter, qps, hourly, last_call, trends)

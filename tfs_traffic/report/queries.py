@@ -27,12 +27,14 @@ LAST_CALL_BUDGET = 20_000_000  # series x steps of the raw last-call query befor
 @dataclass(frozen=True)
 class Queries:
     """The queries that follow the inventory; the coverage query also depends on what it found
-    (`coverage_query`)."""
+    (`coverage_query`). The last call is asked in pieces of the lookback (one request each; the
+    answer is the max over them)."""
 
     calls: str
     qps: str
     hourly: str
-    last_call: str
+    last_call: list[str]
+    recent: str = ""  # with the recording rules: the raw calls since their last run, added to `calls`
 
 
 def _series_estimate(inventory_series: int) -> int:
@@ -40,31 +42,35 @@ def _series_estimate(inventory_series: int) -> int:
     return max(1, 2 * inventory_series)
 
 
-def inventory_query(options: Options) -> str:
+def inventory_query(options: Options, raw_gaps: bool = True) -> str:
     """Versions AVAILABLE now (one result per serving target), each gauge series' state at the
-    window's start, the targets with a failed scrape in the window, whether `up` exists, and TF
-    Serving's RAM estimate per version now (the sidecar's gauge, max over targets: docs/metrics.md)."""
+    window's start, the labels the servers resolve to each version (the status poller's answers),
+    TF Serving's RAM estimate per version now (the sidecar's gauge, max over targets:
+    docs/metrics.md), and with `raw_gaps` every target's lowest `up` in the window (0: a failed
+    scrape; none at all: data without `up`), for the raw scrape gaps."""
     gauges, w, sel, by = promql.AVAILABLE_SOURCES, options.window, options.selector, promql.BY_VERSION
-    up = promql.select("up", sel)
-    failed = f"min_over_time({up}[{promql.duration(w)}]) == 0"
     start = {s: f"max by ({by}) ({promql.state_at_window_start(promql.select(m, sel), w)})" for s, m in gauges.items()}
-    return promql.tagged(
-        QUERY_LABEL,
-        {
-            "now": promql.by_source({s: promql.available(promql.select(m, sel)) for s, m in gauges.items()}),
-            "start": promql.max_of_sources(start),
-            "down": f"group by ({promql.BY_REPLICA}, instance) ({promql.keyed(failed)})",
-            "up": f"count(present_over_time({up}[{promql.duration(w)}]))",
-            "ram": f"max by ({by}) ({promql.select(contract.SIDECAR_ESTIMATED_RAM, sel)})",
-        },
-    )
+    parts = {
+        "now": promql.by_source({s: promql.available(promql.select(m, sel)) for s, m in gauges.items()}),
+        "start": promql.max_of_sources(start),
+        "labels": f"max by ({by}, {contract.VERSION_LABEL}) ({promql.select(contract.SIDECAR_LABEL, sel)}) == 1",
+        "ram": f"max by ({by}) ({promql.select(contract.SIDECAR_ESTIMATED_RAM, sel)})",
+    }
+    if raw_gaps:
+        lowest = f"min_over_time({promql.select('up', sel)}[{promql.duration(w)}])"
+        parts["up"] = f"min by ({promql.BY_REPLICA}, instance) ({promql.keyed(lowest)})"
+    return promql.tagged(QUERY_LABEL, parts)
 
 
-def build_queries(options: Options, recorded: bool = False, inventory_series: int = 1) -> Queries:
-    """Calls, busiest hour, hourly calls and last call; `recorded`: from the hourly recording rules."""
+def build_queries(options: Options, recorded: float | None = None, inventory_series: int = 1) -> Queries:
+    """Calls, busiest hour, hourly calls and last call; with `recorded` (the time of the hourly rules'
+    last evaluation), from the hourly recording rules."""
     counters, w, sel = promql.CALL_SOURCES, options.window, options.selector
-    if recorded:
-        return Queries(**mixin.report_queries(w, options.lookback))
+    if recorded is not None:
+        q = mixin.report_queries(w, options.lookback, recent=options.at - recorded)
+        return Queries(
+            calls=q["calls"], qps=q["qps"], hourly=q["hourly"], last_call=[q["last_call"]], recent=q["recent"]
+        )
     span = options.last_call_span
     # Each step of the raw last-call query compares every counter with itself a step earlier:
     # in a large fleet the step grows (whole hours) to keep that work bounded.
@@ -79,30 +85,25 @@ def build_queries(options: Options, recorded: bool = False, inventory_series: in
         calls=promql.by_source({s: promql.calls_inputs(promql.select(m, sel), w) for s, m in counters.items()}),
         qps=promql.by_source({s: promql.max_hourly_qps(promql.select(m, sel), w) for s, m in counters.items()}),
         hourly=promql.by_source({s: promql.hourly_calls(promql.select(m, sel)) for s, m in counters.items()}),
-        last_call=promql.combined("max", last, promql.BY_VERSION),
+        last_call=last,
     )
 
 
 def coverage_query(
-    options: Options,
-    inventory_series: int,
-    down_pods: Sequence[str] | None,
-    any_up: bool,
-    recorded: bool = False,
-    down_models: Sequence[str] | None = None,
-) -> str:
-    """Fleet-wide observation per version, and scrape gaps per replica and version, in one query.
+    options: Options, inventory_series: int, down_pods: Sequence[str] | None, any_up: bool, recorded: bool = False
+) -> list[str]:
+    """Fleet-wide observation per version, and scrape gaps per replica and version: one query per
+    piece of the window (their answers add up).
 
-    `down_pods`: the pods with a failed scrape in the window (None: some such target has no pod
-    label), the only ones that can be in a gap while `up` exists; without any `up` (`any_up`
-    False) every replica can. Each part is a sum over pieces of the window sized to stay within
-    Prometheus' --query.max-samples. `recorded`: the observed steps come from the hourly share of
-    AVAILABLE minutes (`mixin.AVAILABLE_1H`, a whole pass over the gauges saved); a version counts
-    observed only in hours the rules saw it, so at most the partial hours at its ends differ, and
-    in the hours of several namespaces the best one (a lower bound: the safe side). The gap steps
-    nobody else covered are checked against the raw gauges of `down_models` only (None: all).
+    `recorded`: both from the hourly recording rules (`mixin.report_coverage`), the same
+    definitions at one-minute steps, in one query. Raw: `down_pods` are the pods with a failed
+    scrape in the window (None: some such target has no pod label), the only ones that can be in
+    a gap while `up` exists; without any `up` (`any_up` False) every replica can. The pieces are
+    sized to stay within Prometheus' --query.max-samples.
     """
-    gauges, step, by = promql.AVAILABLE_SOURCES, options.step, promql.BY_VERSION
+    if recorded:
+        return [mixin.report_coverage(options.window, options.step)]
+    gauges, step = promql.AVAILABLE_SOURCES, options.step
     observed = promql.fleet_available(gauges, options.selector)
     narrow = [] if down_pods is None or not any_up else [f"pod=~{promql.any_of(down_pods)}"]
     gap_part = not any_up or down_pods is None or bool(down_pods)
@@ -110,18 +111,11 @@ def coverage_query(
     parts = promql.pieces(
         options.at, options.window, step, PIECE_BUDGET // (copies * _series_estimate(inventory_series))
     )
-
-    def steps_in(expr: str, by: str = by) -> str:
-        """The steps of the window at which `expr` has a result, per `by`, summed over the pieces."""
-        return promql.combined("sum", [f"count_over_time({expr}{p.subquery(step)})" for p in parts], by)
-
-    share = f"sum_over_time({mixin.AVAILABLE_1H}[{promql.duration(options.window)}])"
-    out = {"observed": f"max by ({by}) ({share}) * {3600 / step:g}" if recorded else steps_in(f"({observed})")}
-    if recorded and down_models is not None:
-        models = f"{contract.MODEL}=~{promql.any_of(down_models or ['^$'])}"
-        observed = promql.fleet_available(gauges, ",".join(x for x in (options.selector, models) if x))
-    if gap_part:
-        gap = promql.in_gap(gauges, options.selector, options.window, any_up, *narrow)
-        out["gap"] = steps_in(gap, f"{promql.BY_REPLICA}, {by}")
-        out["uncovered"] = steps_in(f"(max by ({by}) ({gap}) unless on ({by}) ({observed}))")
-    return promql.tagged(QUERY_LABEL, out)
+    gap = promql.in_gap(gauges, options.selector, options.window, any_up, *narrow) if gap_part else ""
+    out = []
+    for piece in parts:
+        steps = {"observed": f"count_over_time(({observed}){piece.subquery(step)})"}
+        if gap:
+            steps["gap"] = f"count_over_time({gap}{piece.subquery(step)})"
+        out.append(promql.tagged(QUERY_LABEL, steps))
+    return out

@@ -14,17 +14,23 @@ from tfs_traffic.report.forecast import forecast_idle
 from tfs_traffic.report.judge import judge
 from tfs_traffic.report.measure import Ident, Measurements, Recorder, measure
 from tfs_traffic.report.model import RETIRE, Options, Report, VersionReport
+from tfs_traffic.report.progress import SILENT, Progress
 
 __all__ = ["Options", "Report", "VersionReport", "config_versions", "redact_url", "run"]
 
 
-def run(client: PrometheusClient, options: Options) -> Report:
-    """Query Prometheus (a fixed number of queries) and judge every AVAILABLE version."""
+def run(client: PrometheusClient, options: Options, progress: Progress = SILENT) -> Report:
+    """Query Prometheus (a fixed number of queries) and judge every AVAILABLE version; `progress`
+    is told which query runs (a line on a terminal, `tfs_traffic.report.progress`)."""
     recorder = Recorder(client)
-    found = measure(recorder, options)
+    try:
+        found = measure(recorder, options, progress)
+    finally:
+        progress.close()
     serving = sorted(found.inventory.serving, key=lambda k: (k[0], version_key(k[1])))
     available = _available_by_model(found.inventory.serving)
-    versions = [_version_report(ident, found, options, available[ident[0]]) for ident in serving]
+    latest = found.inventory.latest
+    versions = [_version_report(ident, found, options, len(available[ident[0]]) == 1, latest) for ident in serving]
     return Report(options.at, options.window, client.access.url, options, versions, queries=len(recorder.sent))
 
 
@@ -35,21 +41,24 @@ def _available_by_model(serving: Iterable[Ident]) -> dict[str, list[str]]:
     return out
 
 
-def _version_report(ident: Ident, found: Measurements, options: Options, available: Sequence[str]) -> VersionReport:
+def _version_report(
+    ident: Ident, found: Measurements, options: Options, only: bool, latest: set[Ident]
+) -> VersionReport:
     model, version = ident
     sources = found.calls.get(ident, {})
     calls = max(sources.values()) if sources else (0.0 if found.any_counter else None)
     max_qps = found.qps.get(ident, 0.0 if calls is not None else None)
-    labels = list(options.labels.get(ident, ()))
+    # --models-config's version_labels, and those the servers resolve to it (the status poller's).
+    labels = sorted({*options.labels.get(ident, ()), *found.inventory.labels.get(ident, ())})
     verdict, reason = judge(
         calls=calls,
         max_qps=max_qps,
         options=options,
-        available_versions=available,
-        version=version,
+        only=only,
+        latest=ident in latest,
         labels=labels,
         keep=ident in options.keep,
-        present=found.coverage.present(ident),
+        observed=found.coverage.share(ident),
         worst_gap=found.coverage.worst_gap.get(ident, 0.0),
     )
     last_call = found.last_call.get(ident)

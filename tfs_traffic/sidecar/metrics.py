@@ -2,8 +2,8 @@
 
 With `--workers N` every worker counts into prometheus_client's multiprocess files (one mmap file
 per process in a private temporary directory) and the supervisor serves one scrape that sums them.
-Counters and histograms sum across processes; the two gauges are written by the supervisor alone
-and use the `max` mode, which over a single writer is simply its value.
+Counters and histograms sum across processes; the gauges are written by the supervisor alone and
+use the `max` mode, which over a single writer is simply its value.
 
 The data path never builds label strings per call: `CallMetrics` caches the labelled child of each
 (model, version, api, code), a set kept small by the cardinality rules in `view.py`.
@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tfs_traffic import contract
+from tfs_traffic.sidecar.view import View
 
 PARSE_ERRORS = "tfserving_sidecar_parse_errors_total"
 PROTOCOLS = ("grpc", "rest")
@@ -68,33 +69,57 @@ def scrape_registry(before: Callable[[], None] = lambda: None) -> Any:
 
 
 class StatusMetrics:
-    """The poller's gauges: version availability, estimated RAM and upstream health."""
+    """The poller's gauges: version availability, estimated RAM, upstream health, and what the server
+    resolves a request without a version and each version label to."""
 
     def __init__(self, registry: Any = None) -> None:
         from prometheus_client import REGISTRY, Gauge
 
         registry = REGISTRY if registry is None else registry
-        self.available = Gauge(
+
+        def gauge(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Any:
+            # Written by the supervisor alone: `max` over one writer is its value.
+            return Gauge(name, documentation, list(labels), registry=registry, multiprocess_mode="max")
+
+        version = (contract.MODEL, contract.VERSION)
+        self.available = gauge(
             contract.SIDECAR_AVAILABLE,
             "1 while GetModelStatus reports the version AVAILABLE, else 0 (kept at 0 after unload).",
-            [contract.MODEL, contract.VERSION],
-            registry=registry,
-            multiprocess_mode="max",
+            version,
         )
-        self.estimated_ram = Gauge(
+        self.estimated_ram = gauge(
             contract.SIDECAR_ESTIMATED_RAM,
             "TF Serving's own RAM estimate of an AVAILABLE version: its files' total size x 1.2 "
             "(servables/tensorflow/util.cc); 0 once it is unloaded.",
-            [contract.MODEL, contract.VERSION],
-            registry=registry,
-            multiprocess_mode="max",
+            version,
         )
-        self.up = Gauge(
-            contract.SIDECAR_UP,
-            "1 when the sidecar's last status poll of the upstream succeeded.",
-            registry=registry,
-            multiprocess_mode="max",
+        self.up = gauge(contract.SIDECAR_UP, "1 when the sidecar's last status poll of the upstream succeeded.")
+        self.latest = gauge(
+            contract.SIDECAR_LATEST,
+            "1 for the version the server sends a request without a version to (its highest AVAILABLE), "
+            "else 0 (kept at 0).",
+            version,
         )
+        self.label = gauge(
+            contract.SIDECAR_LABEL,
+            "1 for the version the server resolves version_label to, else 0 (kept at 0).",
+            (*version, contract.VERSION_LABEL),
+        )
+        self._latest: set[tuple[str, str]] = set()  # (model, version) with a latest series
+        self._labels: set[tuple[str, str, str]] = set()  # (model, version, label) with a label series
+
+    def resolved(self, view: View) -> None:
+        """Export the view's answers: 1 for what "latest" and each label resolve to now, 0 for
+        every earlier answer (kept at 0, like availability, docs/metrics.md). A model whose poll
+        failed keeps its last answers in the view, a model dropped from the config has none."""
+        latest = {(name, str(m.latest)) for name, m in view.models.items() if m.latest is not None}
+        labels = {(name, str(v), label) for name, m in view.models.items() for label, v in m.labels.items()}
+        for key in self._latest | latest:
+            self.latest.labels(*key).set(1 if key in latest else 0)
+        for lkey in self._labels | labels:
+            self.label.labels(*lkey).set(1 if lkey in labels else 0)
+        self._latest |= latest
+        self._labels |= labels
 
 
 class CallMetrics:

@@ -272,7 +272,7 @@ class StatusPoller:
             self._ram_exported.setdefault(job.model, set()).add(job.version)
 
     def poll(self) -> View:
-        """One round: ask, update the gauges and the view, publish it."""
+        """One round: ask, update the gauges and the view, export what it resolved, publish it."""
         models = list(self.watcher.models)
         named = {m.name for m in models}
         models += [m for name, m in self._followed.items() if name not in named]
@@ -316,5 +316,6 @@ class StatusPoller:
                 for m in self._follow(models, answers)
             }
         )
+        self.metrics.resolved(self.view)
         self.publish(self.view)
         return self.view

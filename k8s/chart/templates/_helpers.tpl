@@ -54,8 +54,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/* patched (no sidecar), proxy or status-only. */}}
+{{/* patched (the patched image, with or without the sidecar's status poller), proxy or status-only. */}}
 {{- define "tfs-traffic.mode" -}}
-{{- if .Values.sidecar.enabled }}{{ .Values.sidecar.mode }}{{ else }}patched{{ end }}
+{{- if or .Values.image.patched (not .Values.sidecar.enabled) }}patched{{ else }}{{ .Values.sidecar.mode }}{{ end }}
 {{- end }}
 
 {{/* "true" when the pods carry prometheus.io/* annotations: by default exactly when the PodMonitor is off. */}}
