@@ -10,7 +10,7 @@ from fleet import retire
 from tfs_traffic import modelconfig
 from tfs_traffic.errors import UsageError
 from tfs_traffic.report.model import KEEP, RETIRE, Options, Report, VersionReport
-from tfs_traffic.retire import apply, journal, lock, recheck, render, signals
+from tfs_traffic.retire import apply, journal, lock, recheck, render, signals, verify
 from tfs_traffic.retire import plan as plans
 from tfs_traffic.retire.verify import Reachability, VerifyFailed
 
@@ -368,3 +368,35 @@ def test_one_apply_at_a_time_per_models_config(tmp_path: Path) -> None:
     assert lock.lock_path(config) == tmp_path / ".models.config.retire-lock"
     done = retire("apply", str(plan), "--models-config", str(config), "--targets", "127.0.0.1:1")
     assert done.returncode == 1  # the lock free again: it goes on to the fleet, which does not answer
+
+
+def test_verification_from_prometheus_reads_availability_latest_and_labels() -> None:
+    """Every instance with fresh samples must report the retired version not AVAILABLE and the others
+    AVAILABLE; where a sidecar answers for latest and the labels, they must resolve as before."""
+
+    def sample(name: str, instance: str, version: int, value: int, label: str | None = None) -> dict[str, object]:
+        metric = {"__name__": name, "instance": instance, "model_name": "m", "model_version": str(version)}
+        if label is not None:
+            metric["version_label"] = label
+        return {"metric": metric, "value": [AT, str(value)]}
+
+    expect = verify.Expect("m", available=(2, 3), gone=(1,), latest=3, labels={"stable": 2})
+    sidecar = "tfserving_model_version_available"
+    fleet = [
+        sample(":tensorflow:serving:model_version_available", "s:8501", 1, 0),
+        sample(":tensorflow:serving:model_version_available", "s:8501", 2, 1),
+        sample(":tensorflow:serving:model_version_available", "s:8501", 3, 1),
+        sample(sidecar, "c:9102", 1, 0),
+        sample(sidecar, "c:9102", 2, 1),
+        sample(sidecar, "c:9102", 3, 1),
+        sample("tfserving_model_version_latest", "c:9102", 3, 1),
+        sample("tfserving_model_version_latest", "c:9102", 2, 0),
+        sample("tfserving_model_version_label", "c:9102", 2, 1, "stable"),
+    ]
+    assert verify.check_gauges(fleet, expect) == ""
+    assert verify.check_gauges(fleet, expect, ["s:8501", "gone:1"]) == "m: no scrape of gone:1 since the change"
+    assert verify.check_gauges([*fleet[:3], sample(sidecar, "c:9102", 1, 1)], expect) == "c:9102: m:1 is AVAILABLE"
+    moved = [*fleet[:-1], sample("tfserving_model_version_label", "c:9102", 3, 1, "stable")]
+    assert verify.check_gauges(moved, expect) == "c:9102: m label 'stable' resolves to 3, not 2"
+    assert verify.check_gauges(fleet[:1], expect) == "s:8501: m:2 is not AVAILABLE"
+    assert verify.check_gauges([], expect) == "m: no availability gauge scraped since the change"

@@ -13,6 +13,7 @@ counting only samples scraped after the change.
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tfs_traffic import contract
 from tfs_traffic.durations import format_duration
@@ -158,39 +159,56 @@ def on_targets(
         time.sleep(POLL)
 
 
+# What the sidecar's status poller says "latest" and each label resolve to (docs/metrics.md): 1 for
+# its current answer. A patched server without the poller has none: there only availability is read.
+RESOLVED = (contract.SIDECAR_LATEST, contract.SIDECAR_LABEL)
+
+
 def gauges_query(models: Sequence[str], since_seconds: float, selector: str = "") -> str:
     """The latest sample, scraped within the last `since_seconds`, of every availability gauge
-    series (both sources) of `models`."""
-    names = f"__name__=~{promql.any_of(list(promql.AVAILABLE_SOURCES.values()))}"
+    series (both sources) of `models`, and of the sidecar's answers for latest and the labels."""
+    names = f"__name__=~{promql.any_of([*promql.AVAILABLE_SOURCES.values(), *RESOLVED])}"
     models_matcher = f"{contract.MODEL}=~{promql.any_of(list(models))}"
     return f"last_over_time({promql.select('', selector, names, models_matcher)}[{promql.duration(since_seconds)}])"
 
 
-def check_gauges(samples: Sequence[Mapping[str, object]], expect: Expect, instances: Sequence[str] = ()) -> str:
+def check_gauges(samples: Sequence[Mapping[str, Any]], expect: Expect, instances: Sequence[str] = ()) -> str:
     """ "" when every instance with fresh samples of the model reports it as `expect` says (and each
-    of `instances` has fresh samples); else what differs."""
-    by_instance: dict[str, dict[str, float]] = {}
+    of `instances` has fresh samples); else what differs. "Latest" and the labels are checked where
+    a sidecar answers for them."""
+    available: dict[str, dict[str, float]] = {}  # instance -> version -> the gauge
+    resolved: dict[tuple[str, str], set[str]] = {}  # (instance, label or "" for latest) -> versions at 1
     for sample in samples:
         labels = sample["metric"]
-        assert isinstance(labels, dict)
         if labels.get(contract.MODEL) != expect.model:
             continue
-        value = float(sample["value"][1])  # type: ignore[index]
-        versions = by_instance.setdefault(str(labels.get("instance", "")), {})
-        version = str(labels.get(contract.VERSION, ""))
+        value, instance = float(sample["value"][1]), str(labels.get("instance", ""))
+        version, name = str(labels.get(contract.VERSION, "")), labels.get("__name__", "")
+        if name in RESOLVED:
+            answers = resolved.setdefault((instance, str(labels.get(contract.VERSION_LABEL, ""))), set())
+            if value == 1:
+                answers.add(version)
+            continue
+        versions = available.setdefault(instance, {})
         versions[version] = max(versions.get(version, 0.0), value)
-    if not by_instance:
+    if not available:
         return f"{expect.model}: no availability gauge scraped since the change"
     for instance in instances:
-        if instance not in by_instance:
+        if instance not in available:
             return f"{expect.model}: no scrape of {instance} since the change"
-    for instance, versions in sorted(by_instance.items()):
+    for instance, versions in sorted(available.items()):
         for gone in expect.gone:
             if versions.get(str(gone)) == 1:
                 return f"{instance}: {expect.model}:{gone} is AVAILABLE"
         for kept in expect.available:
             if versions.get(str(kept)) != 1:
                 return f"{instance}: {expect.model}:{kept} is not AVAILABLE"
+    wanted = {"": expect.latest, **expect.labels}
+    for (instance, label), answers in sorted(resolved.items()):
+        if label in wanted and wanted[label] is not None and answers != {str(wanted[label])}:
+            what = f"label {label!r}" if label else "without a version"
+            found = ", ".join(sorted(answers)) or "nothing"
+            return f"{instance}: {expect.model} {what} resolves to {found}, not {wanted[label]}"
     return ""
 
 
