@@ -216,7 +216,7 @@ def _run(
     else:
         found, status, reason = [], DONE, ""
     if status != DONE:
-        back = _restore(journal, opts, plan, text, done, reload, checked)
+        back = _restore(journal, opts, plan, text, done, reload, checked, watch.reach)
         message = f"{reason}; {back.summary(len(checked) or 1)}"
         result = OK if back.complete else FAILED  # the fleet verified in the state the run left it in
         journal.write("end", result, status=status, exit_status=EXIT[status], message=message)
@@ -328,6 +328,7 @@ def _restore(
     done: Sequence[plans.ModelPlan],
     reload: Sequence[Server],
     checked: Sequence[Server],
+    reach: verify.Reachability,
 ) -> rollback.Restored:
     return rollback.restore(
         journal,
@@ -339,4 +340,5 @@ def _restore(
         client=opts.client,
         selector=plan.selector,
         timeout=opts.timeout,
+        reach=reach,
     )

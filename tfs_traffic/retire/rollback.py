@@ -51,9 +51,11 @@ def restore(
     client: Querier | None = None,
     selector: str = "",
     timeout: float,
+    reach: verify.Reachability | None = None,
 ) -> Restored:
     """Write `previous_text` back, push it to `reload`, and verify `expects` on `servers` (or, with
-    none, on Prometheus' gauges scraped after the write)."""
+    none, on Prometheus' gauges scraped after the write). `reach`: what the run knows of silent
+    targets (one silent for the whole grace already fails at once, if it still does not answer)."""
     out = Restored()
     models = sorted({e.model for e in expects})
     push.write_config(journal, path, previous_text, None, [], "restore")
@@ -65,7 +67,7 @@ def restore(
         except (Unreachable, Refused):
             out.problems.append(f"the push to {server.address} failed")
     checks: list[tuple[str, Callable[[], float]]] = [
-        (server.address, functools.partial(verify.on_targets, [server], expects, timeout, strict=False))
+        (server.address, functools.partial(verify.on_targets, [server], expects, timeout, strict=False, reach=reach))
         for server in servers
     ]
     if not checks and client is not None:
