@@ -258,6 +258,20 @@ def test_demo_command(tmp_path: Path) -> None:
     assert retire == ["bert:10", "resnet:1", "resnet:3", "search:30", "search:31"]
     # 525609369 + 2 x 123312537 + 2 x 2576980377
     assert (data["retire_estimated_ram_bytes"], data["retire_without_estimate"]) == (5_926_195_197, 0)
+    # The demo ends with a dry `retire plan`: the report's retires less those called within --lookback.
+    assert "Retirement plan (dry: nothing is applied):" in first.stdout
+    assert re.search(r"│ search │ +31 │ refused │ recent-caller: last called 2025-06-22T13:00:00Z", first.stdout)
+    plan = json.loads((tmp_path / "retire-plan.json").read_text())
+    planned = {(m["model_name"], v["model_version"]): v["action"] for m in plan["models"] for v in m["versions"]}
+    assert sorted(f"{m}:{v}" for (m, v), action in planned.items() if action == "retire") == [
+        "bert:10",
+        "resnet:3",
+        "search:30",
+    ]
+    assert sorted(f"{m}:{v}" for (m, v), action in planned.items() if action == "refused") == [
+        "resnet:1",
+        "search:31",
+    ]
     assert "retiring frees ≈ 5.52 GiB per server (TF Serving&#x27;s estimate)" in page
     assert "retiring frees ≈ 5.52 GiB per server (TF Serving's estimate)" in first.stdout
     second = demo()

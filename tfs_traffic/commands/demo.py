@@ -11,7 +11,8 @@ Backfill the built-in demo fleet (5 models, 20 versions of which 19 end AVAILABL
 replicas and a Deployment of autoscaled pods rolled twice, a restart, a version loaded mid-week, a
 label-pinned idle version, a scrape gap; patched server and sidecar series) into OUT/history/tsdb,
 start Prometheus on 127.0.0.1 over it, run `tfs-traffic report` at the end of the simulated week,
-print the table and the emitted models config's diff, write the HTML and JSON reports, and stop Prometheus.
+print the table and the emitted models config's diff, write the HTML and JSON reports, run a dry
+`tfs-traffic retire plan` (its table shown, the plan written, nothing applied), and stop Prometheus.
 The TSDB is reused while the scenario is unchanged.
 """
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     html = out / "report.html"
     json_report = out / "report.json"
     new_config = out / "models.retired.config"
+    plan = out / "retire-plan.json"
     with LocalPrometheus(result.tsdb) as prom:
         print(f"tfs-traffic: Prometheus on {prom.url}; report at {rfc3339(sc.end)}", file=sys.stderr)
         common = ["--prometheus", prom.url, "--at", rfc3339(sc.end), "--window", "7d"]
@@ -60,10 +62,15 @@ def run(args: argparse.Namespace) -> int:
             status = cli.main(["report", *common, *config, "--format", "html", "--output", str(html)])
         if status == 0:
             status = cli.main(["report", *common, *config, "--format", "json", "--output", str(json_report)])
+        if status == 0:
+            # Dry: the plan `retire apply` would carry out, written and shown, nothing applied.
+            print("\nRetirement plan (dry: nothing is applied):")
+            status = cli.main(["retire", "plan", *common, *config, "--output", str(plan)])
     if status != 0:
         return status
     print(f"\nHTML report: {html.resolve()}")
     print(f"JSON report: {json_report.resolve()}")
     print(f"New models config: {new_config.resolve()}")
+    print(f"Retirement plan: {plan.resolve()} (apply it with tfs-traffic retire apply)")
     print(f"tfs-traffic: demo done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
