@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from tfs_traffic.durations import parse_duration, parse_time
-from tfs_traffic.errors import UsageError
+from tfs_traffic.errors import UsageError, yaml_problem
 
 # patched: the patched server's series; sidecar: the sidecar in front of it (calls and its status
 # poller); poller: the sidecar without its relay (availability and the server's answers, no calls),
@@ -672,7 +672,7 @@ def load(name_or_file: str, days: float | None = None, end: float | None = None)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"scenario {name_or_file}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        line, problem = yaml_problem(e)
+        where = f" at line {line}" if line is not None else ""
+        raise UsageError(f"scenario {name_or_file}: not valid YAML{where}: {problem}") from None
     return parse(data, str(path), days=days, end=end)

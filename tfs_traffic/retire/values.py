@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tfs_traffic.errors import UsageError
+from tfs_traffic.errors import UsageError, yaml_problem
 
 KEY = "modelsConfig"
 _KEY_LINE = re.compile(r"""^(?:modelsConfig|"modelsConfig"|'modelsConfig')[ \t]*:(?=[ \t]|$)(?P<rest>.*)$""")
@@ -112,9 +112,9 @@ def _load(text: str, what: str) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UsageError(f"{what} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+        line, problem = yaml_problem(e)
+        where = f" (line {line})" if line is not None else ""
+        raise UsageError(f"{what} is not valid YAML{where}: {problem}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
